@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Install and run moto server, the local AWS emulator the tests and the demo use.
+#
+#   localstack/moto.sh install        create the venv with moto[server] (idempotent)
+#   localstack/moto.sh start [PORT]   start it on 127.0.0.1:PORT (default 4566), wait until it answers
+#   localstack/moto.sh stop  [PORT]   stop the one started on PORT
+#   localstack/moto.sh path           print the moto_server executable
+#
+# The venv lives outside the clone (STACK_CACHE, default ~/.cache/stack) so CI and
+# later runs reuse it.
+set -euo pipefail
+
+MOTO_VERSION="5.2.5"
+CACHE="${STACK_CACHE:-$HOME/.cache/stack}"
+VENV="$CACHE/moto-$MOTO_VERSION"
+BIN="$VENV/bin/moto_server"
+
+log() { printf 'moto.sh: %s\n' "$*" >&2; }
+
+install() {
+  # The marker is written last, so an interrupted install is redone.
+  if [ -f "$VENV/.complete" ]; then return 0; fi
+  mkdir -p "$CACHE"
+  if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
+    log "installing uv with pip"
+    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+  fi
+  local uv="uv"
+  command -v uv >/dev/null 2>&1 || uv="python3 -m uv"
+  log "creating $VENV with moto[server]==$MOTO_VERSION"
+  rm -rf "$VENV"
+  $uv venv --quiet -p python3 "$VENV"
+  $uv pip install --quiet --python "$VENV/bin/python" "moto[server]==$MOTO_VERSION"
+  [ -x "$BIN" ] || { log "moto_server missing after install"; exit 1; }
+  touch "$VENV/.complete"
+}
+
+start() {
+  local port="${1:-4566}"
+  install
+  local pidfile="$CACHE/moto-$port.pid"
+  if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then
+    log "already answering on 127.0.0.1:$port"
+    return 0
+  fi
+  nohup "$BIN" -H 127.0.0.1 -p "$port" >"$CACHE/moto-$port.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then
+      log "moto server answering on http://127.0.0.1:$port (log: $CACHE/moto-$port.log)"
+      return 0
+    fi
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || { log "moto server exited; see $CACHE/moto-$port.log"; exit 1; }
+    sleep 0.1
+  done
+  log "moto server did not answer within 30 s"
+  exit 1
+}
+
+stop() {
+  local port="${1:-4566}"
+  local pidfile="$CACHE/moto-$port.pid"
+  if [ -f "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+    log "stopped moto server on port $port"
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start "${2:-}" ;;
+  stop) stop "${2:-}" ;;
+  path) install; echo "$BIN" ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]|path" >&2; exit 2 ;;
+esac

@@ -1,0 +1,443 @@
+//! Executes a [`Plan`] as a dependency graph: each step starts once the steps it
+//! depends on have succeeded, at most `parallelism` at a time; the dependents of a
+//! failed step are skipped; after an interrupt no new step starts. Destroy edges are
+//! the apply edges reversed, read from what live resources refer to.
+//!
+//! The engine never prints: it reports [`Event`]s to an [`Observer`].
+
+use crate::aws::Error;
+use crate::model::{Address, Desired, Kind, Live};
+use crate::plan::{Action, Plan, is_reference_attr, resolve};
+use crate::resources::{self, Ctx};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Op::Create => "creating",
+            Op::Update => "updating",
+            Op::Delete => "destroying",
+        }
+    }
+    pub fn done(self) -> &'static str {
+        match self {
+            Op::Create => "created",
+            Op::Update => "updated",
+            Op::Delete => "destroyed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        address: Address,
+        op: Op,
+    },
+    Progress {
+        address: Address,
+        message: String,
+    },
+    Succeeded {
+        address: Address,
+        op: Op,
+        elapsed: Duration,
+    },
+    Failed {
+        address: Address,
+        op: Op,
+        error: Error,
+        elapsed: Duration,
+    },
+    Skipped {
+        address: Address,
+        op: Op,
+        because: String,
+    },
+}
+
+pub trait Observer: Send + Sync {
+    fn event(&self, e: Event);
+}
+
+/// Set by Ctrl-C: no new step starts, steps in flight finish.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Step {
+    address: Address,
+    op: Op,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepResult {
+    pub address: Address,
+    pub op: Op,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Done,
+    Failed,
+    Skipped,
+    NotStarted,
+}
+
+/// What the run did, step by step, and the resources as they stand afterwards.
+pub struct Outcome {
+    pub steps: Vec<StepResult>,
+    pub live: BTreeMap<Address, Live>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.status == Status::Done)
+    }
+}
+
+/// The steps of a plan and what each waits for.
+fn graph(
+    plan: &Plan,
+    desired: &BTreeMap<Address, Desired>,
+    live: &BTreeMap<Address, Live>,
+) -> BTreeMap<Step, BTreeSet<Step>> {
+    let mut g: BTreeMap<Step, BTreeSet<Step>> = BTreeMap::new();
+    let has = |g: &BTreeMap<Step, BTreeSet<Step>>, a: &Address, op: Op| {
+        g.contains_key(&Step {
+            address: a.clone(),
+            op,
+        })
+    };
+    for c in &plan.changes {
+        let ops: &[Op] = match c.action {
+            Action::Create => &[Op::Create],
+            Action::Update => &[Op::Update],
+            Action::Replace => &[Op::Delete, Op::Create],
+            Action::Delete => &[Op::Delete],
+        };
+        for &op in ops {
+            g.insert(
+                Step {
+                    address: c.address.clone(),
+                    op,
+                },
+                BTreeSet::new(),
+            );
+        }
+    }
+    // Live references: which live resource holds the id of which.
+    let by_id: BTreeMap<&str, &Address> =
+        live.values().map(|l| (l.id.as_str(), &l.address)).collect();
+    let mut holders: BTreeMap<&Address, BTreeSet<&Address>> = BTreeMap::new();
+    for l in live.values() {
+        let mut ids = Vec::new();
+        for (k, v) in &l.attrs {
+            if is_reference_attr(k) {
+                collect_strs(v, &mut ids);
+            }
+        }
+        for id in ids {
+            if let Some(target) = by_id.get(id.as_str())
+                && *target != &l.address
+            {
+                holders.entry(*target).or_default().insert(&l.address);
+            }
+        }
+    }
+    let steps: Vec<Step> = g.keys().cloned().collect();
+    for s in steps {
+        let mut deps = BTreeSet::new();
+        match s.op {
+            Op::Create | Op::Update => {
+                if let Some(d) = desired.get(&s.address) {
+                    for dep in d.deps() {
+                        for op in [Op::Create, Op::Update] {
+                            if has(&g, &dep, op) {
+                                deps.insert(Step {
+                                    address: dep.clone(),
+                                    op,
+                                });
+                            }
+                        }
+                    }
+                }
+                if s.op == Op::Create && has(&g, &s.address, Op::Delete) {
+                    deps.insert(Step {
+                        address: s.address.clone(),
+                        op: Op::Delete,
+                    });
+                }
+            }
+            Op::Delete => {
+                for holder in holders.get(&s.address).into_iter().flatten() {
+                    for op in [Op::Delete, Op::Update] {
+                        if has(&g, holder, op) {
+                            deps.insert(Step {
+                                address: (*holder).clone(),
+                                op,
+                            });
+                        }
+                    }
+                }
+                // Instances and the load balancer hold public addresses that keep the
+                // gateway attached; let them go first rather than retry for minutes.
+                if s.address.kind == Kind::InternetGateway {
+                    for other in g.keys() {
+                        if other.op == Op::Delete
+                            && matches!(
+                                other.address.kind,
+                                Kind::LoadBalancer | Kind::AutoScalingGroup
+                            )
+                        {
+                            deps.insert(other.clone());
+                        }
+                    }
+                }
+            }
+        }
+        g.insert(s, deps);
+    }
+    g
+}
+
+fn collect_strs(v: &crate::model::Value, out: &mut Vec<String>) {
+    match v {
+        crate::model::Value::Str(s) => out.push(s.clone()),
+        crate::model::Value::List(l) => l.iter().for_each(|v| collect_strs(v, out)),
+        _ => {}
+    }
+}
+
+/// Runs the plan. `desired` holds every resource of the stack file (unchanged ones
+/// too: their ids resolve references); `live` is what discovery found.
+pub async fn execute(
+    ctx: Ctx,
+    plan: &Plan,
+    desired: Vec<Desired>,
+    live: BTreeMap<Address, Live>,
+    parallelism: usize,
+    observer: Arc<dyn Observer>,
+    interrupt: Interrupt,
+) -> Outcome {
+    let desired: BTreeMap<Address, Desired> = desired
+        .into_iter()
+        .map(|d| (d.address.clone(), d))
+        .collect();
+    let mut waits = graph(plan, &desired, &live);
+    let changes: BTreeMap<Address, &crate::plan::Change> = plan
+        .changes
+        .iter()
+        .map(|c| (c.address.clone(), c))
+        .collect();
+    let state = Arc::new(Mutex::new(live));
+    let mut results: BTreeMap<Step, StepResult> = BTreeMap::new();
+    let mut running: JoinSet<(Step, Result<(), Error>, Duration)> = JoinSet::new();
+    let parallelism = parallelism.max(1);
+    loop {
+        if !interrupt.is_set() {
+            let ready: Vec<Step> = waits
+                .iter()
+                .filter(|(s, deps)| deps.is_empty() && !results.contains_key(s))
+                .map(|(s, _)| s.clone())
+                .take(parallelism.saturating_sub(running.len()))
+                .collect();
+            for step in ready {
+                results.insert(
+                    step.clone(),
+                    StepResult {
+                        address: step.address.clone(),
+                        op: step.op,
+                        status: Status::NotStarted,
+                        error: None,
+                    },
+                );
+                observer.event(Event::Started {
+                    address: step.address.clone(),
+                    op: step.op,
+                });
+                let ctx = ctx.clone();
+                let state = state.clone();
+                let d = desired.get(&step.address).cloned();
+                let changed: Vec<String> = changes
+                    .get(&step.address)
+                    .map(|c| c.attributes.iter().map(|a| a.name.clone()).collect())
+                    .unwrap_or_default();
+                running.spawn(async move {
+                    let start = Instant::now();
+                    let r = run_step(&ctx, &step, d.as_ref(), &changed, &state).await;
+                    (step, r, start.elapsed())
+                });
+            }
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (step, result, elapsed) = match joined {
+            Ok(v) => v,
+            // A panicking step is a bug; report it as a failure of nothing in particular.
+            Err(e) => {
+                eprintln!("stack: internal error in a step: {e}");
+                continue;
+            }
+        };
+        match result {
+            Ok(()) => {
+                observer.event(Event::Succeeded {
+                    address: step.address.clone(),
+                    op: step.op,
+                    elapsed,
+                });
+                results.get_mut(&step).expect("started").status = Status::Done;
+                for deps in waits.values_mut() {
+                    deps.remove(&step);
+                }
+            }
+            Err(error) => {
+                let r = results.get_mut(&step).expect("started");
+                r.status = Status::Failed;
+                r.error = Some(error.to_string());
+                observer.event(Event::Failed {
+                    address: step.address.clone(),
+                    op: step.op,
+                    error,
+                    elapsed,
+                });
+                skip_dependents(&step, &waits, &mut results, observer.as_ref());
+            }
+        }
+        waits.remove(&step);
+    }
+    // Whatever never started: interrupted, or waiting on a skipped step.
+    for s in waits.keys() {
+        results.entry(s.clone()).or_insert_with(|| StepResult {
+            address: s.address.clone(),
+            op: s.op,
+            status: Status::NotStarted,
+            error: None,
+        });
+    }
+    let live = Arc::try_unwrap(state)
+        .map(|m| m.into_inner().unwrap_or_default())
+        .unwrap_or_default();
+    Outcome {
+        steps: results.into_values().collect(),
+        live,
+    }
+}
+
+fn skip_dependents(
+    failed: &Step,
+    waits: &BTreeMap<Step, BTreeSet<Step>>,
+    results: &mut BTreeMap<Step, StepResult>,
+    observer: &dyn Observer,
+) {
+    let mut stack = vec![failed.clone()];
+    while let Some(f) = stack.pop() {
+        for (s, deps) in waits {
+            if deps.contains(&f) && !results.contains_key(s) {
+                results.insert(
+                    s.clone(),
+                    StepResult {
+                        address: s.address.clone(),
+                        op: s.op,
+                        status: Status::Skipped,
+                        error: Some(format!("{} {} failed", f.address, f.op.verb())),
+                    },
+                );
+                observer.event(Event::Skipped {
+                    address: s.address.clone(),
+                    op: s.op,
+                    because: format!("{} was not {}", f.address, f.op.done()),
+                });
+                stack.push(s.clone());
+            }
+        }
+    }
+}
+
+async fn run_step(
+    ctx: &Ctx,
+    step: &Step,
+    desired: Option<&Desired>,
+    changed: &[String],
+    state: &Mutex<BTreeMap<Address, Live>>,
+) -> Result<(), Error> {
+    match step.op {
+        Op::Delete => {
+            let live = state
+                .lock()
+                .expect("state lock")
+                .get(&step.address)
+                .cloned();
+            if let Some(live) = live {
+                resources::delete(ctx, &live).await?;
+                state.lock().expect("state lock").remove(&step.address);
+            }
+            Ok(())
+        }
+        Op::Create | Op::Update => {
+            let d = desired
+                .ok_or_else(|| Error::Config(format!("{}: not in the stack file", step.address)))?;
+            let attrs = {
+                let s = state.lock().expect("state lock");
+                let ids: BTreeMap<&Address, &str> =
+                    s.iter().map(|(a, l)| (a, l.id.as_str())).collect();
+                resolve(&d.attrs, &ids)
+            };
+            if let Some(missing) = attrs.iter().find(|(_, v)| !v.is_known()) {
+                return Err(Error::Config(format!(
+                    "{}: `{}` refers to a resource that does not exist",
+                    step.address, missing.0
+                )));
+            }
+            if step.op == Op::Create {
+                let created = resources::create(ctx, d, &attrs).await?;
+                state
+                    .lock()
+                    .expect("state lock")
+                    .insert(step.address.clone(), created);
+            } else {
+                let live = state
+                    .lock()
+                    .expect("state lock")
+                    .get(&step.address)
+                    .cloned();
+                let live = live
+                    .ok_or_else(|| Error::Config(format!("{}: no longer exists", step.address)))?;
+                resources::update(ctx, d, &live, &attrs, changed).await?;
+                let mut s = state.lock().expect("state lock");
+                if let Some(l) = s.get_mut(&step.address) {
+                    l.attrs = attrs;
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! The commands: `validate`, `plan`, `up`, `down`, `outputs`, `completions`. Each
+//! returns an exit code; errors are printed once, here, with their cause.
+
+use crate::apply::{self, Interrupt, Op, Status};
+use crate::aws::{self, ConnectOptions, Error};
+use crate::engine::{self, Goal, Prepared};
+use crate::model::{Kind, Live};
+use crate::plan::Plan;
+use crate::render::{self, Progress, Style};
+use crate::resources::Ctx;
+use crate::spec::Spec;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stack",
+    version,
+    about = "One YAML file to a running AWS web stack, and back"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// AWS profile (else AWS_PROFILE / the default chain, SSO included).
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
+    /// AWS region (else the stack file's `region:`, else the AWS config chain).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Send every AWS call to this endpoint (an emulator). Also read from AWS_ENDPOINT_URL.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Use the local emulator at http://localhost:4566 with test credentials unless set.
+    #[arg(long, global = true)]
+    local: bool,
+    /// Print the AWS API calls made, per service and operation, on stderr at the end.
+    #[arg(long, global = true)]
+    stats: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a stack file without calling AWS.
+    Validate { file: PathBuf },
+    /// Show what `up` would change.
+    Plan {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan; `up --plan FILE` applies exactly it.
+        #[arg(long, value_name = "PLAN")]
+        out: Option<PathBuf>,
+    },
+    /// Create or update the stack to match the file.
+    Up {
+        file: PathBuf,
+        /// Apply without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+        /// Apply a plan saved by `plan --out`; refused if anything moved since.
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<PathBuf>,
+        /// Operations run at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Seconds to wait for instances to pass health checks.
+        #[arg(long, default_value_t = 900)]
+        ready_timeout: u64,
+    },
+    /// Delete everything the stack owns (and nothing else).
+    Down {
+        file: PathBuf,
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+        /// Empty a non-empty bucket first (every object version).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+    },
+    /// Print the stack's outputs (the load balancer URL first).
+    Outputs {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Exit codes: 0 success, 1 error, 2 changes pending (`plan --detailed-exitcode`),
+/// 130 interrupted.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stack: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stats = cli.global.stats;
+    let code = runtime.block_on(run(cli));
+    if stats {
+        print_stats();
+    }
+    ExitCode::from(code)
+}
+
+fn print_stats() {
+    let calls = aws::calls::snapshot();
+    let total: u64 = calls.values().flat_map(|m| m.values()).sum();
+    eprintln!("AWS API calls: {total} ({} writes)", aws::calls::writes());
+    for (service, ops) in calls {
+        let n: u64 = ops.values().sum();
+        let detail: Vec<String> = ops.iter().map(|(o, c)| format!("{o}×{c}")).collect();
+        eprintln!("  {service}: {n}  {}", detail.join(" "));
+    }
+}
+
+fn connect_options(g: &Global) -> ConnectOptions {
+    ConnectOptions {
+        profile: g.profile.clone(),
+        region: g.region.clone(),
+        endpoint_url: g.endpoint_url.clone().filter(|s| !s.is_empty()),
+        local: g.local,
+    }
+}
+
+fn load(file: &Path) -> Result<Spec, u8> {
+    Spec::load(file).map_err(|e| {
+        eprintln!("{e}");
+        eprintln!(
+            "stack: {} has {} error(s); nothing was sent to AWS",
+            file.display(),
+            e.0.len()
+        );
+        1
+    })
+}
+
+fn fail(e: &Error) -> u8 {
+    eprintln!("stack: {e}");
+    1
+}
+
+async fn run(cli: Cli) -> u8 {
+    let opts = connect_options(&cli.global);
+    match cli.command {
+        Command::Validate { file } => match load(&file) {
+            Ok(spec) => {
+                println!(
+                    "{}: valid — stack `{}`, {} service(s), {} subnet(s)",
+                    file.display(),
+                    spec.stack,
+                    spec.services.len(),
+                    spec.subnets.len()
+                );
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Plan {
+            file,
+            json,
+            detailed_exitcode,
+            out,
+        } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            if json {
+                print_json(&render::plan_json(
+                    &p.plan,
+                    json!({ "outputs": outputs(&spec, &p.live) }),
+                ));
+            } else {
+                print!("{}", render::plan_text(&p.plan, Style::detect()));
+            }
+            if let Some(out) = out {
+                if let Err(e) = saved::write(&out, &file, &p) {
+                    return fail(&e);
+                }
+                if !json {
+                    println!(
+                        "\nSaved the plan to {}. Apply exactly it with: stack up {} --plan {}",
+                        out.display(),
+                        file.display(),
+                        out.display()
+                    );
+                }
+            }
+            if !p.plan.missing_services.is_empty() || !p.plan.conflicts.is_empty() {
+                1
+            } else if detailed_exitcode && !p.plan.is_empty() {
+                2
+            } else {
+                0
+            }
+        }
+        Command::Up {
+            file,
+            yes,
+            json,
+            plan,
+            parallelism,
+            ready_timeout,
+        } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            if let Some(saved_plan) = &plan
+                && let Err(e) = saved::check(saved_plan, &file, &p)
+            {
+                return fail(&e);
+            }
+            let settings = Settings {
+                yes,
+                json,
+                parallelism,
+                force: false,
+                ready_timeout: Duration::from_secs(ready_timeout),
+            };
+            let code = apply_plan(&spec, p, &settings, Goal::Converge).await;
+            code
+        }
+        Command::Down {
+            file,
+            yes,
+            json,
+            force,
+            parallelism,
+        } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let p = match engine::prepare(&spec, &opts, Goal::Destroy).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            let settings = Settings {
+                yes,
+                json,
+                parallelism,
+                force,
+                ready_timeout: Duration::from_secs(900),
+            };
+            apply_plan(&spec, p, &settings, Goal::Destroy).await
+        }
+        Command::Outputs { file, json } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            let outs = outputs(&spec, &p.live);
+            if json {
+                print_json(
+                    &json!({ "format_version": render::JSON_SCHEMA_VERSION, "outputs": outs }),
+                );
+            } else {
+                print_outputs(&outs);
+            }
+            0
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "stack", &mut std::io::stdout());
+            0
+        }
+    }
+}
+
+struct Settings {
+    yes: bool,
+    json: bool,
+    parallelism: usize,
+    force: bool,
+    ready_timeout: Duration,
+}
+
+fn print_json(v: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = writeln!(out, "{text}");
+}
+
+/// Asks on a terminal; without one, only `--yes` proceeds.
+fn confirm(question: &str) -> Result<bool, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("refusing to change anything without --yes: stdin is not a terminal".into());
+    }
+    eprint!("{question} Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim() == "yes")
+}
+
+async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
+    let Prepared {
+        clients,
+        desired,
+        live,
+        plan,
+    } = p;
+    let style = Style::detect();
+    if !s.json {
+        if goal == Goal::Destroy && !plan.is_empty() {
+            println!(
+                "Destroying stack `{}`: only resources tagged stack:name={} are touched.\n",
+                spec.stack, spec.stack
+            );
+        }
+        print!("{}", render::plan_text(&plan, style));
+    }
+    if !plan.missing_services.is_empty() {
+        let names: Vec<&str> = plan
+            .missing_services
+            .iter()
+            .map(|m| m.service.name())
+            .collect();
+        let msg = format!(
+            "refusing to {}: the endpoint does not implement {}; nothing was changed",
+            if goal == Goal::Destroy {
+                "destroy"
+            } else {
+                "apply"
+            },
+            names.join(" and ")
+        );
+        return json_or_error(s.json, &plan, &msg);
+    }
+    if goal == Goal::Converge && !plan.conflicts.is_empty() {
+        return json_or_error(
+            s.json,
+            &plan,
+            "refusing to apply: a name the stack needs is taken (see above); nothing was changed",
+        );
+    }
+    if plan.is_empty() {
+        let outs = outputs(spec, &live);
+        if s.json {
+            print_json(&render::plan_json(
+                &plan,
+                json!({ "applied": true, "steps": [], "outputs": outs }),
+            ));
+        } else if goal == Goal::Converge {
+            print_outputs(&outs);
+        }
+        return 0;
+    }
+    if !s.yes {
+        let q = if goal == Goal::Destroy {
+            "\nDestroy these resources?"
+        } else {
+            "\nApply these changes?"
+        };
+        match confirm(q) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("stack: cancelled; nothing was changed");
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("stack: {e}");
+                return 1;
+            }
+        }
+    }
+    let interrupt = Interrupt::default();
+    let progress = Arc::new(Progress::detect(s.json));
+    let observer: Arc<dyn apply::Observer> = progress.clone();
+    let reporter = observer.clone();
+    let ctx = Ctx {
+        c: clients,
+        stack: spec.stack.clone(),
+        force: s.force,
+        progress: Arc::new(move |a, m| {
+            reporter.event(apply::Event::Progress {
+                address: a.clone(),
+                message: m,
+            })
+        }),
+        ready_timeout: s.ready_timeout,
+    };
+    let watcher = {
+        let interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.trigger();
+                eprintln!(
+                    "\nstack: interrupted — no new step starts; waiting for the steps in flight (Ctrl-C again to quit now)"
+                );
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("stack: quitting; run the same command again to converge");
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let outcome = apply::execute(
+        ctx,
+        &plan,
+        desired,
+        live,
+        s.parallelism,
+        observer,
+        interrupt.clone(),
+    )
+    .await;
+    watcher.abort();
+    let outs = outputs(spec, &outcome.live);
+    let count = |op: Op| {
+        outcome
+            .steps
+            .iter()
+            .filter(|r| r.op == op && r.status == Status::Done)
+            .count()
+    };
+    if s.json {
+        print_json(&render::plan_json(
+            &plan,
+            json!({ "applied": outcome.ok(), "steps": outcome.steps, "outputs": outs, "api_calls": aws::calls::snapshot() }),
+        ));
+    } else {
+        println!();
+        for r in outcome.steps.iter().filter(|r| r.status != Status::Done) {
+            let status = match r.status {
+                Status::Failed => "failed",
+                Status::Skipped => "skipped",
+                Status::NotStarted => "not started",
+                Status::Done => "done",
+            };
+            println!(
+                "  {} {} {status}{}",
+                r.address,
+                r.op.verb(),
+                r.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        let summary = format!(
+            "{} created, {} updated, {} destroyed",
+            count(Op::Create),
+            count(Op::Update),
+            count(Op::Delete)
+        );
+        if outcome.ok() {
+            println!(
+                "{} complete: {summary}.",
+                if goal == Goal::Destroy {
+                    "Destroy"
+                } else {
+                    "Apply"
+                }
+            );
+            if goal == Goal::Converge {
+                println!();
+                print_outputs(&outs);
+            }
+        } else {
+            println!(
+                "Stopped with work left: {summary}. Run the same command again to converge from here."
+            );
+        }
+    }
+    if interrupt.is_set() {
+        130
+    } else if outcome.ok() {
+        0
+    } else {
+        1
+    }
+}
+
+fn json_or_error(json: bool, plan: &Plan, msg: &str) -> u8 {
+    if json {
+        print_json(&render::plan_json(
+            plan,
+            json!({ "applied": false, "errors": [msg] }),
+        ));
+    }
+    eprintln!("stack: {msg}");
+    1
+}
+
+/// The stack's outputs, URL first.
+fn outputs(
+    spec: &Spec,
+    live: &BTreeMap<crate::model::Address, Live>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let find = |k: Kind| live.values().find(|l| l.address.kind == k);
+    if let Some(lb) = find(Kind::LoadBalancer) {
+        let dns = lb.extra.get("dns_name").cloned().unwrap_or_default();
+        let port = spec.load_balancer.port;
+        let url = if port == 80 {
+            format!("http://{dns}/")
+        } else {
+            format!("http://{dns}:{port}/")
+        };
+        out.insert("url".into(), json!(url));
+        out.insert("load_balancer_dns".into(), json!(dns));
+    }
+    if let Some(v) = find(Kind::Vpc) {
+        out.insert("vpc_id".into(), json!(v.id));
+    }
+    if let Some(t) = find(Kind::Table) {
+        out.insert("table".into(), json!(t.id));
+    }
+    if let Some(b) = find(Kind::Bucket) {
+        out.insert("bucket".into(), json!(b.id));
+    }
+    let groups: Vec<&str> = live
+        .values()
+        .filter(|l| l.address.kind == Kind::AutoScalingGroup)
+        .map(|l| l.id.as_str())
+        .collect();
+    if !groups.is_empty() {
+        out.insert("autoscaling_groups".into(), json!(groups));
+    }
+    out
+}
+
+fn print_outputs(outs: &serde_json::Map<String, serde_json::Value>) {
+    if outs.is_empty() {
+        println!("No outputs: the stack has no resources yet.");
+        return;
+    }
+    println!("Outputs:");
+    let width = outs.keys().map(String::len).max().unwrap_or(0);
+    for (k, v) in outs {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("  {k:width$} = {v}");
+    }
+}
+
+/// Saved plans: the plan with fingerprints of the stack file and of the live resources
+/// it was computed from, so `up --plan` applies it only if neither moved.
+mod saved {
+    use super::*;
+    use crate::desired::sha256_hex;
+
+    fn live_digest(p: &Prepared) -> String {
+        let text = serde_json::to_string(
+            &p.live
+                .values()
+                .map(|l| (&l.address, &l.id, &l.attrs))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default();
+        sha256_hex(text.as_bytes())
+    }
+
+    fn file_digest(file: &Path) -> Result<String, Error> {
+        std::fs::read(file)
+            .map(|b| sha256_hex(&b))
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))
+    }
+
+    pub fn write(out: &Path, file: &Path, p: &Prepared) -> Result<(), Error> {
+        let doc = json!({
+            "format_version": render::JSON_SCHEMA_VERSION,
+            "stack_file_sha256": file_digest(file)?,
+            "live_sha256": live_digest(p),
+            "plan": render::plan_json(&p.plan, json!({})),
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default())
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", out.display())))
+    }
+
+    pub fn check(saved: &Path, file: &Path, p: &Prepared) -> Result<(), Error> {
+        let text = std::fs::read_to_string(saved)
+            .map_err(|e| Error::Config(format!("cannot read plan {}: {e}", saved.display())))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{} is not a saved plan: {e}", saved.display())))?;
+        if doc["stack_file_sha256"].as_str() != Some(file_digest(file)?.as_str()) {
+            return Err(Error::Config(format!(
+                "refusing the saved plan: {} changed since the plan was made; run `stack plan` again",
+                file.display()
+            )));
+        }
+        if doc["live_sha256"].as_str() != Some(live_digest(p).as_str()) {
+            return Err(Error::Config("refusing the saved plan: the live resources changed since the plan was made; run `stack plan` again".into()));
+        }
+        Ok(())
+    }
+}

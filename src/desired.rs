@@ -1,0 +1,342 @@
+//! From a checked [`Spec`] to the resources it wants, attribute by attribute, with
+//! references between them. Pure: the values that need AWS (the AMI behind `al2023`)
+//! come in through [`Inputs`].
+
+use crate::model::{Address, Attrs, Desired, Kind, Value};
+use crate::spec::{Ami, Billing, Spec, render_user_data};
+use std::collections::BTreeMap;
+
+/// Values resolved from AWS before the desired state can be built.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub region: String,
+    /// The image id per service, after `al2023` resolution.
+    pub amis: BTreeMap<String, String>,
+    /// Endpoint override instances should use (local emulators), rendered into user data.
+    pub endpoint_url: Option<String>,
+}
+
+pub fn vpc() -> Address {
+    Address::new(Kind::Vpc, "main")
+}
+pub fn igw() -> Address {
+    Address::new(Kind::InternetGateway, "main")
+}
+pub fn route_table() -> Address {
+    Address::new(Kind::RouteTable, "public")
+}
+pub fn alb_sg() -> Address {
+    Address::new(Kind::SecurityGroup, "alb")
+}
+pub fn load_balancer() -> Address {
+    Address::new(Kind::LoadBalancer, "main")
+}
+pub fn listener() -> Address {
+    Address::new(Kind::Listener, "main")
+}
+pub fn table() -> Address {
+    Address::new(Kind::Table, "main")
+}
+pub fn bucket() -> Address {
+    Address::new(Kind::Bucket, "main")
+}
+pub fn subnet(az: char) -> Address {
+    Address::new(Kind::Subnet, az.to_string())
+}
+pub fn service(kind: Kind, name: &str) -> Address {
+    Address::new(kind, name)
+}
+
+/// The AWS name of the stack's load balancer.
+pub fn load_balancer_name(stack: &str) -> String {
+    format!("{stack}-alb")
+}
+
+fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Every resource the stack file asks for.
+pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
+    let stack = &spec.stack;
+    let mut out = Vec::new();
+    let mut push = |address: Address, attrs: Attrs, payload: Option<String>| {
+        out.push(Desired {
+            address,
+            attrs,
+            payload,
+        })
+    };
+    let vpc_ref = Value::r(&vpc());
+    push(
+        vpc(),
+        attrs([
+            ("cidr_block", Value::s(spec.vpc_cidr.to_string())),
+            ("enable_dns_support", Value::Bool(true)),
+            ("enable_dns_hostnames", Value::Bool(true)),
+        ]),
+        None,
+    );
+    let subnets: Vec<Value> = spec
+        .subnets
+        .iter()
+        .map(|s| Value::r(&subnet(s.az)))
+        .collect();
+    for s in &spec.subnets {
+        push(
+            subnet(s.az),
+            attrs([
+                ("vpc_id", vpc_ref.clone()),
+                ("cidr_block", Value::s(s.cidr.to_string())),
+                (
+                    "availability_zone",
+                    Value::s(format!("{}{}", inputs.region, s.az)),
+                ),
+                ("map_public_ip_on_launch", Value::Bool(true)),
+            ]),
+            None,
+        );
+    }
+    push(igw(), attrs([("vpc_id", vpc_ref.clone())]), None);
+    push(
+        route_table(),
+        attrs([
+            ("vpc_id", vpc_ref.clone()),
+            ("default_route_gateway_id", Value::r(&igw())),
+            ("subnet_ids", Value::List(subnets.clone())),
+        ]),
+        None,
+    );
+    let lb = &spec.load_balancer;
+    push(
+        alb_sg(),
+        attrs([
+            ("vpc_id", vpc_ref.clone()),
+            ("group_name", Value::s(format!("{stack}-alb"))),
+            (
+                "description",
+                Value::s(format!("stack {stack}: load balancer")),
+            ),
+            (
+                "ingress",
+                Value::List(
+                    lb.ingress
+                        .iter()
+                        .map(|c| {
+                            Value::List(vec![Value::Int(lb.port.into()), Value::s(c.to_string())])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]),
+        None,
+    );
+    push(
+        load_balancer(),
+        attrs([
+            ("name", Value::s(load_balancer_name(stack))),
+            ("scheme", Value::s("internet-facing")),
+            ("subnets", Value::List(subnets.clone())),
+            ("security_groups", Value::List(vec![Value::r(&alb_sg())])),
+        ]),
+        None,
+    );
+    for svc in &spec.services {
+        let name = &svc.name;
+        let sg = service(Kind::SecurityGroup, name);
+        let tg = service(Kind::TargetGroup, name);
+        let lt = service(Kind::LaunchTemplate, name);
+        let asg = service(Kind::AutoScalingGroup, name);
+        push(
+            sg.clone(),
+            attrs([
+                ("vpc_id", vpc_ref.clone()),
+                ("group_name", Value::s(format!("{stack}-{name}"))),
+                (
+                    "description",
+                    Value::s(format!("stack {stack}: service {name} instances")),
+                ),
+                (
+                    "ingress",
+                    Value::List(vec![Value::List(vec![
+                        Value::Int(svc.port.into()),
+                        Value::r(&alb_sg()),
+                    ])]),
+                ),
+            ]),
+            None,
+        );
+        let h = &svc.health;
+        push(
+            tg.clone(),
+            attrs([
+                ("name", Value::s(format!("{stack}-{name}"))),
+                ("port", Value::Int(svc.port.into())),
+                ("protocol", Value::s("HTTP")),
+                ("vpc_id", vpc_ref.clone()),
+                ("health_check_path", Value::s(&h.path)),
+                ("health_check_interval", Value::Int(h.interval.into())),
+                ("healthy_threshold", Value::Int(h.healthy.into())),
+                ("unhealthy_threshold", Value::Int(h.unhealthy.into())),
+                ("matcher", Value::s("200")),
+            ]),
+            None,
+        );
+        let image = match &svc.ami {
+            Ami::Id(id) => id.clone(),
+            Ami::Al2023 => inputs.amis.get(name).cloned().unwrap_or_default(),
+        };
+        let user_data =
+            render_user_data(&svc.user_data_template, &template_vars(spec, inputs, svc));
+        push(
+            lt.clone(),
+            attrs([
+                ("name", Value::s(format!("{stack}-{name}"))),
+                ("image_id", Value::s(&image)),
+                ("instance_type", Value::s(&svc.instance_type)),
+                (
+                    "user_data_sha256",
+                    Value::s(sha256_hex(user_data.as_bytes())),
+                ),
+                ("security_group_ids", Value::List(vec![Value::r(&sg)])),
+                ("http_tokens", Value::s("required")),
+            ]),
+            Some(user_data.clone()),
+        );
+        // The fleet rolls when what an instance boots from changes.
+        let digest = sha256_hex(format!("{image}\n{}\n{user_data}", svc.instance_type).as_bytes());
+        let sc = &svc.scaling;
+        push(
+            asg.clone(),
+            attrs([
+                ("name", Value::s(format!("{stack}-{name}"))),
+                ("launch_template_id", Value::r(&lt)),
+                ("launch_template_digest", Value::s(&digest[..16])),
+                ("min_size", Value::Int(sc.min.into())),
+                ("max_size", Value::Int(sc.max.into())),
+                ("desired_capacity", Value::Int(sc.desired.into())),
+                ("subnet_ids", Value::List(subnets.clone())),
+                ("target_group_arns", Value::List(vec![Value::r(&tg)])),
+                ("health_check_type", Value::s("ELB")),
+                (
+                    "health_check_grace_period",
+                    Value::Int(h.grace_period.into()),
+                ),
+            ]),
+            None,
+        );
+        push(
+            service(Kind::ScalingPolicy, name),
+            attrs([
+                ("name", Value::s(format!("{stack}-{name}-cpu"))),
+                ("autoscaling_group_name", Value::r(&asg)),
+                ("metric", Value::s("ASGAverageCPUUtilization")),
+                ("target_value", Value::Float(sc.cpu_target)),
+            ]),
+            None,
+        );
+    }
+    push(
+        listener(),
+        attrs([
+            ("load_balancer_arn", Value::r(&load_balancer())),
+            ("port", Value::Int(lb.port.into())),
+            ("protocol", Value::s("HTTP")),
+            (
+                "default_target_group_arn",
+                Value::r(&service(Kind::TargetGroup, &lb.default_service)),
+            ),
+        ]),
+        None,
+    );
+    for rule in &lb.rules {
+        push(
+            Address::new(Kind::ListenerRule, &rule.name),
+            attrs([
+                ("listener_arn", Value::r(&listener())),
+                ("priority", Value::Int(rule.priority.into())),
+                ("path_pattern", Value::s(&rule.path)),
+                (
+                    "target_group_arn",
+                    Value::r(&service(Kind::TargetGroup, &rule.service)),
+                ),
+            ]),
+            None,
+        );
+    }
+    if let Some(t) = &spec.table {
+        let mut a = attrs([
+            ("name", Value::s(&t.name)),
+            (
+                "partition_key",
+                Value::s(format!(
+                    "{}:{}",
+                    t.partition_key.name, t.partition_key.key_type
+                )),
+            ),
+            (
+                "sort_key",
+                Value::s(
+                    t.sort_key
+                        .as_ref()
+                        .map(|k| format!("{}:{}", k.name, k.key_type))
+                        .unwrap_or_default(),
+                ),
+            ),
+            ("point_in_time_recovery", Value::Bool(t.pitr)),
+        ]);
+        match t.billing {
+            Billing::PayPerRequest => {
+                a.insert("billing_mode".into(), Value::s("PAY_PER_REQUEST"));
+            }
+            Billing::Provisioned { read, write } => {
+                a.insert("billing_mode".into(), Value::s("PROVISIONED"));
+                a.insert("read_capacity".into(), Value::Int(read.into()));
+                a.insert("write_capacity".into(), Value::Int(write.into()));
+            }
+        }
+        push(table(), a, None);
+    }
+    if let Some(b) = &spec.bucket {
+        push(
+            bucket(),
+            attrs([
+                ("name", Value::s(&b.name)),
+                ("versioning", Value::Bool(b.versioning)),
+                ("block_public_access", Value::Bool(true)),
+                ("encryption", Value::s("AES256")),
+                ("force_destroy", Value::Bool(b.force_destroy)),
+            ]),
+            None,
+        );
+    }
+    out
+}
+
+fn template_vars<'a>(
+    spec: &Spec,
+    inputs: &Inputs,
+    svc: &crate::spec::ServiceSpec,
+) -> BTreeMap<&'a str, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("stack", spec.stack.clone());
+    vars.insert("service", svc.name.clone());
+    vars.insert("region", inputs.region.clone());
+    vars.insert("port", svc.port.to_string());
+    if let Some(t) = &spec.table {
+        vars.insert("table", t.name.clone());
+    }
+    if let Some(b) = &spec.bucket {
+        vars.insert("bucket", b.name.clone());
+        vars.insert("artifact_bucket", b.name.clone());
+    }
+    if let Some(e) = &inputs.endpoint_url {
+        vars.insert("endpoint_url", e.clone());
+    }
+    vars
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,24 @@
+//! `stack`: one YAML file to a running AWS web stack, and back.
+//!
+//! # Layout
+//! - [`spec`]: the stack file, parsed and checked (every error located) — no AWS here.
+//! - [`model`]: addresses, attribute values, ownership tags.
+//! - [`desired`]: a checked spec to the resources it wants.
+//! - [`aws`]: clients, error codes, retry and wait helpers, the service probe, call counts.
+//! - [`resources`]: one file per resource kind: discovery by tag, create/update/delete.
+//! - [`engine`]: connect, probe, discover and diff — what every command starts with.
+//! - [`plan`]: the differ and the plan, pure data.
+//! - [`apply`]: the dependency-graph executor; emits events, never prints.
+//! - [`render`]: plan text and JSON, progress bars or lines.
+//! - [`cli`]: the commands; `main.rs` only runs them and prints errors.
+
+pub mod apply;
+pub mod aws;
+pub mod cli;
+pub mod desired;
+pub mod engine;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod resources;
+pub mod spec;

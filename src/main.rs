@@ -1,0 +1,7 @@
+//! The `stack` binary: parses flags, runs the command, prints errors once.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    stack::cli::main()
+}

@@ -1,0 +1,323 @@
+//! Resource addresses, attribute values and ownership tags: the vocabulary shared by
+//! discovery, the differ, the planner and the executor.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Every kind of AWS resource a stack manages, in the order they are first created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Vpc,
+    Subnet,
+    InternetGateway,
+    RouteTable,
+    SecurityGroup,
+    LoadBalancer,
+    TargetGroup,
+    Listener,
+    ListenerRule,
+    LaunchTemplate,
+    AutoScalingGroup,
+    ScalingPolicy,
+    Table,
+    Bucket,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 14] = [
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::InternetGateway,
+        Kind::RouteTable,
+        Kind::SecurityGroup,
+        Kind::LoadBalancer,
+        Kind::TargetGroup,
+        Kind::Listener,
+        Kind::ListenerRule,
+        Kind::LaunchTemplate,
+        Kind::AutoScalingGroup,
+        Kind::ScalingPolicy,
+        Kind::Table,
+        Kind::Bucket,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Vpc => "vpc",
+            Kind::Subnet => "subnet",
+            Kind::InternetGateway => "internet_gateway",
+            Kind::RouteTable => "route_table",
+            Kind::SecurityGroup => "security_group",
+            Kind::LoadBalancer => "load_balancer",
+            Kind::TargetGroup => "target_group",
+            Kind::Listener => "listener",
+            Kind::ListenerRule => "listener_rule",
+            Kind::LaunchTemplate => "launch_template",
+            Kind::AutoScalingGroup => "autoscaling_group",
+            Kind::ScalingPolicy => "scaling_policy",
+            Kind::Table => "dynamodb_table",
+            Kind::Bucket => "s3_bucket",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Which resource: its kind and its logical name within the stack (`subnet.a`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Address {
+        Address {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Address> {
+        let (kind, name) = s.split_once('.')?;
+        Some(Address::new(Kind::parse(kind)?, name))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.as_str(), self.name)
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Address::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad address `{s}`")))
+    }
+}
+
+/// An attribute value. `Ref` stands for the id of another resource of the stack until
+/// that id is known; `Unknown` is a value only AWS can tell, after apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<Value>),
+    Ref(RefTo),
+    Unknown(UnknownMarker),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefTo {
+    #[serde(rename = "ref")]
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownMarker {
+    pub known_after_apply: bool,
+}
+
+impl Value {
+    pub fn s(v: impl Into<String>) -> Value {
+        Value::Str(v.into())
+    }
+
+    pub fn r(a: &Address) -> Value {
+        Value::Ref(RefTo { address: a.clone() })
+    }
+
+    pub fn unknown() -> Value {
+        Value::Unknown(UnknownMarker {
+            known_after_apply: true,
+        })
+    }
+
+    pub fn strs<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
+        Value::List(items.into_iter().map(|s| Value::Str(s.into())).collect())
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> &[Value] {
+        match self {
+            Value::List(l) => l,
+            _ => &[],
+        }
+    }
+
+    /// The strings of a list (ids after resolution).
+    pub fn str_list(&self) -> Vec<String> {
+        self.as_list()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub fn is_known(&self) -> bool {
+        match self {
+            Value::Ref(_) | Value::Unknown(_) => false,
+            Value::List(l) => l.iter().all(Value::is_known),
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Str(_) => true,
+        }
+    }
+
+    /// Every resource this value refers to.
+    pub fn refs<'a>(&'a self, out: &mut Vec<&'a Address>) {
+        match self {
+            Value::Ref(r) => out.push(&r.address),
+            Value::List(l) => l.iter().for_each(|v| v.refs(out)),
+            Value::Bool(_)
+            | Value::Int(_)
+            | Value::Float(_)
+            | Value::Str(_)
+            | Value::Unknown(_) => {}
+        }
+    }
+
+    /// Replaces references with ids from `ids`, or with `Unknown` when an id is not known yet.
+    pub fn resolve(&self, ids: &dyn Fn(&Address) -> Option<String>) -> Value {
+        match self {
+            Value::Ref(r) => ids(&r.address).map_or_else(Value::unknown, Value::Str),
+            Value::List(l) => Value::List(l.iter().map(|v| v.resolve(ids)).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// Lists are compared as sets: AWS returns them in its own order.
+    pub fn normalized(&self) -> Value {
+        match self {
+            Value::List(l) => {
+                let mut items: Vec<Value> = l.iter().map(Value::normalized).collect();
+                items.sort_by_key(|v| v.to_string());
+                Value::List(items)
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::List(l) => {
+                f.write_str("[")?;
+                for (i, v) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Ref(r) => write!(f, "{}.id", r.address),
+            Value::Unknown(_) => f.write_str("(known after apply)"),
+        }
+    }
+}
+
+pub type Attrs = BTreeMap<String, Value>;
+
+/// A resource as the stack file wants it.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub address: Address,
+    pub attrs: Attrs,
+    /// Data sent on create or update but compared through an attribute (rendered user
+    /// data is compared by its digest, `user_data_sha256`).
+    pub payload: Option<String>,
+}
+
+impl Desired {
+    /// The resources this one refers to, hence must exist first.
+    pub fn deps(&self) -> Vec<Address> {
+        let mut out = Vec::new();
+        for v in self.attrs.values() {
+            v.refs(&mut out);
+        }
+        let mut deps: Vec<Address> = out.into_iter().cloned().collect();
+        deps.sort();
+        deps.dedup();
+        deps
+    }
+}
+
+/// A resource as AWS reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Live {
+    pub address: Address,
+    /// The id other resources use to refer to this one (vpc-…, an ARN, a table name).
+    pub id: String,
+    pub attrs: Attrs,
+    /// Values needed to update or delete that are not compared (association ids, ARNs).
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Tag keys that mark ownership. A resource belongs to stack S when it carries
+/// `stack:name = S`; `stack:address` says which resource of the stack it is.
+pub const TAG_STACK: &str = "stack:name";
+pub const TAG_ADDRESS: &str = "stack:address";
+
+/// The tags every resource of a stack carries.
+pub fn ownership_tags(stack: &str, address: &Address) -> Vec<(String, String)> {
+    vec![
+        (TAG_STACK.to_string(), stack.to_string()),
+        (TAG_ADDRESS.to_string(), address.to_string()),
+        ("Name".to_string(), format!("{stack}-{}", address.name)),
+    ]
+}
+
+/// Reads ownership from a resource's tags: `Some(address)` when `stack` owns it.
+pub fn owned_address<'a, I>(stack: &str, tags: I) -> Option<Address>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let mut owner = None;
+    let mut address = None;
+    for (k, v) in tags {
+        if k == TAG_STACK {
+            owner = Some(v);
+        } else if k == TAG_ADDRESS {
+            address = Address::parse(v);
+        }
+    }
+    if owner == Some(stack) { address } else { None }
+}

@@ -1,0 +1,275 @@
+//! The differ: desired resources against live ones, attribute by attribute, into a
+//! [`Plan`] — pure data that says what `up` would do and why.
+
+use crate::aws::probe::Missing;
+use crate::model::{Address, Attrs, Desired, Live, Value};
+use crate::resources::{Foreign, forces_replacement};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttrChange {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub address: Address,
+    pub action: Action,
+    /// The live id, for updates, replacements and deletions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub attributes: Vec<AttrChange>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// Resources that match the stack file.
+    pub unchanged: usize,
+    /// Services the endpoint does not implement; their resources are not listed.
+    pub missing_services: Vec<Missing>,
+    /// Names the stack wants that another owner holds.
+    pub conflicts: Vec<Foreign>,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn change(&self, a: &Address) -> Option<&Change> {
+        self.changes.iter().find(|c| &c.address == a)
+    }
+}
+
+/// Attributes that hold ids of other resources; only these make dependency edges
+/// between live resources (a launch template's `name` may equal a group's id).
+pub fn is_reference_attr(name: &str) -> bool {
+    name.ends_with("_id")
+        || name.ends_with("_ids")
+        || name.ends_with("_arn")
+        || name.ends_with("_arns")
+        || matches!(
+            name,
+            "subnets" | "security_groups" | "ingress" | "autoscaling_group_name"
+        )
+}
+
+/// Live resources keyed by address. A second resource claiming an address (left by a
+/// crash, or tags copied by hand) gets its own address, so the plan removes it.
+pub fn index_live(live: Vec<Live>) -> BTreeMap<Address, Live> {
+    let mut out: BTreeMap<Address, Live> = BTreeMap::new();
+    for mut l in live {
+        if out.contains_key(&l.address) {
+            l.address.name = format!(
+                "{}#{}",
+                l.address.name,
+                l.id.rsplit('/').next().unwrap_or(&l.id)
+            );
+        }
+        out.insert(l.address.clone(), l);
+    }
+    out
+}
+
+/// Compares desired resources (in dependency order) with live ones.
+pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
+    let mut plan = Plan::default();
+    let mut stable: BTreeMap<&Address, &str> = BTreeMap::new();
+    let mut replaced: BTreeSet<&Address> = BTreeSet::new();
+    for d in desired {
+        let resolved = resolve(&d.attrs, &stable);
+        let Some(l) = live.get(&d.address) else {
+            plan.changes.push(Change {
+                address: d.address.clone(),
+                action: Action::Create,
+                id: None,
+                attributes: resolved
+                    .into_iter()
+                    .map(|(name, v)| AttrChange {
+                        name,
+                        before: None,
+                        after: Some(v),
+                        forces_replacement: false,
+                    })
+                    .collect(),
+            });
+            continue;
+        };
+        let mut changes = Vec::new();
+        for (name, after) in &resolved {
+            let before = l.attrs.get(name);
+            if before.map(Value::normalized) == Some(after.normalized()) {
+                continue;
+            }
+            let mut refs = Vec::new();
+            d.attrs[name].refs(&mut refs);
+            let dep_replaced = refs.iter().any(|r| replaced.contains(r));
+            changes.push(AttrChange {
+                name: name.clone(),
+                before: before.cloned(),
+                after: Some(after.clone()),
+                forces_replacement: dep_replaced || forces_replacement(d.address.kind, name),
+            });
+        }
+        if changes.is_empty() {
+            plan.unchanged += 1;
+            stable.insert(&d.address, &l.id);
+            continue;
+        }
+        let action = if changes.iter().any(|c| c.forces_replacement) {
+            replaced.insert(&d.address);
+            Action::Replace
+        } else {
+            stable.insert(&d.address, &l.id);
+            Action::Update
+        };
+        plan.changes.push(Change {
+            address: d.address.clone(),
+            action,
+            id: Some(l.id.clone()),
+            attributes: changes,
+        });
+    }
+    let wanted: BTreeSet<&Address> = desired.iter().map(|d| &d.address).collect();
+    for (a, l) in live {
+        if !wanted.contains(a) {
+            plan.changes.push(Change {
+                address: a.clone(),
+                action: Action::Delete,
+                id: Some(l.id.clone()),
+                attributes: l
+                    .attrs
+                    .iter()
+                    .map(|(name, v)| AttrChange {
+                        name: name.clone(),
+                        before: Some(v.clone()),
+                        after: None,
+                        forces_replacement: false,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
+    plan
+}
+
+/// Refs to resources that keep their id become that id; others are known after apply.
+pub fn resolve(attrs: &Attrs, ids: &BTreeMap<&Address, &str>) -> Attrs {
+    let lookup = |a: &Address| ids.get(a).map(|s| s.to_string());
+    attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.resolve(&lookup)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+
+    fn d(a: &Address, attrs: &[(&str, Value)]) -> Desired {
+        Desired {
+            address: a.clone(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            payload: None,
+        }
+    }
+
+    fn l(a: &Address, id: &str, attrs: &[(&str, Value)]) -> Live {
+        Live {
+            address: a.clone(),
+            id: id.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn replacing_a_dependency_replaces_what_holds_its_id() {
+        let vpc = Address::new(Kind::Vpc, "main");
+        let sub = Address::new(Kind::Subnet, "a");
+        let desired = vec![
+            d(&vpc, &[("cidr_block", Value::s("10.1.0.0/16"))]),
+            d(
+                &sub,
+                &[
+                    ("vpc_id", Value::r(&vpc)),
+                    ("map_public_ip_on_launch", Value::Bool(true)),
+                ],
+            ),
+        ];
+        let live = index_live(vec![
+            l(&vpc, "vpc-1", &[("cidr_block", Value::s("10.0.0.0/16"))]),
+            l(
+                &sub,
+                "subnet-1",
+                &[
+                    ("vpc_id", Value::s("vpc-1")),
+                    ("map_public_ip_on_launch", Value::Bool(false)),
+                ],
+            ),
+        ]);
+        let plan = diff(&desired, &live);
+        assert_eq!(plan.change(&vpc).unwrap().action, Action::Replace);
+        let s = plan.change(&sub).unwrap();
+        assert_eq!(s.action, Action::Replace);
+        let vpc_attr = s.attributes.iter().find(|c| c.name == "vpc_id").unwrap();
+        assert_eq!(vpc_attr.after, Some(Value::unknown()));
+        assert!(vpc_attr.forces_replacement);
+    }
+
+    #[test]
+    fn lists_compare_as_sets_and_extra_live_resources_are_deleted() {
+        let sg = Address::new(Kind::SecurityGroup, "alb");
+        let old = Address::new(Kind::SecurityGroup, "gone");
+        let desired = vec![d(&sg, &[("ingress", Value::strs(["b", "a"]))])];
+        let live = index_live(vec![
+            l(&sg, "sg-1", &[("ingress", Value::strs(["a", "b"]))]),
+            l(&old, "sg-2", &[]),
+        ]);
+        let plan = diff(&desired, &live);
+        assert_eq!(plan.unchanged, 1);
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(plan.changes[0].action, Action::Delete);
+        assert_eq!(plan.changes[0].address, old);
+    }
+}

@@ -1,0 +1,319 @@
+//! Everything the user reads: the plan as text (colour on a terminal only, `NO_COLOR`
+//! respected) and as versioned JSON, and apply progress as indicatif bars on a terminal
+//! or one plain line per event elsewhere.
+
+use crate::apply::{Event, Observer, Op};
+use crate::model::{Address, Value};
+use crate::plan::{Action, Change, Plan};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The version of the JSON documents `--json` prints.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Colour only on a terminal, and never with `NO_COLOR` set.
+    pub fn detect() -> Style {
+        Style {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn action(&self, a: Action) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::Replace => "35",
+            Action::Delete => "31",
+        };
+        self.paint(code, a.symbol())
+    }
+}
+
+/// Attributes never shown in clear.
+fn is_sensitive(name: &str) -> bool {
+    name.contains("password") || name.contains("secret")
+}
+
+fn show(name: &str, v: &Value) -> String {
+    if is_sensitive(name) {
+        "(sensitive)".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The plan as a person reads it.
+pub fn plan_text(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    for m in &plan.missing_services {
+        let _ = writeln!(
+            out,
+            "{} the endpoint does not implement {} ({}: {}); its resources are left out of this plan and `up` will refuse.",
+            style.paint("31;1", "Error:"),
+            m.service.name(),
+            m.code,
+            m.message.lines().next().unwrap_or_default()
+        );
+    }
+    for f in &plan.conflicts {
+        let _ = writeln!(
+            out,
+            "{} {} `{}` already exists and is not owned by this stack; `up` will refuse. Pick another name or remove it.",
+            style.paint("31;1", "Error:"),
+            f.kind.as_str(),
+            f.name
+        );
+    }
+    if !plan.missing_services.is_empty() || !plan.conflicts.is_empty() {
+        out.push('\n');
+    }
+    if plan.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "No changes. {} resources match the stack file.",
+            plan.unchanged
+        );
+        return out;
+    }
+    out.push_str("Stack resources will be changed as follows:\n");
+    for c in &plan.changes {
+        out.push('\n');
+        change_text(&mut out, c, style);
+    }
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to add, {} to change, {} to replace, {} to destroy.",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete)
+    );
+    out
+}
+
+fn change_text(out: &mut String, c: &Change, style: Style) {
+    let id =
+        c.id.as_deref()
+            .map(|i| format!(" ({i})"))
+            .unwrap_or_default();
+    let what = match c.action {
+        Action::Create => "will be created",
+        Action::Update => "will be updated in place",
+        Action::Replace => "must be replaced",
+        Action::Delete => "will be destroyed",
+    };
+    let _ = writeln!(
+        out,
+        "  {} {}{id} {}",
+        style.action(c.action),
+        style.paint("1", &c.address.to_string()),
+        style.paint("2", what)
+    );
+    let width = c.attributes.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    for a in &c.attributes {
+        let line = match (&a.before, &a.after) {
+            (None, Some(v)) => format!(
+                "{} {:width$} = {}",
+                style.paint("32", "+"),
+                a.name,
+                show(&a.name, v)
+            ),
+            (Some(v), None) => format!(
+                "{} {:width$} = {}",
+                style.paint("31", "-"),
+                a.name,
+                show(&a.name, v)
+            ),
+            (Some(b), Some(v)) => format!(
+                "{} {:width$} = {} -> {}",
+                style.paint("33", "~"),
+                a.name,
+                show(&a.name, b),
+                show(&a.name, v)
+            ),
+            (None, None) => continue,
+        };
+        let note = if a.forces_replacement && c.action == Action::Replace {
+            style.paint("31", " # forces replacement")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "      {line}{note}");
+    }
+}
+
+/// The plan as `--json` prints it.
+pub fn plan_json(plan: &Plan, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "format_version": JSON_SCHEMA_VERSION,
+        "summary": {
+            "add": plan.count(Action::Create),
+            "change": plan.count(Action::Update),
+            "replace": plan.count(Action::Replace),
+            "destroy": plan.count(Action::Delete),
+            "unchanged": plan.unchanged,
+        },
+        "changes": plan.changes,
+        "missing_services": plan.missing_services,
+        "conflicts": plan.conflicts,
+    });
+    if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    v
+}
+
+/// Progress of `up` and `down`.
+pub enum Progress {
+    /// A spinner per resource with its elapsed time.
+    Bars {
+        multi: MultiProgress,
+        bars: Mutex<BTreeMap<Address, ProgressBar>>,
+    },
+    /// One line per event on stderr (CI logs, pipes).
+    Lines,
+    /// Nothing (JSON output).
+    Quiet,
+}
+
+impl Progress {
+    pub fn detect(quiet: bool) -> Progress {
+        if quiet {
+            Progress::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bars {
+                multi: MultiProgress::new(),
+                bars: Mutex::new(BTreeMap::new()),
+            }
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl Observer for Progress {
+    fn event(&self, e: Event) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Lines => match e {
+                Event::Started { address, op } => eprintln!("{address}: {}...", op.verb()),
+                Event::Progress { address, message } => eprintln!("{address}: {message}"),
+                Event::Succeeded {
+                    address,
+                    op,
+                    elapsed,
+                } => {
+                    eprintln!("{address}: {} after {}", op.done(), secs(elapsed))
+                }
+                Event::Failed {
+                    address,
+                    op,
+                    error,
+                    elapsed,
+                } => {
+                    eprintln!(
+                        "{address}: {} failed after {}: {error}",
+                        op.verb(),
+                        secs(elapsed)
+                    )
+                }
+                Event::Skipped {
+                    address,
+                    op,
+                    because,
+                } => {
+                    eprintln!("{address}: not {} because {because}", op.done())
+                }
+            },
+            Progress::Bars { multi, bars } => {
+                let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
+                match e {
+                    Event::Started { address, op } => {
+                        let bar = multi.add(ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner:.cyan} {prefix:.bold} {msg} [{elapsed}]",
+                            )
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        bar.set_prefix(address.to_string());
+                        bar.set_message(format!("{}...", op.verb()));
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                        bars.insert(address, bar);
+                    }
+                    Event::Progress { address, message } => {
+                        if let Some(b) = bars.get(&address) {
+                            b.set_message(message);
+                        }
+                    }
+                    Event::Succeeded {
+                        address,
+                        op,
+                        elapsed,
+                    } => {
+                        if let Some(b) = bars.get(&address) {
+                            b.set_style(
+                                ProgressStyle::with_template("  {prefix:.bold} {msg}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            );
+                            b.finish_with_message(format!("{} after {}", op.done(), secs(elapsed)));
+                        }
+                    }
+                    Event::Failed {
+                        address,
+                        op,
+                        error,
+                        elapsed,
+                    } => {
+                        if let Some(b) = bars.get(&address) {
+                            b.set_style(
+                                ProgressStyle::with_template("✗ {prefix:.bold.red} {msg}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                            );
+                            b.finish_with_message(format!(
+                                "{} failed after {}: {error}",
+                                op.verb(),
+                                secs(elapsed)
+                            ));
+                        }
+                    }
+                    Event::Skipped {
+                        address,
+                        op,
+                        because,
+                    } => {
+                        let _ = multi
+                            .println(format!("  {address}: not {} because {because}", op.done()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The one-word label of an op for summaries.
+pub fn op_label(op: Op) -> &'static str {
+    op.done()
+}

@@ -1,0 +1,402 @@
+//! One Auto Scaling group per service, across all subnets, registered with its target
+//! group, health-checked by the load balancer. Creation waits until the instances are
+//! in service and their targets healthy.
+//!
+//! Two attributes live in tags, because AWS's own value moves on its own:
+//! `desired_capacity` is what the stack file last asked for (target tracking changes the
+//! group's live number, and `up` must not fight it), and `launch_template_digest` says
+//! which template content the fleet was rolled to.
+
+use super::{Created, Ctx, attr_i64, attr_list, attr_str, changed, scaling_policy};
+use crate::aws::{Clients, Context, Error, wait_for};
+use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const FORCE_NEW: &[&str] = &["name"];
+const TAG_DESIRED: &str = "stack:desired-capacity";
+const TAG_DIGEST: &str = "stack:launch-template-digest";
+
+/// Groups and their scaling policies: one tag-filtered list, one policy list.
+pub async fn discover_with_policies(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut groups = Vec::new();
+    let mut pages = c
+        .asg
+        .describe_auto_scaling_groups()
+        .filters(
+            Filter::builder()
+                .name(format!("tag:{TAG_STACK}"))
+                .values(stack)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for g in page
+            .ctx("listing", &"Auto Scaling groups")?
+            .auto_scaling_groups()
+        {
+            let tags = g
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+            if let Some(address) = owned_address(stack, tags) {
+                groups.push(live(address, g));
+            }
+        }
+    }
+    if groups.is_empty() {
+        return Ok(groups);
+    }
+    let names: BTreeMap<String, String> = groups
+        .iter()
+        .map(|g| (g.id.clone(), g.address.name.clone()))
+        .collect();
+    let policies = scaling_policy::discover(c, &names).await?;
+    groups.extend(policies);
+    Ok(groups)
+}
+
+fn live(address: Address, g: &AutoScalingGroup) -> Live {
+    let tag = |k: &str| {
+        g.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let desired = tag(TAG_DESIRED)
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(g.desired_capacity().unwrap_or_default().into());
+    let subnets: Vec<String> = g
+        .vpc_zone_identifier()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let lt = g
+        .launch_template()
+        .and_then(|l| l.launch_template_id())
+        .unwrap_or_default();
+    let attrs = Attrs::from([
+        (
+            "name".into(),
+            Value::s(g.auto_scaling_group_name().unwrap_or_default()),
+        ),
+        ("launch_template_id".into(), Value::s(lt)),
+        (
+            "launch_template_digest".into(),
+            Value::s(tag(TAG_DIGEST).unwrap_or_default()),
+        ),
+        (
+            "min_size".into(),
+            Value::Int(g.min_size().unwrap_or_default().into()),
+        ),
+        (
+            "max_size".into(),
+            Value::Int(g.max_size().unwrap_or_default().into()),
+        ),
+        ("desired_capacity".into(), Value::Int(desired)),
+        ("subnet_ids".into(), Value::strs(subnets)),
+        (
+            "target_group_arns".into(),
+            Value::strs(g.target_group_arns().iter().cloned()),
+        ),
+        (
+            "health_check_type".into(),
+            Value::s(g.health_check_type().unwrap_or_default()),
+        ),
+        (
+            "health_check_grace_period".into(),
+            Value::Int(g.health_check_grace_period().unwrap_or_default().into()),
+        ),
+    ]);
+    let in_service = g
+        .instances()
+        .iter()
+        .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+        .count();
+    let extra = BTreeMap::from([
+        ("instances_in_service".to_string(), in_service.to_string()),
+        (
+            "actual_desired_capacity".to_string(),
+            g.desired_capacity().unwrap_or_default().to_string(),
+        ),
+    ]);
+    Live {
+        id: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        address,
+        attrs,
+        extra,
+    }
+}
+
+fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Vec<Tag> {
+    let name = attr_str(attrs, "name");
+    let mut pairs = ctx.tags(a);
+    pairs.push((
+        TAG_DESIRED.into(),
+        attr_i64(attrs, "desired_capacity").to_string(),
+    ));
+    pairs.push((
+        TAG_DIGEST.into(),
+        attr_str(attrs, "launch_template_digest").to_string(),
+    ));
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            // Ownership tags go onto the instances too; the bookkeeping tags stay on the group.
+            let propagate =
+                !k.starts_with("stack:") || k == TAG_STACK || k == crate::model::TAG_ADDRESS;
+            Tag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .key(k)
+                .value(v)
+                .propagate_at_launch(propagate)
+                .build()
+        })
+        .collect()
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let name = attr_str(attrs, "name").to_string();
+    ctx.c
+        .asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&name)
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(attr_str(attrs, "launch_template_id"))
+                .version("$Default")
+                .build(),
+        )
+        .min_size(attr_i64(attrs, "min_size") as i32)
+        .max_size(attr_i64(attrs, "max_size") as i32)
+        .desired_capacity(attr_i64(attrs, "desired_capacity") as i32)
+        .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
+        .set_target_group_arns(Some(attr_list(attrs, "target_group_arns")))
+        .health_check_type(attr_str(attrs, "health_check_type"))
+        .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
+        .set_tags(Some(tags(ctx, a, attrs)))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    wait_ready(ctx, a, &name, attrs).await?;
+    Ok((name, Default::default()))
+}
+
+/// In service and healthy behind the load balancer: what "the app answers" means per group.
+async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result<(), Error> {
+    let want = attr_i64(attrs, "desired_capacity").max(attr_i64(attrs, "min_size")) as usize;
+    if want == 0 {
+        return Ok(());
+    }
+    let tgs = attr_list(attrs, "target_group_arns");
+    wait_for(
+        a,
+        "instances to pass health checks",
+        ctx.ready_timeout,
+        || async {
+            let r = ctx
+                .c
+                .asg
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(name)
+                .send()
+                .await
+                .ctx("reading", a)?;
+            let Some(g) = r.auto_scaling_groups().first() else {
+                return Ok(None);
+            };
+            let ids: Vec<String> = g
+                .instances()
+                .iter()
+                .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+                .filter_map(|i| i.instance_id().map(str::to_string))
+                .collect();
+            if ids.len() < want {
+                ctx.report(a, format!("{}/{want} instances in service", ids.len()));
+                return Ok(None);
+            }
+            for tg in &tgs {
+                let h = ctx
+                    .c
+                    .elb
+                    .describe_target_health()
+                    .target_group_arn(tg)
+                    .send()
+                    .await
+                    .ctx("reading target health for", a)?;
+                let healthy = h
+                    .target_health_descriptions()
+                    .iter()
+                    .filter(|d| {
+                        d.target()
+                            .and_then(|t| t.id())
+                            .is_some_and(|id| ids.iter().any(|i| i == id))
+                    })
+                    .filter(|d| {
+                        d.target_health()
+                            .and_then(|t| t.state())
+                            .map(|s| s.as_str())
+                            == Some("healthy")
+                    })
+                    .count();
+                if healthy < want {
+                    ctx.report(a, format!("{healthy}/{want} targets healthy"));
+                    return Ok(None);
+                }
+            }
+            ctx.report(a, format!("{want}/{want} instances healthy"));
+            Ok(Some(()))
+        },
+    )
+    .await
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    let name = &live.id;
+    let mut call = ctx
+        .c
+        .asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(attr_i64(attrs, "min_size") as i32)
+        .max_size(attr_i64(attrs, "max_size") as i32)
+        .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
+        .health_check_type(attr_str(attrs, "health_check_type"))
+        .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(attr_str(attrs, "launch_template_id"))
+                .version("$Default")
+                .build(),
+        );
+    if changed(changes, "desired_capacity") {
+        call = call.desired_capacity(attr_i64(attrs, "desired_capacity") as i32);
+    }
+    call.send().await.ctx("updating", a)?;
+    if changed(changes, "target_group_arns") {
+        let want = attr_list(attrs, "target_group_arns");
+        let have = attr_list(&live.attrs, "target_group_arns");
+        let gone: Vec<String> = have.iter().filter(|t| !want.contains(t)).cloned().collect();
+        let added: Vec<String> = want.iter().filter(|t| !have.contains(t)).cloned().collect();
+        if !added.is_empty() {
+            ctx.c
+                .asg
+                .attach_load_balancer_target_groups()
+                .auto_scaling_group_name(name)
+                .set_target_group_arns(Some(added))
+                .send()
+                .await
+                .ctx("attaching target groups to", a)?;
+        }
+        if !gone.is_empty() {
+            ctx.c
+                .asg
+                .detach_load_balancer_target_groups()
+                .auto_scaling_group_name(name)
+                .set_target_group_arns(Some(gone))
+                .send()
+                .await
+                .ctx("detaching target groups from", a)?;
+        }
+    }
+    ctx.c
+        .asg
+        .create_or_update_tags()
+        .set_tags(Some(tags(ctx, a, attrs)))
+        .send()
+        .await
+        .ctx("tagging", a)?;
+    if changed(changes, "launch_template_digest")
+        && !attr_str(&live.attrs, "launch_template_digest").is_empty()
+    {
+        roll(ctx, a, name).await?;
+    }
+    Ok(())
+}
+
+/// Replaces running instances so they run the new template. Emulators without
+/// instance refresh get a warning: new instances still use the new template.
+async fn roll(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
+    let r = ctx
+        .c
+        .asg
+        .start_instance_refresh()
+        .auto_scaling_group_name(name)
+        .send()
+        .await
+        .ctx("starting an instance refresh of", a);
+    match r {
+        Ok(_) => {
+            ctx.report(
+                a,
+                "instance refresh started: instances are replaced in the background",
+            );
+            Ok(())
+        }
+        Err(e) if e.is_code(&["InstanceRefreshInProgress"]) => Ok(()),
+        Err(e)
+            if e.is_code(&[
+                "UnknownError",
+                "ResponseError",
+                "InternalFailure",
+                "NotImplemented",
+            ]) =>
+        {
+            ctx.report(
+                a,
+                format!(
+                    "instance refresh unavailable here ({e}); new instances use the new template"
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    match ctx
+        .c
+        .asg
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(&live.id)
+        .force_delete(true)
+        .send()
+        .await
+        .ctx("deleting", a)
+    {
+        Err(e) if e.is_code(&["ValidationError"]) => return Ok(()),
+        other => other.map(drop)?,
+    }
+    ctx.report(a, "waiting for instances to terminate");
+    wait_for(
+        a,
+        "the group and its instances to be deleted",
+        Duration::from_secs(900),
+        || async {
+            let r = ctx
+                .c
+                .asg
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(&live.id)
+                .send()
+                .await
+                .ctx("reading", a)?;
+            Ok(r.auto_scaling_groups().is_empty().then_some(()))
+        },
+    )
+    .await
+}

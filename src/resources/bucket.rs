@@ -1,0 +1,361 @@
+//! The S3 bucket: public access blocked, encrypted by default, versioning as set.
+//! Bucket names are global and chosen by the user, so discovery checks the names the
+//! stack file gives and trusts only their tags. A non-empty bucket is deleted only
+//! with `force_destroy: true` or `down --force`, every object version first.
+
+use super::{Created, Ctx, Foreign, attr_bool, attr_str, changed};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, VersioningConfiguration,
+};
+
+pub const FORCE_NEW: &[&str] = &["name"];
+const TAG_FORCE_DESTROY: &str = "stack:force-destroy";
+const TAG_VERSIONING: &str = "stack:versioning";
+
+pub async fn discover(
+    c: &Clients,
+    stack: &str,
+    names: &[String],
+) -> Result<(Vec<Live>, Vec<Foreign>), Error> {
+    let mut live = Vec::new();
+    let mut foreign = Vec::new();
+    if names.is_empty() {
+        return Ok((live, foreign));
+    }
+    let mut existing = Vec::new();
+    let mut pages = c.s3.list_buckets().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.ctx("listing", &"S3 buckets")?;
+        existing.extend(
+            page.buckets()
+                .iter()
+                .filter_map(|b| b.name())
+                .map(str::to_string),
+        );
+    }
+    for name in names.iter().filter(|n| existing.contains(n)) {
+        let tags = match c
+            .s3
+            .get_bucket_tagging()
+            .bucket(name)
+            .send()
+            .await
+            .ctx("reading tags of", name)
+        {
+            Ok(t) => t.tag_set().to_vec(),
+            Err(e) if e.is_code(&["NoSuchTagSet"]) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let Some(address) = owned_address(stack, tags.iter().map(|t| (t.key(), t.value()))) else {
+            foreign.push(Foreign {
+                kind: Kind::Bucket,
+                name: name.clone(),
+            });
+            continue;
+        };
+        let force = tags
+            .iter()
+            .any(|t| t.key() == TAG_FORCE_DESTROY && t.value() == "true");
+        let (versioning, pab, enc) = tokio::try_join!(
+            async {
+                match c
+                    .s3
+                    .get_bucket_versioning()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("reading versioning of", name)
+                {
+                    Ok(v) => Ok(v.status() == Some(&BucketVersioningStatus::Enabled)),
+                    // moto 5.2 answers with a root element the SDK cannot read; fall back
+                    // to what `up` last set, recorded in a tag.
+                    Err(e) if e.is_code(&["UnknownError", "ResponseError"]) => Ok(tags
+                        .iter()
+                        .any(|t| t.key() == TAG_VERSIONING && t.value() == "true")),
+                    Err(e) => Err(e),
+                }
+            },
+            async {
+                match c
+                    .s3
+                    .get_public_access_block()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("reading public access of", name)
+                {
+                    Ok(r) => Ok(r.public_access_block_configuration().is_some_and(|p| {
+                        p.block_public_acls() == Some(true)
+                            && p.ignore_public_acls() == Some(true)
+                            && p.block_public_policy() == Some(true)
+                            && p.restrict_public_buckets() == Some(true)
+                    })),
+                    Err(e) if e.is_code(&["NoSuchPublicAccessBlockConfiguration"]) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            },
+            async {
+                match c
+                    .s3
+                    .get_bucket_encryption()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("reading encryption of", name)
+                {
+                    Ok(r) => Ok(r
+                        .server_side_encryption_configuration()
+                        .and_then(|c| c.rules().first())
+                        .and_then(|r| r.apply_server_side_encryption_by_default())
+                        .map(|d| d.sse_algorithm().as_str().to_string())
+                        .unwrap_or_default()),
+                    Err(e) if e.is_code(&["ServerSideEncryptionConfigurationNotFoundError"]) => {
+                        Ok(String::new())
+                    }
+                    Err(e) => Err(e),
+                }
+            },
+        )?;
+        let attrs = Attrs::from([
+            ("name".into(), Value::s(name)),
+            ("versioning".into(), Value::Bool(versioning)),
+            ("block_public_access".into(), Value::Bool(pab)),
+            ("encryption".into(), Value::s(enc)),
+            ("force_destroy".into(), Value::Bool(force)),
+        ]);
+        live.push(Live {
+            address,
+            id: name.clone(),
+            attrs,
+            extra: Default::default(),
+        });
+    }
+    Ok((live, foreign))
+}
+
+fn tagging(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Tagging {
+    let mut pairs = ctx.tags(a);
+    pairs.push((
+        TAG_FORCE_DESTROY.into(),
+        attr_bool(attrs, "force_destroy").to_string(),
+    ));
+    pairs.push((
+        TAG_VERSIONING.into(),
+        attr_bool(attrs, "versioning").to_string(),
+    ));
+    let tags = pairs
+        .into_iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value are set")
+        })
+        .collect();
+    Tagging::builder()
+        .set_tag_set(Some(tags))
+        .build()
+        .expect("tag set is set")
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let name = attr_str(attrs, "name").to_string();
+    let mut call = ctx.c.s3.create_bucket().bucket(&name);
+    if ctx.c.region != "us-east-1" {
+        call = call.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(ctx.c.region.as_str()))
+                .build(),
+        );
+    }
+    call.send().await.ctx("creating", a)?;
+    // Tags first: they make the bucket ours if anything after this fails.
+    retry_codes(&["NoSuchBucket"], Patience::FRESH_ID, || async {
+        ctx.c
+            .s3
+            .put_bucket_tagging()
+            .bucket(&name)
+            .tagging(tagging(ctx, a, attrs))
+            .send()
+            .await
+            .ctx("tagging", a)
+    })
+    .await?;
+    let all: Vec<String> = ["block_public_access", "encryption", "versioning"]
+        .map(String::from)
+        .to_vec();
+    configure(ctx, a, &name, attrs, &all, true).await?;
+    Ok((name, Default::default()))
+}
+
+async fn configure(
+    ctx: &Ctx,
+    a: &Address,
+    name: &str,
+    attrs: &Attrs,
+    changes: &[String],
+    fresh: bool,
+) -> Result<(), Error> {
+    let s3 = &ctx.c.s3;
+    if changed(changes, "block_public_access") {
+        let on = attr_bool(attrs, "block_public_access");
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(on)
+                    .ignore_public_acls(on)
+                    .block_public_policy(on)
+                    .restrict_public_buckets(on)
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx("blocking public access to", a)?;
+    }
+    if changed(changes, "encryption") {
+        let by_default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::from(attr_str(attrs, "encryption")))
+            .build()
+            .expect("algorithm is set");
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(by_default)
+            .build();
+        s3.put_bucket_encryption()
+            .bucket(name)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .expect("rules are set"),
+            )
+            .send()
+            .await
+            .ctx("setting default encryption of", a)?;
+    }
+    if changed(changes, "versioning") {
+        let status = if attr_bool(attrs, "versioning") {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        // A bucket that never had versioning needs no call to keep it off.
+        if status == BucketVersioningStatus::Enabled || !fresh {
+            s3.put_bucket_versioning()
+                .bucket(name)
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .ctx("setting versioning of", a)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    if changed(changes, "force_destroy") || changed(changes, "versioning") {
+        ctx.c
+            .s3
+            .put_bucket_tagging()
+            .bucket(&live.id)
+            .tagging(tagging(ctx, &live.address, attrs))
+            .send()
+            .await
+            .ctx("tagging", &live.address)?;
+    }
+    configure(ctx, &live.address, &live.id, attrs, changes, false).await
+}
+
+/// Every object version and delete marker, 1000 per page.
+async fn versions(ctx: &Ctx, a: &Address, name: &str) -> Result<Vec<ObjectIdentifier>, Error> {
+    let mut out = Vec::new();
+    let (mut key, mut version) = (None, None);
+    loop {
+        let r = ctx
+            .c
+            .s3
+            .list_object_versions()
+            .bucket(name)
+            .set_key_marker(key.clone())
+            .set_version_id_marker(version.clone())
+            .send()
+            .await
+            .ctx("listing objects of", a)?;
+        let ids = r
+            .versions()
+            .iter()
+            .map(|v| (v.key(), v.version_id()))
+            .chain(r.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+        for (k, v) in ids {
+            if let Some(k) = k
+                && let Ok(id) = ObjectIdentifier::builder()
+                    .key(k)
+                    .set_version_id(v.map(str::to_string))
+                    .build()
+            {
+                out.push(id);
+            }
+        }
+        if r.is_truncated() != Some(true) {
+            return Ok(out);
+        }
+        key = r.next_key_marker().map(str::to_string);
+        version = r.next_version_id_marker().map(str::to_string);
+    }
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    let objects = versions(ctx, a, &live.id).await?;
+    if !objects.is_empty() {
+        if !(ctx.force || attr_bool(&live.attrs, "force_destroy")) {
+            return Err(Error::Refused {
+                resource: format!("{a} ({})", live.id),
+                reason: format!(
+                    "bucket is not empty ({} object versions); set `force_destroy: true` on the bucket or run `stack down --force` to delete them",
+                    objects.len()
+                ),
+            });
+        }
+        ctx.report(a, format!("deleting {} object versions", objects.len()));
+        for chunk in objects.chunks(1000) {
+            ctx.c
+                .s3
+                .delete_objects()
+                .bucket(&live.id)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(chunk.to_vec()))
+                        .quiet(true)
+                        .build()
+                        .expect("objects are set"),
+                )
+                .send()
+                .await
+                .ctx("emptying", a)?;
+        }
+    }
+    match ctx
+        .c
+        .s3
+        .delete_bucket()
+        .bucket(&live.id)
+        .send()
+        .await
+        .ctx("deleting", a)
+    {
+        Err(e) if e.is_code(&["NoSuchBucket"]) => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,132 @@
+//! The internet gateway and its attachment to the VPC.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::ResourceType;
+
+pub const FORCE_NEW: &[&str] = &[];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_internet_gateways()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for g in page
+            .ctx("listing", &"internet gateways")?
+            .internet_gateways()
+        {
+            let Some(address) = ec2_owned(stack, g.tags()) else {
+                continue;
+            };
+            let vpc = g
+                .attachments()
+                .first()
+                .and_then(|a| a.vpc_id())
+                .unwrap_or_default();
+            let attrs = Attrs::from([("vpc_id".into(), Value::s(vpc))]);
+            let id = g.internet_gateway_id().unwrap_or_default().to_string();
+            out.push(Live {
+                address,
+                id,
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = ctx
+        .c
+        .ec2
+        .create_internet_gateway()
+        .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::InternetGateway))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    let id = r
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .unwrap_or_default()
+        .to_string();
+    attach(ctx, a, &id, attr_str(attrs, "vpc_id")).await?;
+    Ok((id, Default::default()))
+}
+
+async fn attach(ctx: &Ctx, a: &Address, id: &str, vpc: &str) -> Result<(), Error> {
+    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .ctx("attaching", a)
+    })
+    .await
+    .map(drop)
+}
+
+/// Detaching fails with DependencyViolation while instances or a load balancer in the
+/// VPC still hold public addresses; those go away on their own during `down`.
+async fn detach(ctx: &Ctx, a: &Address, id: &str, vpc: &str) -> Result<(), Error> {
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .ctx("detaching", a)
+        {
+            Err(e) if e.is_code(&["Gateway.NotAttached", "InvalidInternetGatewayID.NotFound"]) => {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    })
+    .await
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    _changed: &[String],
+) -> Result<(), Error> {
+    let old = attr_str(&live.attrs, "vpc_id");
+    if !old.is_empty() {
+        detach(ctx, &live.address, &live.id, old).await?;
+    }
+    attach(ctx, &live.address, &live.id, attr_str(attrs, "vpc_id")).await
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let vpc = attr_str(&live.attrs, "vpc_id");
+    if !vpc.is_empty() {
+        detach(ctx, &live.address, &live.id, vpc).await?;
+    }
+    match ctx
+        .c
+        .ec2
+        .delete_internet_gateway()
+        .internet_gateway_id(&live.id)
+        .send()
+        .await
+        .ctx("deleting", &live.address)
+    {
+        Err(e) if e.is_code(&["InvalidInternetGatewayID.NotFound"]) => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,213 @@
+//! One launch template per service: AMI, instance type, rendered user data, the
+//! service's security group, IMDSv2 required, ownership tags on instances and volumes.
+//! A change makes a new version and sets it as the default; the ASG then rolls.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, attr_list, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::sha256_hex;
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{
+    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
+    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest,
+    RequestLaunchTemplateData, ResourceType, Tag,
+};
+use base64::Engine as _;
+use std::collections::BTreeMap;
+
+pub const FORCE_NEW: &[&str] = &["name"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut templates = Vec::new();
+    let mut pages = c
+        .ec2
+        .describe_launch_templates()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for t in page.ctx("listing", &"launch templates")?.launch_templates() {
+            if let Some(address) = ec2_owned(stack, t.tags()) {
+                templates.push((address, t.clone()));
+            }
+        }
+    }
+    if templates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One call for the default versions of all templates, not one per template.
+    let mut defaults = BTreeMap::new();
+    let mut pages = c
+        .ec2
+        .describe_launch_template_versions()
+        .versions("$Default")
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for v in page
+            .ctx("listing", &"launch template versions")?
+            .launch_template_versions()
+        {
+            defaults.insert(
+                v.launch_template_id().unwrap_or_default().to_string(),
+                v.clone(),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (address, t) in templates {
+        let id = t.launch_template_id().unwrap_or_default().to_string();
+        let data = defaults.get(&id).and_then(|v| v.launch_template_data());
+        let user_data = data
+            .and_then(|d| d.user_data())
+            .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok())
+            .unwrap_or_default();
+        let attrs = Attrs::from([
+            (
+                "name".into(),
+                Value::s(t.launch_template_name().unwrap_or_default()),
+            ),
+            (
+                "image_id".into(),
+                Value::s(data.and_then(|d| d.image_id()).unwrap_or_default()),
+            ),
+            (
+                "instance_type".into(),
+                Value::s(
+                    data.and_then(|d| d.instance_type())
+                        .map(|t| t.as_str())
+                        .unwrap_or_default(),
+                ),
+            ),
+            ("user_data_sha256".into(), Value::s(sha256_hex(&user_data))),
+            (
+                "security_group_ids".into(),
+                Value::strs(
+                    data.map(|d| d.security_group_ids().to_vec())
+                        .unwrap_or_default(),
+                ),
+            ),
+            (
+                "http_tokens".into(),
+                Value::s(
+                    data.and_then(|d| d.metadata_options())
+                        .and_then(|m| m.http_tokens())
+                        .map(|t| t.as_str())
+                        .unwrap_or_default(),
+                ),
+            ),
+        ]);
+        let extra = BTreeMap::from([(
+            "latest_version".to_string(),
+            t.latest_version_number().unwrap_or_default().to_string(),
+        )]);
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra,
+        });
+    }
+    Ok(out)
+}
+
+/// The full template data: every version carries all of it, never a delta.
+fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunchTemplateData {
+    let tags: Vec<Tag> = ctx
+        .tags(a)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let tag_spec = |rt: ResourceType| {
+        LaunchTemplateTagSpecificationRequest::builder()
+            .resource_type(rt)
+            .set_tags(Some(tags.clone()))
+            .build()
+    };
+    RequestLaunchTemplateData::builder()
+        .image_id(attr_str(attrs, "image_id"))
+        .instance_type(attr_str(attrs, "instance_type").into())
+        .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+        .set_security_group_ids(Some(attr_list(attrs, "security_group_ids")))
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_tokens(LaunchTemplateHttpTokensState::from(attr_str(
+                    attrs,
+                    "http_tokens",
+                )))
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                .http_put_response_hop_limit(2)
+                .build(),
+        )
+        .tag_specifications(tag_spec(ResourceType::Instance))
+        .tag_specifications(tag_spec(ResourceType::Volume))
+        .build()
+}
+
+pub async fn create(
+    ctx: &Ctx,
+    a: &Address,
+    attrs: &Attrs,
+    user_data: &str,
+) -> Result<Created, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .create_launch_template()
+            .launch_template_name(attr_str(attrs, "name"))
+            .launch_template_data(data(ctx, a, attrs, user_data))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::LaunchTemplate))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let id = r
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap_or_default()
+        .to_string();
+    Ok((id, Default::default()))
+}
+
+pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs, user_data: &str) -> Result<(), Error> {
+    let a = &live.address;
+    let r = ctx
+        .c
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(&live.id)
+        .launch_template_data(data(ctx, a, attrs, user_data))
+        .send()
+        .await
+        .ctx("adding a version to", a)?;
+    let version = r
+        .launch_template_version()
+        .and_then(|v| v.version_number())
+        .unwrap_or_default();
+    ctx.c
+        .ec2
+        .modify_launch_template()
+        .launch_template_id(&live.id)
+        .default_version(version.to_string())
+        .send()
+        .await
+        .ctx("setting the default version of", a)?;
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    match ctx
+        .c
+        .ec2
+        .delete_launch_template()
+        .launch_template_id(&live.id)
+        .send()
+        .await
+        .ctx("deleting", &live.address)
+    {
+        Err(e) if e.is_code(&["InvalidLaunchTemplateId.NotFound"]) => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,134 @@
+//! Path rules on the listener: a path pattern sent to a service's target group.
+//! Priority, path and target change in place.
+
+use super::{Created, Ctx, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward};
+use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_elasticloadbalancingv2::types::{
+    PathPatternConditionConfig, Rule, RuleCondition, RulePriorityPair,
+};
+
+pub const FORCE_NEW: &[&str] = &["listener_arn"];
+
+pub fn live(address: Address, listener_arn: &str, r: &Rule) -> Live {
+    let path = r
+        .conditions()
+        .iter()
+        .find(|c| c.field() == Some("path-pattern"))
+        .and_then(|c| {
+            c.path_pattern_config()
+                .and_then(|p| p.values().first().cloned())
+                .or_else(|| c.values().first().cloned())
+        })
+        .unwrap_or_default();
+    let tg = r
+        .actions()
+        .first()
+        .and_then(|a| a.target_group_arn())
+        .unwrap_or_default();
+    let priority: i64 = r
+        .priority()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let attrs = Attrs::from([
+        ("listener_arn".into(), Value::s(listener_arn)),
+        ("priority".into(), Value::Int(priority)),
+        ("path_pattern".into(), Value::s(path)),
+        ("target_group_arn".into(), Value::s(tg)),
+    ]);
+    Live {
+        address,
+        id: r.rule_arn().unwrap_or_default().to_string(),
+        attrs,
+        extra: Default::default(),
+    }
+}
+
+fn condition(attrs: &Attrs) -> RuleCondition {
+    RuleCondition::builder()
+        .field("path-pattern")
+        .path_pattern_config(
+            PathPatternConditionConfig::builder()
+                .values(attr_str(attrs, "path_pattern"))
+                .build(),
+        )
+        .build()
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(
+        &["TargetGroupNotFound", "ListenerNotFound"],
+        Patience::FRESH_ID,
+        || async {
+            ctx.c
+                .elb
+                .create_rule()
+                .listener_arn(attr_str(attrs, "listener_arn"))
+                .priority(attr_i64(attrs, "priority") as i32)
+                .conditions(condition(attrs))
+                .actions(forward(attr_str(attrs, "target_group_arn")))
+                .set_tags(Some(elb_tags(ctx, a)))
+                .send()
+                .await
+                .ctx("creating", a)
+        },
+    )
+    .await?;
+    let arn = r
+        .rules()
+        .first()
+        .and_then(|r| r.rule_arn())
+        .unwrap_or_default()
+        .to_string();
+    Ok((arn, Default::default()))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    if changed(changes, "priority") {
+        ctx.c
+            .elb
+            .set_rule_priorities()
+            .rule_priorities(
+                RulePriorityPair::builder()
+                    .rule_arn(&live.id)
+                    .priority(attr_i64(attrs, "priority") as i32)
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx("changing the priority of", a)?;
+    }
+    if changed(changes, "path_pattern") || changed(changes, "target_group_arn") {
+        ctx.c
+            .elb
+            .modify_rule()
+            .rule_arn(&live.id)
+            .conditions(condition(attrs))
+            .actions(forward(attr_str(attrs, "target_group_arn")))
+            .send()
+            .await
+            .ctx("updating", a)?;
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    match ctx
+        .c
+        .elb
+        .delete_rule()
+        .rule_arn(&live.id)
+        .send()
+        .await
+        .ctx("deleting", &live.address)
+    {
+        Err(e) if e.is_code(&["RuleNotFound"]) => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,191 @@
+//! The internet-facing Application Load Balancer. Creation waits until it is `active`;
+//! deletion waits until it is gone, so its subnets and security group can follow.
+
+use super::{Created, Ctx, attr_list, attr_str, changed, elbv2::elb_tags};
+use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_elasticloadbalancingv2::types::{
+    LoadBalancer, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const FORCE_NEW: &[&str] = &["name", "scheme"];
+const NOT_YET: &[&str] = &[
+    "SubnetNotFound",
+    "InvalidSubnet",
+    "InvalidSecurityGroup",
+    "InvalidConfigurationRequest",
+];
+
+pub fn live(address: Address, lb: &LoadBalancer) -> Live {
+    let subnets: Vec<String> = lb
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.subnet_id())
+        .map(str::to_string)
+        .collect();
+    let attrs = Attrs::from([
+        (
+            "name".into(),
+            Value::s(lb.load_balancer_name().unwrap_or_default()),
+        ),
+        (
+            "scheme".into(),
+            Value::s(lb.scheme().map(|s| s.as_str()).unwrap_or_default()),
+        ),
+        ("subnets".into(), Value::strs(subnets)),
+        (
+            "security_groups".into(),
+            Value::strs(lb.security_groups().iter().cloned()),
+        ),
+    ]);
+    let extra = BTreeMap::from([
+        (
+            "dns_name".to_string(),
+            lb.dns_name().unwrap_or_default().to_string(),
+        ),
+        (
+            "state".to_string(),
+            lb.state()
+                .and_then(|s| s.code())
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+    ]);
+    Live {
+        address,
+        id: lb.load_balancer_arn().unwrap_or_default().to_string(),
+        attrs,
+        extra,
+    }
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .elb
+            .create_load_balancer()
+            .name(attr_str(attrs, "name"))
+            .set_subnets(Some(attr_list(attrs, "subnets")))
+            .set_security_groups(Some(attr_list(attrs, "security_groups")))
+            .scheme(LoadBalancerSchemeEnum::from(attr_str(attrs, "scheme")))
+            .r#type(LoadBalancerTypeEnum::Application)
+            .set_tags(Some(elb_tags(ctx, a)))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let lb = r
+        .load_balancers()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| LoadBalancer::builder().build());
+    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+    ctx.report(a, "waiting for the load balancer to become active");
+    let active = wait_for(
+        a,
+        "the load balancer to become active",
+        Duration::from_secs(900),
+        || async {
+            let r = ctx
+                .c
+                .elb
+                .describe_load_balancers()
+                .load_balancer_arns(&arn)
+                .send()
+                .await;
+            match r.ctx("reading", a) {
+                Ok(r) => {
+                    let lb = r.load_balancers().first().cloned();
+                    let state = lb
+                        .as_ref()
+                        .and_then(|l| l.state())
+                        .and_then(|s| s.code())
+                        .cloned();
+                    match state {
+                        Some(LoadBalancerStateEnum::Active) => Ok(lb),
+                        Some(LoadBalancerStateEnum::Failed) => Err(Error::Refused {
+                            resource: a.to_string(),
+                            reason: "the load balancer failed to provision".into(),
+                        }),
+                        _ => Ok(None),
+                    }
+                }
+                Err(e) if e.is_code(&["LoadBalancerNotFound"]) => Ok(None),
+                Err(e) => Err(e),
+            }
+        },
+    )
+    .await?;
+    Ok((arn, live(a.clone(), &active).extra))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    if changed(changes, "subnets") {
+        ctx.c
+            .elb
+            .set_subnets()
+            .load_balancer_arn(&live.id)
+            .set_subnets(Some(attr_list(attrs, "subnets")))
+            .send()
+            .await
+            .ctx("setting subnets of", &live.address)?;
+    }
+    if changed(changes, "security_groups") {
+        ctx.c
+            .elb
+            .set_security_groups()
+            .load_balancer_arn(&live.id)
+            .set_security_groups(Some(attr_list(attrs, "security_groups")))
+            .send()
+            .await
+            .ctx("setting security groups of", &live.address)?;
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    match ctx
+        .c
+        .elb
+        .delete_load_balancer()
+        .load_balancer_arn(&live.id)
+        .send()
+        .await
+        .ctx("deleting", a)
+    {
+        Err(e) if e.is_code(&["LoadBalancerNotFound"]) => return Ok(()),
+        other => other.map(drop)?,
+    }
+    ctx.report(a, "waiting for the load balancer to go");
+    wait_for(
+        a,
+        "the load balancer to be deleted",
+        Duration::from_secs(600),
+        || async {
+            match ctx
+                .c
+                .elb
+                .describe_load_balancers()
+                .load_balancer_arns(&live.id)
+                .send()
+                .await
+                .ctx("reading", a)
+            {
+                Err(e) if e.is_code(&["LoadBalancerNotFound"]) => Ok(Some(())),
+                Err(e) => Err(e),
+                Ok(r) if r.load_balancers().is_empty() => Ok(Some(())),
+                Ok(_) => Ok(None),
+            }
+        },
+    )
+    .await
+}

@@ -1,0 +1,302 @@
+//! The registry of resource kinds. Each kind lives in its own file with its whole life:
+//! which attributes force replacement, discovery by tag, create, update, delete and the
+//! waits they need. This module only dispatches over the closed [`Kind`] enum.
+
+mod asg;
+mod bucket;
+mod elbv2;
+mod igw;
+mod launch_template;
+mod listener;
+mod listener_rule;
+mod load_balancer;
+mod route_table;
+mod scaling_policy;
+mod security_group;
+mod subnet;
+mod table;
+mod target_group;
+mod vpc;
+
+use crate::aws::probe::Service;
+use crate::aws::{Clients, Error};
+use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags};
+use std::sync::Arc;
+
+/// What each operation needs besides its resource.
+#[derive(Clone)]
+pub struct Ctx {
+    pub c: Clients,
+    pub stack: String,
+    /// `down --force`: empty non-empty buckets.
+    pub force: bool,
+    /// Reports progress of long waits ("2/2 instances in service").
+    pub progress: Arc<dyn Fn(&Address, String) + Send + Sync>,
+    /// How long to wait for instances to pass health checks.
+    pub ready_timeout: std::time::Duration,
+}
+
+impl Ctx {
+    pub fn tags(&self, a: &Address) -> Vec<(String, String)> {
+        ownership_tags(&self.stack, a)
+    }
+
+    pub fn report(&self, a: &Address, msg: impl Into<String>) {
+        (self.progress)(a, msg.into())
+    }
+}
+
+/// Whether a change of `attr` can only be made by replacing the resource.
+pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
+    let list: &[&str] = match kind {
+        Kind::Vpc => vpc::FORCE_NEW,
+        Kind::Subnet => subnet::FORCE_NEW,
+        Kind::InternetGateway => igw::FORCE_NEW,
+        Kind::RouteTable => route_table::FORCE_NEW,
+        Kind::SecurityGroup => security_group::FORCE_NEW,
+        Kind::LoadBalancer => load_balancer::FORCE_NEW,
+        Kind::TargetGroup => target_group::FORCE_NEW,
+        Kind::Listener => listener::FORCE_NEW,
+        Kind::ListenerRule => listener_rule::FORCE_NEW,
+        Kind::LaunchTemplate => launch_template::FORCE_NEW,
+        Kind::AutoScalingGroup => asg::FORCE_NEW,
+        Kind::ScalingPolicy => scaling_policy::FORCE_NEW,
+        Kind::Table => table::FORCE_NEW,
+        Kind::Bucket => bucket::FORCE_NEW,
+    };
+    list.contains(&attr)
+}
+
+/// Creates a resource from its resolved attributes; returns it as AWS now holds it.
+pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error> {
+    let a = &d.address;
+    let (id, extra) = match a.kind {
+        Kind::Vpc => vpc::create(ctx, a, attrs).await?,
+        Kind::Subnet => subnet::create(ctx, a, attrs).await?,
+        Kind::InternetGateway => igw::create(ctx, a, attrs).await?,
+        Kind::RouteTable => route_table::create(ctx, a, attrs).await?,
+        Kind::SecurityGroup => security_group::create(ctx, a, attrs).await?,
+        Kind::LoadBalancer => load_balancer::create(ctx, a, attrs).await?,
+        Kind::TargetGroup => target_group::create(ctx, a, attrs).await?,
+        Kind::Listener => listener::create(ctx, a, attrs).await?,
+        Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
+        Kind::LaunchTemplate => {
+            launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
+        }
+        Kind::AutoScalingGroup => asg::create(ctx, a, attrs).await?,
+        Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
+        Kind::Table => table::create(ctx, a, attrs).await?,
+        Kind::Bucket => bucket::create(ctx, a, attrs).await?,
+    };
+    Ok(Live {
+        address: a.clone(),
+        id,
+        attrs: attrs.clone(),
+        extra,
+    })
+}
+
+/// Changes `changed` attributes in place.
+pub async fn update(
+    ctx: &Ctx,
+    d: &Desired,
+    live: &Live,
+    attrs: &Attrs,
+    changed: &[String],
+) -> Result<(), Error> {
+    match d.address.kind {
+        Kind::Vpc => vpc::update(ctx, live, attrs, changed).await,
+        Kind::Subnet => subnet::update(ctx, live, attrs, changed).await,
+        Kind::InternetGateway => igw::update(ctx, live, attrs, changed).await,
+        Kind::RouteTable => route_table::update(ctx, live, attrs, changed).await,
+        Kind::SecurityGroup => security_group::update(ctx, live, attrs, changed).await,
+        Kind::LoadBalancer => load_balancer::update(ctx, live, attrs, changed).await,
+        Kind::TargetGroup => target_group::update(ctx, live, attrs, changed).await,
+        Kind::Listener => listener::update(ctx, live, attrs, changed).await,
+        Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
+        Kind::LaunchTemplate => {
+            launch_template::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
+        }
+        Kind::AutoScalingGroup => asg::update(ctx, live, attrs, changed).await,
+        Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
+            .await
+            .map(drop),
+        Kind::Table => table::update(ctx, live, attrs, changed).await,
+        Kind::Bucket => bucket::update(ctx, live, attrs, changed).await,
+    }
+}
+
+/// Deletes a resource the stack owns, waiting out what AWS needs to let go of it.
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    match live.address.kind {
+        Kind::Vpc => vpc::delete(ctx, live).await,
+        Kind::Subnet => subnet::delete(ctx, live).await,
+        Kind::InternetGateway => igw::delete(ctx, live).await,
+        Kind::RouteTable => route_table::delete(ctx, live).await,
+        Kind::SecurityGroup => security_group::delete(ctx, live).await,
+        Kind::LoadBalancer => load_balancer::delete(ctx, live).await,
+        Kind::TargetGroup => target_group::delete(ctx, live).await,
+        Kind::Listener => listener::delete(ctx, live).await,
+        Kind::ListenerRule => listener_rule::delete(ctx, live).await,
+        Kind::LaunchTemplate => launch_template::delete(ctx, live).await,
+        Kind::AutoScalingGroup => asg::delete(ctx, live).await,
+        Kind::ScalingPolicy => scaling_policy::delete(ctx, live).await,
+        Kind::Table => table::delete(ctx, live).await,
+        Kind::Bucket => bucket::delete(ctx, live).await,
+    }
+}
+
+/// Names of the table and bucket the stack file asks for: tags can't be listed across
+/// all buckets in one call, so discovery checks these names (and the stack's prefix).
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    pub bucket_names: Vec<String>,
+}
+
+/// A resource with a name the stack wants but that someone else owns.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Foreign {
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// Everything discovery found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub live: Vec<Live>,
+    pub foreign: Vec<Foreign>,
+}
+
+/// The service that manages a kind.
+pub fn service_of(kind: Kind) -> Service {
+    match kind {
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LaunchTemplate => Service::Ec2,
+        Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
+            Service::Elbv2
+        }
+        Kind::AutoScalingGroup | Kind::ScalingPolicy => Service::AutoScaling,
+        Kind::Table => Service::DynamoDb,
+        Kind::Bucket => Service::S3,
+    }
+}
+
+async fn when<T: Default>(
+    run: bool,
+    f: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    if run { f.await } else { Ok(T::default()) }
+}
+
+/// Lists every resource carrying the stack's tags: one paginated, tag-filtered list per
+/// kind, all kinds at once. Services in `skip` (missing at the endpoint) are not asked.
+pub async fn discover(
+    c: &Clients,
+    stack: &str,
+    hints: &Hints,
+    skip: &[Service],
+) -> Result<Found, Error> {
+    let on = |s: Service| !skip.contains(&s);
+    let (ec2, elb, asgs, tables, buckets) = tokio::try_join!(
+        when(on(Service::Ec2), async {
+            let (v, s, i, r, g, l) = tokio::try_join!(
+                vpc::discover(c, stack),
+                subnet::discover(c, stack),
+                igw::discover(c, stack),
+                route_table::discover(c, stack),
+                security_group::discover(c, stack),
+                launch_template::discover(c, stack),
+            )?;
+            Ok::<_, Error>([v, s, i, r, g, l].concat())
+        }),
+        when(on(Service::Elbv2), elbv2::discover(c, stack)),
+        when(
+            on(Service::AutoScaling),
+            asg::discover_with_policies(c, stack)
+        ),
+        when(on(Service::DynamoDb), table::discover(c, stack)),
+        when(
+            on(Service::S3),
+            bucket::discover(c, stack, &hints.bucket_names)
+        ),
+    )?;
+    let mut found = Found::default();
+    found.live.extend(ec2);
+    found.live.extend(elb);
+    found.live.extend(asgs);
+    found.live.extend(tables.0);
+    found.foreign.extend(tables.1);
+    found.live.extend(buckets.0);
+    found.foreign.extend(buckets.1);
+    Ok(found)
+}
+
+// ---- helpers shared by the EC2 kinds ----
+
+pub(crate) fn ec2_tag_spec(
+    ctx: &Ctx,
+    a: &Address,
+    rt: aws_sdk_ec2::types::ResourceType,
+) -> aws_sdk_ec2::types::TagSpecification {
+    let mut b = aws_sdk_ec2::types::TagSpecification::builder().resource_type(rt);
+    for (k, v) in ctx.tags(a) {
+        b = b.tags(aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+pub(crate) fn ec2_owner_filter(stack: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{}", crate::model::TAG_STACK))
+        .values(stack)
+        .build()
+}
+
+pub(crate) fn ec2_owned(stack: &str, tags: &[aws_sdk_ec2::types::Tag]) -> Option<Address> {
+    crate::model::owned_address(
+        stack,
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
+}
+
+pub(crate) fn attr_str<'a>(attrs: &'a Attrs, k: &str) -> &'a str {
+    attrs.get(k).and_then(|v| v.as_str()).unwrap_or_default()
+}
+
+pub(crate) fn attr_i64(attrs: &Attrs, k: &str) -> i64 {
+    attrs.get(k).and_then(|v| v.as_i64()).unwrap_or_default()
+}
+
+pub(crate) fn attr_bool(attrs: &Attrs, k: &str) -> bool {
+    attrs.get(k).and_then(|v| v.as_bool()).unwrap_or_default()
+}
+
+pub(crate) fn attr_list(attrs: &Attrs, k: &str) -> Vec<String> {
+    attrs.get(k).map(|v| v.str_list()).unwrap_or_default()
+}
+
+pub(crate) fn changed(changed: &[String], k: &str) -> bool {
+    changed.iter().any(|c| c == k)
+}
+
+/// The id of a new resource and the values kept beside it.
+pub(crate) type Created = (String, std::collections::BTreeMap<String, String>);
+
+/// EC2 codes that mean "that id is not visible yet" right after a create.
+pub(crate) const EC2_NOT_YET: &[&str] = &[
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidLaunchTemplateId.NotFound",
+    "InvalidLaunchTemplateName.NotFoundException",
+];
+
+/// Codes that mean "still in use by something on its way out".
+pub(crate) const STILL_IN_USE: &[&str] = &["DependencyViolation", "ResourceInUse"];

@@ -1,0 +1,212 @@
+//! The public route table: a default route to the internet gateway, associated with
+//! every public subnet.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_list, attr_str, changed, ec2_owned,
+    ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::ResourceType;
+use std::collections::BTreeMap;
+
+pub const FORCE_NEW: &[&str] = &["vpc_id"];
+const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_route_tables()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for t in page.ctx("listing", &"route tables")?.route_tables() {
+            let Some(address) = ec2_owned(stack, t.tags()) else {
+                continue;
+            };
+            let gateway = t
+                .routes()
+                .iter()
+                .find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE))
+                .and_then(|r| r.gateway_id())
+                .unwrap_or_default();
+            let mut extra = BTreeMap::new();
+            let mut subnets = Vec::new();
+            for assoc in t.associations() {
+                if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.route_table_association_id())
+                {
+                    subnets.push(s.to_string());
+                    extra.insert(format!("association:{s}"), id.to_string());
+                }
+            }
+            let attrs = Attrs::from([
+                ("vpc_id".into(), Value::s(t.vpc_id().unwrap_or_default())),
+                ("default_route_gateway_id".into(), Value::s(gateway)),
+                ("subnet_ids".into(), Value::strs(subnets)),
+            ]);
+            let id = t.route_table_id().unwrap_or_default().to_string();
+            out.push(Live {
+                address,
+                id,
+                attrs,
+                extra,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .create_route_table()
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::RouteTable))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let id = r
+        .route_table()
+        .and_then(|t| t.route_table_id())
+        .unwrap_or_default()
+        .to_string();
+    set_route(
+        ctx,
+        a,
+        &id,
+        attr_str(attrs, "default_route_gateway_id"),
+        false,
+    )
+    .await?;
+    let mut extra = BTreeMap::new();
+    for s in attr_list(attrs, "subnet_ids") {
+        let assoc = associate(ctx, a, &id, &s).await?;
+        extra.insert(format!("association:{s}"), assoc);
+    }
+    Ok((id, extra))
+}
+
+async fn set_route(
+    ctx: &Ctx,
+    a: &Address,
+    id: &str,
+    gateway: &str,
+    replace: bool,
+) -> Result<(), Error> {
+    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        if replace {
+            ctx.c
+                .ec2
+                .replace_route()
+                .route_table_id(id)
+                .destination_cidr_block(DEFAULT_ROUTE)
+                .gateway_id(gateway)
+                .send()
+                .await
+                .ctx("replacing the default route of", a)
+                .map(drop)
+        } else {
+            ctx.c
+                .ec2
+                .create_route()
+                .route_table_id(id)
+                .destination_cidr_block(DEFAULT_ROUTE)
+                .gateway_id(gateway)
+                .send()
+                .await
+                .ctx("adding the default route to", a)
+                .map(drop)
+        }
+    })
+    .await
+}
+
+async fn associate(ctx: &Ctx, a: &Address, id: &str, subnet: &str) -> Result<String, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .associate_route_table()
+            .route_table_id(id)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .ctx("associating a subnet with", a)
+    })
+    .await?;
+    Ok(r.association_id().unwrap_or_default().to_string())
+}
+
+async fn disassociate(ctx: &Ctx, live: &Live, subnet: &str) -> Result<(), Error> {
+    let Some(assoc) = live.extra.get(&format!("association:{subnet}")) else {
+        return Ok(());
+    };
+    match ctx
+        .c
+        .ec2
+        .disassociate_route_table()
+        .association_id(assoc)
+        .send()
+        .await
+        .ctx("disassociating a subnet from", &live.address)
+    {
+        Err(e) if e.is_code(&["InvalidAssociationID.NotFound"]) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    if changed(changes, "default_route_gateway_id") {
+        let had_route = !attr_str(&live.attrs, "default_route_gateway_id").is_empty();
+        set_route(
+            ctx,
+            a,
+            &live.id,
+            attr_str(attrs, "default_route_gateway_id"),
+            had_route,
+        )
+        .await?;
+    }
+    if changed(changes, "subnet_ids") {
+        let want = attr_list(attrs, "subnet_ids");
+        let have = attr_list(&live.attrs, "subnet_ids");
+        for s in have.iter().filter(|s| !want.contains(s)) {
+            disassociate(ctx, live, s).await?;
+        }
+        for s in want.iter().filter(|s| !have.contains(s)) {
+            associate(ctx, a, &live.id, s).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    for s in attr_list(&live.attrs, "subnet_ids") {
+        disassociate(ctx, live, &s).await?;
+    }
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .ec2
+            .delete_route_table()
+            .route_table_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address)
+        {
+            Err(e) if e.is_code(&["InvalidRouteTableID.NotFound"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}

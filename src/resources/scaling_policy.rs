@@ -1,0 +1,97 @@
+//! The CPU target-tracking policy of each Auto Scaling group. Policies cannot carry
+//! tags; a policy belongs to the stack when its group does.
+
+use super::{Created, Ctx, attr_str};
+use crate::aws::{Clients, Context, Error};
+use crate::model::{Address, Attrs, Kind, Live, Value};
+use aws_sdk_autoscaling::types::{
+    MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
+};
+use std::collections::BTreeMap;
+
+pub const FORCE_NEW: &[&str] = &["name", "autoscaling_group_name"];
+
+/// `groups`: the stack's group names and the service each belongs to.
+pub async fn discover(c: &Clients, groups: &BTreeMap<String, String>) -> Result<Vec<Live>, Error> {
+    let mut out = Vec::new();
+    let mut pages = c.asg.describe_policies().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for p in page.ctx("listing", &"scaling policies")?.scaling_policies() {
+            let group = p.auto_scaling_group_name().unwrap_or_default();
+            let Some(service) = groups.get(group) else {
+                continue;
+            };
+            let cfg = p.target_tracking_configuration();
+            let metric = cfg
+                .and_then(|c| c.predefined_metric_specification())
+                .and_then(|m| m.predefined_metric_type())
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default();
+            let attrs = Attrs::from([
+                ("name".into(), Value::s(p.policy_name().unwrap_or_default())),
+                ("autoscaling_group_name".into(), Value::s(group)),
+                ("metric".into(), Value::s(metric)),
+                (
+                    "target_value".into(),
+                    Value::Float(cfg.and_then(|c| c.target_value()).unwrap_or_default()),
+                ),
+            ]);
+            out.push(Live {
+                address: Address::new(Kind::ScalingPolicy, service),
+                id: p.policy_name().unwrap_or_default().to_string(),
+                attrs,
+                extra: BTreeMap::from([(
+                    "policy_arn".to_string(),
+                    p.policy_arn().unwrap_or_default().to_string(),
+                )]),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// PutScalingPolicy creates or replaces the policy of that name.
+pub async fn put(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let target = attrs.get("target_value").and_then(|v| match v {
+        Value::Float(f) => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    });
+    let name = attr_str(attrs, "name").to_string();
+    ctx.c
+        .asg
+        .put_scaling_policy()
+        .auto_scaling_group_name(attr_str(attrs, "autoscaling_group_name"))
+        .policy_name(&name)
+        .policy_type("TargetTrackingScaling")
+        .target_tracking_configuration(
+            TargetTrackingConfiguration::builder()
+                .predefined_metric_specification(
+                    PredefinedMetricSpecification::builder()
+                        .predefined_metric_type(MetricType::from(attr_str(attrs, "metric")))
+                        .build(),
+                )
+                .target_value(target.unwrap_or(50.0))
+                .build(),
+        )
+        .send()
+        .await
+        .ctx("putting", a)?;
+    Ok((name, Default::default()))
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    match ctx
+        .c
+        .asg
+        .delete_policy()
+        .auto_scaling_group_name(attr_str(&live.attrs, "autoscaling_group_name"))
+        .policy_name(&live.id)
+        .send()
+        .await
+        .ctx("deleting", &live.address)
+    {
+        Err(e) if e.is_code(&["ValidationError"]) => Ok(()),
+        other => other.map(drop),
+    }
+}

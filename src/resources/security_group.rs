@@ -1,0 +1,205 @@
+//! Security groups: the load balancer's (the listener port from `ingress`) and one per
+//! service (its port, only from the load balancer's group). Ingress rules are a set of
+//! `[port, source]` pairs, where the source is a CIDR block or a group id.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "group_name", "description"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_security_groups()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for g in page.ctx("listing", &"security groups")?.security_groups() {
+            let Some(address) = ec2_owned(stack, g.tags()) else {
+                continue;
+            };
+            let mut rules = Vec::new();
+            for p in g.ip_permissions() {
+                if p.ip_protocol() != Some("tcp") || p.from_port() != p.to_port() {
+                    // Not a rule this tool writes; keep it visible so the diff removes it.
+                    rules.push(Value::List(vec![Value::s(format!(
+                        "{}:{}-{}",
+                        p.ip_protocol().unwrap_or_default(),
+                        p.from_port().unwrap_or(-1),
+                        p.to_port().unwrap_or(-1)
+                    ))]));
+                    continue;
+                }
+                let port = Value::Int(p.from_port().unwrap_or_default().into());
+                for r in p.ip_ranges() {
+                    rules.push(Value::List(vec![
+                        port.clone(),
+                        Value::s(r.cidr_ip().unwrap_or_default()),
+                    ]));
+                }
+                for pair in p.user_id_group_pairs() {
+                    rules.push(Value::List(vec![
+                        port.clone(),
+                        Value::s(pair.group_id().unwrap_or_default()),
+                    ]));
+                }
+            }
+            let attrs = Attrs::from([
+                ("vpc_id".into(), Value::s(g.vpc_id().unwrap_or_default())),
+                (
+                    "group_name".into(),
+                    Value::s(g.group_name().unwrap_or_default()),
+                ),
+                (
+                    "description".into(),
+                    Value::s(g.description().unwrap_or_default()),
+                ),
+                ("ingress".into(), Value::List(rules)),
+            ]);
+            let id = g.group_id().unwrap_or_default().to_string();
+            out.push(Live {
+                address,
+                id,
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One permission per rule: a TCP port from a CIDR block or from a group.
+fn permission(rule: &Value) -> Option<IpPermission> {
+    let items = rule.as_list();
+    let port = items.first()?.as_i64()? as i32;
+    let source = items.get(1)?.as_str()?;
+    let b = IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port)
+        .to_port(port);
+    Some(if source.starts_with("sg-") {
+        b.user_id_group_pairs(UserIdGroupPair::builder().group_id(source).build())
+            .build()
+    } else {
+        b.ip_ranges(IpRange::builder().cidr_ip(source).build())
+            .build()
+    })
+}
+
+/// Rules that are not `[port, source]` pairs (added by hand) are revoked as written.
+fn raw_permission(rule: &Value) -> Option<IpPermission> {
+    let text = rule.as_list().first()?.as_str()?;
+    let (proto, ports) = text.split_once(':')?;
+    let (from, to) = ports.split_once('-')?;
+    Some(
+        IpPermission::builder()
+            .ip_protocol(proto)
+            .from_port(from.parse().ok()?)
+            .to_port(to.parse().ok()?)
+            .build(),
+    )
+}
+
+async fn authorize(ctx: &Ctx, a: &Address, id: &str, rules: &[Value]) -> Result<(), Error> {
+    let perms: Vec<IpPermission> = rules.iter().filter_map(permission).collect();
+    if perms.is_empty() {
+        return Ok(());
+    }
+    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        match ctx
+            .c
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(id)
+            .set_ip_permissions(Some(perms.clone()))
+            .send()
+            .await
+            .ctx("adding ingress rules to", a)
+        {
+            Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .create_security_group()
+            .group_name(attr_str(attrs, "group_name"))
+            .description(attr_str(attrs, "description"))
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::SecurityGroup))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let id = r.group_id().unwrap_or_default().to_string();
+    let rules = attrs
+        .get("ingress")
+        .map(|v| v.as_list().to_vec())
+        .unwrap_or_default();
+    authorize(ctx, a, &id, &rules).await?;
+    Ok((id, Default::default()))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    _changed: &[String],
+) -> Result<(), Error> {
+    let want: Vec<Value> = attrs
+        .get("ingress")
+        .map(|v| v.normalized().as_list().to_vec())
+        .unwrap_or_default();
+    let have: Vec<Value> = live
+        .attrs
+        .get("ingress")
+        .map(|v| v.normalized().as_list().to_vec())
+        .unwrap_or_default();
+    let gone: Vec<IpPermission> = have
+        .iter()
+        .filter(|r| !want.contains(r))
+        .filter_map(|r| permission(r).or_else(|| raw_permission(r)))
+        .collect();
+    if !gone.is_empty() {
+        ctx.c
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(&live.id)
+            .set_ip_permissions(Some(gone))
+            .send()
+            .await
+            .ctx("removing ingress rules from", &live.address)?;
+    }
+    let added: Vec<Value> = want.into_iter().filter(|r| !have.contains(r)).collect();
+    authorize(ctx, &live.address, &live.id, &added).await
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .ec2
+            .delete_security_group()
+            .group_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address)
+        {
+            Err(e) if e.is_code(&["InvalidGroup.NotFound"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}

@@ -1,0 +1,119 @@
+//! Public subnets, one per availability zone, that give instances a public IP.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_bool, attr_str, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_subnets()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for s in page.ctx("listing", &"subnets")?.subnets() {
+            let Some(address) = ec2_owned(stack, s.tags()) else {
+                continue;
+            };
+            let attrs = Attrs::from([
+                ("vpc_id".into(), Value::s(s.vpc_id().unwrap_or_default())),
+                (
+                    "cidr_block".into(),
+                    Value::s(s.cidr_block().unwrap_or_default()),
+                ),
+                (
+                    "availability_zone".into(),
+                    Value::s(s.availability_zone().unwrap_or_default()),
+                ),
+                (
+                    "map_public_ip_on_launch".into(),
+                    Value::Bool(s.map_public_ip_on_launch().unwrap_or(false)),
+                ),
+            ]);
+            let id = s.subnet_id().unwrap_or_default().to_string();
+            out.push(Live {
+                address,
+                id,
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .create_subnet()
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .cidr_block(attr_str(attrs, "cidr_block"))
+            .availability_zone(attr_str(attrs, "availability_zone"))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::Subnet))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let id = r
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap_or_default()
+        .to_string();
+    set_public_ip(ctx, a, &id, attrs).await?;
+    Ok((id, Default::default()))
+}
+
+async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, attrs: &Attrs) -> Result<(), Error> {
+    let v = AttributeBooleanValue::builder()
+        .value(attr_bool(attrs, "map_public_ip_on_launch"))
+        .build();
+    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .modify_subnet_attribute()
+            .subnet_id(id)
+            .map_public_ip_on_launch(v.clone())
+            .send()
+            .await
+            .ctx("setting public IPs on", a)
+    })
+    .await
+    .map(drop)
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    _changed: &[String],
+) -> Result<(), Error> {
+    set_public_ip(ctx, &live.address, &live.id, attrs).await
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .ec2
+            .delete_subnet()
+            .subnet_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address)
+        {
+            Err(e) if e.is_code(&["InvalidSubnetID.NotFound"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}

@@ -1,0 +1,299 @@
+//! The DynamoDB table: keys, billing mode, point-in-time recovery. Its name carries
+//! the stack prefix, so discovery lists tables, keeps those with the prefix, and then
+//! trusts only their tags.
+
+use super::{Created, Ctx, Foreign, STILL_IN_USE, attr_bool, attr_i64, attr_str, changed};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
+use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus, Tag,
+};
+use std::time::Duration;
+
+pub const FORCE_NEW: &[&str] = &["name", "partition_key", "sort_key"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<(Vec<Live>, Vec<Foreign>), Error> {
+    let prefix = format!("{stack}-");
+    let mut names = Vec::new();
+    let mut pages = c.ddb.list_tables().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.ctx("listing", &"DynamoDB tables")?;
+        names.extend(
+            page.table_names()
+                .iter()
+                .filter(|n| n.starts_with(&prefix))
+                .cloned(),
+        );
+    }
+    let mut live = Vec::new();
+    let mut foreign = Vec::new();
+    for name in names {
+        let d = c
+            .ddb
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .ctx("reading", &name)?;
+        let Some(t) = d.table() else { continue };
+        let arn = t.table_arn().unwrap_or_default();
+        let (tags, pitr) = tokio::try_join!(
+            async {
+                c.ddb
+                    .list_tags_of_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .ctx("reading tags of", &name)
+            },
+            async {
+                c.ddb
+                    .describe_continuous_backups()
+                    .table_name(&name)
+                    .send()
+                    .await
+                    .ctx("reading backups of", &name)
+            },
+        )?;
+        let owner = owned_address(stack, tags.tags().iter().map(|t| (t.key(), t.value())));
+        let Some(address) = owner else {
+            foreign.push(Foreign {
+                kind: Kind::Table,
+                name,
+            });
+            continue;
+        };
+        let pitr_on = pitr
+            .continuous_backups_description()
+            .and_then(|b| b.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            .map(|s| s.as_str() == "ENABLED")
+            .unwrap_or(false);
+        live.push(to_live(address, t, pitr_on));
+    }
+    Ok((live, foreign))
+}
+
+fn to_live(address: Address, t: &TableDescription, pitr: bool) -> Live {
+    let key_of = |kt: KeyType| {
+        t.key_schema()
+            .iter()
+            .find(|k| k.key_type() == &kt)
+            .map(|k| {
+                let ty = t
+                    .attribute_definitions()
+                    .iter()
+                    .find(|d| d.attribute_name() == k.attribute_name())
+                    .map(|d| d.attribute_type().as_str().to_string())
+                    .unwrap_or_default();
+                format!("{}:{ty}", k.attribute_name())
+            })
+            .unwrap_or_default()
+    };
+    let billing = t
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .map(|b| b.as_str().to_string())
+        .unwrap_or_else(|| "PROVISIONED".into());
+    let mut attrs = Attrs::from([
+        ("name".into(), Value::s(t.table_name().unwrap_or_default())),
+        ("partition_key".into(), Value::s(key_of(KeyType::Hash))),
+        ("sort_key".into(), Value::s(key_of(KeyType::Range))),
+        ("billing_mode".into(), Value::s(&billing)),
+        ("point_in_time_recovery".into(), Value::Bool(pitr)),
+    ]);
+    if billing == "PROVISIONED" {
+        let p = t.provisioned_throughput();
+        attrs.insert(
+            "read_capacity".into(),
+            Value::Int(p.and_then(|p| p.read_capacity_units()).unwrap_or_default()),
+        );
+        attrs.insert(
+            "write_capacity".into(),
+            Value::Int(p.and_then(|p| p.write_capacity_units()).unwrap_or_default()),
+        );
+    }
+    Live {
+        address,
+        id: t.table_name().unwrap_or_default().to_string(),
+        attrs,
+        extra: Default::default(),
+    }
+}
+
+fn key(spec: &str, kt: KeyType) -> Option<(KeySchemaElement, AttributeDefinition)> {
+    let (name, ty) = spec.split_once(':')?;
+    let k = KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kt)
+        .build()
+        .ok()?;
+    let d = AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::from(ty))
+        .build()
+        .ok()?;
+    Some((k, d))
+}
+
+fn throughput(attrs: &Attrs) -> Option<ProvisionedThroughput> {
+    (attr_str(attrs, "billing_mode") == "PROVISIONED").then(|| {
+        ProvisionedThroughput::builder()
+            .read_capacity_units(attr_i64(attrs, "read_capacity"))
+            .write_capacity_units(attr_i64(attrs, "write_capacity"))
+            .build()
+            .expect("both capacities are set")
+    })
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let name = attr_str(attrs, "name").to_string();
+    let keys: Vec<_> = [
+        key(attr_str(attrs, "partition_key"), KeyType::Hash),
+        key(attr_str(attrs, "sort_key"), KeyType::Range),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let tags: Vec<Tag> = ctx
+        .tags(a)
+        .into_iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect();
+    ctx.c
+        .ddb
+        .create_table()
+        .table_name(&name)
+        .set_key_schema(Some(keys.iter().map(|k| k.0.clone()).collect()))
+        .set_attribute_definitions(Some(keys.iter().map(|k| k.1.clone()).collect()))
+        .billing_mode(BillingMode::from(attr_str(attrs, "billing_mode")))
+        .set_provisioned_throughput(throughput(attrs))
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    wait_active(ctx, a, &name).await?;
+    if attr_bool(attrs, "point_in_time_recovery") {
+        set_pitr(ctx, a, &name, true).await?;
+    }
+    Ok((name, Default::default()))
+}
+
+async fn wait_active(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
+    ctx.report(a, "waiting for the table to become ACTIVE");
+    wait_for(
+        a,
+        "the table to become ACTIVE",
+        Duration::from_secs(600),
+        || async {
+            match ctx
+                .c
+                .ddb
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .ctx("reading", a)
+            {
+                Ok(r) => Ok((r.table().and_then(|t| t.table_status())
+                    == Some(&TableStatus::Active))
+                .then_some(())),
+                Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(None),
+                Err(e) => Err(e),
+            }
+        },
+    )
+    .await
+}
+
+async fn set_pitr(ctx: &Ctx, a: &Address, name: &str, on: bool) -> Result<(), Error> {
+    retry_codes(
+        &["ContinuousBackupsUnavailableException"],
+        Patience::FRESH_ID,
+        || async {
+            ctx.c
+                .ddb
+                .update_continuous_backups()
+                .table_name(name)
+                .point_in_time_recovery_specification(
+                    PointInTimeRecoverySpecification::builder()
+                        .point_in_time_recovery_enabled(on)
+                        .build()
+                        .expect("flag is set"),
+                )
+                .send()
+                .await
+                .ctx("setting point-in-time recovery of", a)
+        },
+    )
+    .await
+    .map(drop)
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    if ["billing_mode", "read_capacity", "write_capacity"]
+        .iter()
+        .any(|k| changed(changes, k))
+    {
+        ctx.c
+            .ddb
+            .update_table()
+            .table_name(&live.id)
+            .billing_mode(BillingMode::from(attr_str(attrs, "billing_mode")))
+            .set_provisioned_throughput(throughput(attrs))
+            .send()
+            .await
+            .ctx("changing the billing of", a)?;
+        wait_active(ctx, a, &live.id).await?;
+    }
+    if changed(changes, "point_in_time_recovery") {
+        set_pitr(ctx, a, &live.id, attr_bool(attrs, "point_in_time_recovery")).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    let r = retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        ctx.c
+            .ddb
+            .delete_table()
+            .table_name(&live.id)
+            .send()
+            .await
+            .ctx("deleting", a)
+    })
+    .await;
+    match r {
+        Err(e) if e.is_code(&["ResourceNotFoundException"]) => return Ok(()),
+        other => other.map(drop)?,
+    }
+    wait_for(
+        a,
+        "the table to be deleted",
+        Duration::from_secs(600),
+        || async {
+            match ctx
+                .c
+                .ddb
+                .describe_table()
+                .table_name(&live.id)
+                .send()
+                .await
+                .ctx("reading", a)
+            {
+                Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(Some(())),
+                Err(e) => Err(e),
+                Ok(_) => Ok(None),
+            }
+        },
+    )
+    .await
+}

@@ -1,0 +1,133 @@
+//! One target group per service, with the service's health check.
+
+use super::{Created, Ctx, STILL_IN_USE, attr_i64, attr_str, elbv2::elb_tags};
+use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
+
+pub const FORCE_NEW: &[&str] = &["name", "port", "protocol", "vpc_id"];
+
+pub fn live(address: Address, tg: &TargetGroup) -> Live {
+    let attrs = Attrs::from([
+        (
+            "name".into(),
+            Value::s(tg.target_group_name().unwrap_or_default()),
+        ),
+        (
+            "port".into(),
+            Value::Int(tg.port().unwrap_or_default().into()),
+        ),
+        (
+            "protocol".into(),
+            Value::s(tg.protocol().map(|p| p.as_str()).unwrap_or_default()),
+        ),
+        ("vpc_id".into(), Value::s(tg.vpc_id().unwrap_or_default())),
+        (
+            "health_check_path".into(),
+            Value::s(tg.health_check_path().unwrap_or_default()),
+        ),
+        (
+            "health_check_interval".into(),
+            Value::Int(
+                tg.health_check_interval_seconds()
+                    .unwrap_or_default()
+                    .into(),
+            ),
+        ),
+        (
+            "healthy_threshold".into(),
+            Value::Int(tg.healthy_threshold_count().unwrap_or_default().into()),
+        ),
+        (
+            "unhealthy_threshold".into(),
+            Value::Int(tg.unhealthy_threshold_count().unwrap_or_default().into()),
+        ),
+        (
+            "matcher".into(),
+            Value::s(tg.matcher().and_then(|m| m.http_code()).unwrap_or_default()),
+        ),
+    ]);
+    Live {
+        address,
+        id: tg.target_group_arn().unwrap_or_default().to_string(),
+        attrs,
+        extra: Default::default(),
+    }
+}
+
+fn matcher(attrs: &Attrs) -> Matcher {
+    Matcher::builder()
+        .http_code(attr_str(attrs, "matcher"))
+        .build()
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(&["ValidationError"], Patience::FRESH_ID, || async {
+        ctx.c
+            .elb
+            .create_target_group()
+            .name(attr_str(attrs, "name"))
+            .protocol(ProtocolEnum::from(attr_str(attrs, "protocol")))
+            .port(attr_i64(attrs, "port") as i32)
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_path(attr_str(attrs, "health_check_path"))
+            .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
+            .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
+            .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
+            .matcher(matcher(attrs))
+            .set_tags(Some(elb_tags(ctx, a)))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let arn = r
+        .target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn())
+        .unwrap_or_default()
+        .to_string();
+    Ok((arn, Default::default()))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    _changed: &[String],
+) -> Result<(), Error> {
+    ctx.c
+        .elb
+        .modify_target_group()
+        .target_group_arn(&live.id)
+        .health_check_path(attr_str(attrs, "health_check_path"))
+        .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
+        .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
+        .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
+        .matcher(matcher(attrs))
+        .send()
+        .await
+        .ctx("updating the health check of", &live.address)
+        .map(drop)
+}
+
+/// A target group still referenced by a listener or rule answers ResourceInUse until
+/// that reference is gone.
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .elb
+            .delete_target_group()
+            .target_group_arn(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address)
+        {
+            Err(e) if e.is_code(&["TargetGroupNotFound"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}

@@ -1,0 +1,148 @@
+//! The stack's VPC, with DNS support and hostnames on (instances need them to reach
+//! AWS endpoints by name).
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_bool, attr_str, changed, ec2_owned,
+    ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+
+pub const FORCE_NEW: &[&str] = &["cidr_block"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_vpcs()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.ctx("listing", &"VPCs")?;
+        for v in page.vpcs() {
+            let Some(address) = ec2_owned(stack, v.tags()) else {
+                continue;
+            };
+            let id = v.vpc_id().unwrap_or_default().to_string();
+            let (support, hostnames) = tokio::try_join!(
+                dns_attr(c, &id, VpcAttributeName::EnableDnsSupport),
+                dns_attr(c, &id, VpcAttributeName::EnableDnsHostnames),
+            )?;
+            let attrs = Attrs::from([
+                (
+                    "cidr_block".into(),
+                    Value::s(v.cidr_block().unwrap_or_default()),
+                ),
+                ("enable_dns_support".into(), Value::Bool(support)),
+                ("enable_dns_hostnames".into(), Value::Bool(hostnames)),
+            ]);
+            out.push(Live {
+                address,
+                id,
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn dns_attr(c: &Clients, id: &str, name: VpcAttributeName) -> Result<bool, Error> {
+    let r = c
+        .ec2
+        .describe_vpc_attribute()
+        .vpc_id(id)
+        .attribute(name.clone())
+        .send()
+        .await
+        .ctx("reading attributes of", &id)?;
+    let v = match name {
+        VpcAttributeName::EnableDnsHostnames => r.enable_dns_hostnames(),
+        _ => r.enable_dns_support(),
+    };
+    Ok(v.and_then(|b| b.value()).unwrap_or(false))
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = ctx
+        .c
+        .ec2
+        .create_vpc()
+        .cidr_block(attr_str(attrs, "cidr_block"))
+        .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::Vpc))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    let id = r
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap_or_default()
+        .to_string();
+    set_dns(
+        ctx,
+        a,
+        &id,
+        attrs,
+        &["enable_dns_support".into(), "enable_dns_hostnames".into()],
+    )
+    .await?;
+    Ok((id, Default::default()))
+}
+
+async fn set_dns(
+    ctx: &Ctx,
+    a: &Address,
+    id: &str,
+    attrs: &Attrs,
+    which: &[String],
+) -> Result<(), Error> {
+    // AWS takes one attribute per call.
+    for key in ["enable_dns_support", "enable_dns_hostnames"] {
+        if !changed(which, key) {
+            continue;
+        }
+        let value = AttributeBooleanValue::builder()
+            .value(attr_bool(attrs, key))
+            .build();
+        retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+            let call = ctx.c.ec2.modify_vpc_attribute().vpc_id(id);
+            let call = if key == "enable_dns_support" {
+                call.enable_dns_support(value.clone())
+            } else {
+                call.enable_dns_hostnames(value.clone())
+            };
+            call.send().await.ctx("setting DNS attributes of", a)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changed: &[String],
+) -> Result<(), Error> {
+    set_dns(ctx, &live.address, &live.id, attrs, changed).await
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        match ctx
+            .c
+            .ec2
+            .delete_vpc()
+            .vpc_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address)
+        {
+            Err(e) if e.is_code(&["InvalidVpcID.NotFound"]) => Ok(()),
+            other => other.map(drop),
+        }
+    })
+    .await
+}

@@ -1,0 +1,831 @@
+//! The stack file: parsed from YAML ([`raw`]) and checked into a [`Spec`] before any
+//! AWS call. Every rejection carries the file, line and column of the offending value.
+
+pub mod raw;
+mod userdata;
+
+use ipnet::Ipv4Net;
+use raw::{RawStack, S};
+use serde_saphyr::Location;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use userdata::{TEMPLATE_VARIABLES, render as render_user_data};
+
+/// One problem in a stack file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in a stack file, in file order.
+#[derive(Debug, Clone)]
+pub struct SpecErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// A stack file that passed every check.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub file: PathBuf,
+    pub stack: String,
+    pub region: Option<String>,
+    pub vpc_cidr: Ipv4Net,
+    pub subnets: Vec<SubnetSpec>,
+    pub load_balancer: LoadBalancerSpec,
+    pub services: Vec<ServiceSpec>,
+    pub table: Option<TableSpec>,
+    pub bucket: Option<BucketSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubnetSpec {
+    /// The zone letter (`a`); the full zone name needs the region.
+    pub az: char,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadBalancerSpec {
+    pub ingress: Vec<Ipv4Net>,
+    pub port: u16,
+    pub default_service: String,
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub name: String,
+    pub path: String,
+    pub service: String,
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub port: u16,
+    pub health: HealthSpec,
+    pub instance_type: String,
+    pub ami: Ami,
+    pub user_data_path: PathBuf,
+    pub user_data_template: String,
+    pub scaling: ScalingSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthSpec {
+    pub path: String,
+    pub interval: u32,
+    pub healthy: u32,
+    pub unhealthy: u32,
+    pub grace_period: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ami {
+    /// The latest Amazon Linux 2023 for x86_64, resolved through SSM at plan time.
+    Al2023,
+    Id(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScalingSpec {
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub cpu_target: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    pub partition_key: KeySpec,
+    pub sort_key: Option<KeySpec>,
+    pub billing: Billing,
+    pub pitr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub name: String,
+    pub key_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Billing {
+    PayPerRequest,
+    Provisioned { read: u32, write: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    pub name: String,
+    pub versioning: bool,
+    pub force_destroy: bool,
+}
+
+/// The longest stack name: `<stack>-<service>` must stay within the 32 characters
+/// AWS allows for load balancer and target group names.
+pub const MAX_STACK_NAME: usize = 20;
+
+impl Spec {
+    /// Reads and checks a stack file. No AWS call is made.
+    pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecErrors(vec![Diagnostic {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the stack file: {e}"),
+            }])
+        })?;
+        Spec::parse(path, &text)
+    }
+
+    /// Checks stack file text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
+        let raw: RawStack = serde_saphyr::from_str(text).map_err(|e| {
+            let loc = e.location();
+            SpecErrors(vec![Diagnostic {
+                file: path.to_path_buf(),
+                line: loc.map_or(0, |l| l.line()),
+                column: loc.map_or(0, |l| l.column()),
+                message: plain_message(&e),
+            }])
+        })?;
+        let mut v = Validator {
+            file: path.to_path_buf(),
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            errors: Vec::new(),
+        };
+        let spec = v.check(raw);
+        if v.errors.is_empty() {
+            Ok(spec)
+        } else {
+            v.errors
+                .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            v.errors.dedup();
+            Err(SpecErrors(v.errors))
+        }
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// serde-saphyr appends " at line L, column C" to messages; we print the location first.
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
+    let text = e.render_with_options(options);
+    let text = text.lines().next().unwrap_or_default().to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+struct Validator {
+    file: PathBuf,
+    base: PathBuf,
+    errors: Vec<Diagnostic>,
+}
+
+impl Validator {
+    fn error(&mut self, at: Location, message: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            file: self.file.clone(),
+            line: at.line(),
+            column: at.column(),
+            message: message.into(),
+        });
+    }
+
+    fn check(&mut self, raw: RawStack) -> Spec {
+        let stack = self.stack_name(&raw.stack);
+        let region = raw.region.as_ref().map(|r| {
+            let ok = r.value.split('-').count() >= 3
+                && r.value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                self.error(
+                    r.referenced,
+                    format!("`{}` is not an AWS region name (like us-east-1)", r.value),
+                );
+            }
+            r.value.clone()
+        });
+        let vpc_cidr = self.cidr(&raw.network.cidr, "VPC");
+        if let Some(net) = vpc_cidr
+            && !(16..=28).contains(&net.prefix_len())
+        {
+            self.error(
+                raw.network.cidr.referenced,
+                format!(
+                    "a VPC CIDR block must be between /16 and /28, not /{}",
+                    net.prefix_len()
+                ),
+            );
+        }
+        let subnets = self.subnets(&raw.network.subnets, vpc_cidr);
+        let services = self.services(&stack, &raw.services);
+        let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let load_balancer = self.load_balancer(&raw.load_balancer, &names);
+        let table = raw.table.as_ref().map(|t| self.table(&stack, t));
+        let bucket = raw.bucket.as_ref().map(|b| self.bucket(b));
+        Spec {
+            file: self.file.clone(),
+            stack,
+            region,
+            vpc_cidr: vpc_cidr.unwrap_or_default(),
+            subnets,
+            load_balancer,
+            services,
+            table,
+            bucket,
+        }
+    }
+
+    fn stack_name(&mut self, name: &S<String>) -> String {
+        let n = &name.value;
+        let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !n.ends_with('-')
+            && !n.contains("--");
+        if !ok {
+            self.error(
+                name.referenced,
+                format!(
+                    "stack name `{n}` must start with a lowercase letter and hold only lowercase letters, digits and single hyphens"
+                ),
+            );
+        } else if n.len() > MAX_STACK_NAME {
+            self.error(
+                name.referenced,
+                format!(
+                    "stack name `{n}` is {} characters; at most {MAX_STACK_NAME} fit in AWS load balancer names",
+                    n.len()
+                ),
+            );
+        }
+        n.clone()
+    }
+
+    fn cidr(&mut self, text: &S<String>, what: &str) -> Option<Ipv4Net> {
+        match text.value.parse::<Ipv4Net>() {
+            Ok(net) if net.network() == net.addr() => Some(net),
+            Ok(net) => {
+                self.error(
+                    text.referenced,
+                    format!(
+                        "{what} CIDR `{}` has host bits set; did you mean {}?",
+                        text.value,
+                        net.trunc()
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                self.error(
+                    text.referenced,
+                    format!(
+                        "`{}` is not an IPv4 CIDR block (like 10.0.0.0/16)",
+                        text.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn subnets(&mut self, raw: &S<Vec<raw::RawSubnet>>, vpc: Option<Ipv4Net>) -> Vec<SubnetSpec> {
+        let mut out: Vec<(SubnetSpec, Location)> = Vec::new();
+        for s in &raw.value {
+            let az = {
+                let v = &s.az.value;
+                let mut chars = v.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if c.is_ascii_lowercase() => Some(c),
+                    _ => {
+                        self.error(
+                            s.az.referenced,
+                            format!(
+                                "availability zone `{v}` must be a zone letter such as `a` (the region comes from `region`)"
+                            ),
+                        );
+                        None
+                    }
+                }
+            };
+            let cidr = self.cidr(&s.cidr, "subnet");
+            if let (Some(cidr), Some(vpc)) = (cidr, vpc) {
+                if !vpc.contains(&cidr) {
+                    self.error(
+                        s.cidr.referenced,
+                        format!("subnet {cidr} is not inside the VPC's {vpc}"),
+                    );
+                } else if cidr.prefix_len() > 28 {
+                    self.error(
+                        s.cidr.referenced,
+                        format!("subnet {cidr} is smaller than the /28 AWS allows"),
+                    );
+                }
+                for (other, _) in &out {
+                    if other.cidr.contains(&cidr) || cidr.contains(&other.cidr) {
+                        self.error(
+                            s.cidr.referenced,
+                            format!("subnet {cidr} overlaps subnet {}", other.cidr),
+                        );
+                    }
+                }
+            }
+            if let (Some(az), Some(cidr)) = (az, cidr) {
+                out.push((SubnetSpec { az, cidr }, s.az.referenced));
+            }
+        }
+        let zones: BTreeSet<char> = out.iter().map(|(s, _)| s.az).collect();
+        if zones.len() < 2 && raw.value.len() == out.len() {
+            self.error(
+                raw.referenced,
+                format!(
+                    "an Application Load Balancer needs subnets in at least two availability zones; found {}",
+                    zones.len()
+                ),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (s, at) in &out {
+            if !seen.insert(s.az) {
+                self.error(
+                    *at,
+                    format!(
+                        "two subnets in zone `{}`; each zone takes one public subnet",
+                        s.az
+                    ),
+                );
+            }
+        }
+        out.into_iter().map(|(s, _)| s).collect()
+    }
+
+    fn services(
+        &mut self,
+        stack: &str,
+        raw: &S<raw::OrderedMap<raw::RawService>>,
+    ) -> Vec<ServiceSpec> {
+        if raw.value.0.is_empty() {
+            self.error(raw.referenced, "a stack needs at least one service");
+        }
+        let mut out = Vec::new();
+        for (name, s) in &raw.value.0 {
+            let n = &name.value;
+            let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !n.ends_with('-');
+            if !ok {
+                self.error(
+                    name.referenced,
+                    format!(
+                        "service name `{n}` must start with a lowercase letter and hold only lowercase letters, digits and hyphens"
+                    ),
+                );
+            }
+            if n == "alb" {
+                self.error(
+                    name.referenced,
+                    "service name `alb` is reserved for the load balancer's security group",
+                );
+            }
+            let tg_name = format!("{stack}-{n}");
+            if tg_name.len() > 32 {
+                self.error(
+                    name.referenced,
+                    format!(
+                        "target group name `{tg_name}` would be {} characters; AWS allows 32 (shorten the stack or service name)",
+                        tg_name.len()
+                    ),
+                );
+            }
+            self.port(&s.port);
+            let health = self.health(&s.health);
+            let instance_type = {
+                let t = &s.instance.instance_type;
+                let mut parts = t.value.split('.');
+                let ok = matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None)
+                    if !a.is_empty() && !b.is_empty()
+                        && t.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'));
+                if !ok {
+                    self.error(
+                        t.referenced,
+                        format!("`{}` is not an EC2 instance type (like t3.micro)", t.value),
+                    );
+                }
+                t.value.clone()
+            };
+            let ami = {
+                let a = &s.instance.ami;
+                if a.value == "al2023" {
+                    Ami::Al2023
+                } else if a.value.strip_prefix("ami-").is_some_and(|h| {
+                    (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+                }) {
+                    Ami::Id(a.value.clone())
+                } else {
+                    self.error(
+                        a.referenced,
+                        format!(
+                            "ami `{}` must be `al2023` or an image id like ami-0123456789abcdef0",
+                            a.value
+                        ),
+                    );
+                    Ami::Al2023
+                }
+            };
+            let user_data_path = self.base.join(&s.user_data.value);
+            let user_data_template = match std::fs::read_to_string(&user_data_path) {
+                Ok(text) => {
+                    if let Err(e) = userdata::check(&text) {
+                        self.errors.push(Diagnostic {
+                            file: user_data_path.clone(),
+                            line: e.line,
+                            column: e.column,
+                            message: e.message,
+                        });
+                    }
+                    if text.len() > 12_000 {
+                        self.error(
+                            s.user_data.referenced,
+                            format!(
+                                "user data template `{}` is {} bytes; rendered user data must stay under AWS's 16 KiB after base64",
+                                s.user_data.value,
+                                text.len()
+                            ),
+                        );
+                    }
+                    text
+                }
+                Err(e) => {
+                    self.error(
+                        s.user_data.referenced,
+                        format!(
+                            "cannot read user data template `{}`: {e}",
+                            user_data_path.display()
+                        ),
+                    );
+                    String::new()
+                }
+            };
+            let scaling = self.scaling(&s.scaling);
+            out.push(ServiceSpec {
+                name: n.clone(),
+                port: s.port.value,
+                health,
+                instance_type,
+                ami,
+                user_data_path,
+                user_data_template,
+                scaling,
+            });
+        }
+        out
+    }
+
+    fn port(&mut self, port: &S<u16>) {
+        if port.value == 0 {
+            self.error(port.referenced, "port must be between 1 and 65535");
+        }
+    }
+
+    fn range(&mut self, v: &Option<S<u32>>, default: u32, lo: u32, hi: u32, what: &str) -> u32 {
+        match v {
+            None => default,
+            Some(v) if (lo..=hi).contains(&v.value) => v.value,
+            Some(v) => {
+                self.error(
+                    v.referenced,
+                    format!("{what} must be between {lo} and {hi}, not {}", v.value),
+                );
+                default
+            }
+        }
+    }
+
+    fn health(&mut self, h: &raw::RawHealth) -> HealthSpec {
+        if !h.path.value.starts_with('/') || h.path.value.len() > 1024 {
+            self.error(
+                h.path.referenced,
+                format!(
+                    "health check path `{}` must start with `/` and be at most 1024 characters",
+                    h.path.value
+                ),
+            );
+        }
+        HealthSpec {
+            path: h.path.value.clone(),
+            interval: self.range(&h.interval, 15, 5, 300, "health check interval (seconds)"),
+            healthy: self.range(&h.healthy, 2, 2, 10, "healthy threshold"),
+            unhealthy: self.range(&h.unhealthy, 3, 2, 10, "unhealthy threshold"),
+            grace_period: self.range(&h.grace_period, 120, 0, 7200, "grace period (seconds)"),
+        }
+    }
+
+    fn scaling(&mut self, s: &raw::RawScaling) -> ScalingSpec {
+        let (min, max, desired) = (s.min.value, s.max.value, s.desired.value);
+        if max == 0 {
+            self.error(s.max.referenced, "max must be at least 1");
+        }
+        if min > max {
+            self.error(
+                s.min.referenced,
+                format!("min ({min}) is greater than max ({max})"),
+            );
+        } else if desired < min || desired > max {
+            self.error(
+                s.desired.referenced,
+                format!("desired ({desired}) must lie between min ({min}) and max ({max})"),
+            );
+        }
+        let cpu = s.cpu_target.value;
+        if !(cpu > 0.0 && cpu <= 100.0) {
+            self.error(
+                s.cpu_target.referenced,
+                format!("cpu_target is a CPU percentage between 1 and 100, not {cpu}"),
+            );
+        }
+        ScalingSpec {
+            min,
+            max,
+            desired,
+            cpu_target: cpu,
+        }
+    }
+
+    fn load_balancer(
+        &mut self,
+        lb: &raw::RawLoadBalancer,
+        services: &BTreeSet<&str>,
+    ) -> LoadBalancerSpec {
+        let ingress = lb
+            .ingress
+            .value
+            .iter()
+            .filter_map(|c| self.cidr(c, "ingress"))
+            .collect::<Vec<_>>();
+        if lb.ingress.value.is_empty() {
+            self.error(
+                lb.ingress.referenced,
+                "ingress needs at least one CIDR block (0.0.0.0/0 for the whole internet)",
+            );
+        }
+        self.port(&lb.listener.port);
+        self.known_service(&lb.default_service, services);
+        let mut rules: Vec<RuleSpec> = Vec::new();
+        let mut priorities: BTreeMap<u32, Location> = BTreeMap::new();
+        for r in &lb.rules {
+            self.known_service(&r.service, services);
+            self.path_pattern(&r.path);
+            let p = r.priority.value;
+            if !(1..=50_000).contains(&p) {
+                self.error(
+                    r.priority.referenced,
+                    format!("rule priority must be between 1 and 50000, not {p}"),
+                );
+            }
+            if let Some(first) = priorities.get(&p) {
+                let msg = format!(
+                    "rule priority {p} is already used by the rule at line {}",
+                    first.line()
+                );
+                self.error(r.priority.referenced, msg);
+            } else {
+                priorities.insert(p, r.priority.referenced);
+            }
+            let name = match &r.name {
+                Some(n) => n.value.clone(),
+                None => r.service.value.clone(),
+            };
+            if rules.iter().any(|x| x.name == name) {
+                let at = r
+                    .name
+                    .as_ref()
+                    .map_or(r.service.referenced, |n| n.referenced);
+                self.error(
+                    at,
+                    format!(
+                        "a second rule named `{name}`; give rules that route to the same service distinct `name`s"
+                    ),
+                );
+            }
+            rules.push(RuleSpec {
+                name,
+                path: r.path.value.clone(),
+                service: r.service.value.clone(),
+                priority: p,
+            });
+        }
+        LoadBalancerSpec {
+            ingress,
+            port: lb.listener.port.value,
+            default_service: lb.default_service.value.clone(),
+            rules,
+        }
+    }
+
+    fn known_service(&mut self, name: &S<String>, services: &BTreeSet<&str>) {
+        if !services.contains(name.value.as_str()) {
+            let known = services.iter().copied().collect::<Vec<_>>().join(", ");
+            self.error(
+                name.referenced,
+                format!("unknown service `{}` (services: {known})", name.value),
+            );
+        }
+    }
+
+    /// The characters and length ELBv2 accepts in a path-pattern condition.
+    fn path_pattern(&mut self, path: &S<String>) {
+        let p = &path.value;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?".contains(c);
+        if !p.starts_with('/') {
+            self.error(
+                path.referenced,
+                format!("path pattern `{p}` must start with `/`"),
+            );
+        } else if p.len() > 128 {
+            self.error(
+                path.referenced,
+                format!("path pattern is {} characters; AWS allows 128", p.len()),
+            );
+        } else if let Some(c) = p.chars().find(|&c| !allowed(c)) {
+            self.error(
+                path.referenced,
+                format!(
+                    "path pattern `{p}` contains `{c}`; AWS allows letters, digits, * ? and _-.$/~\"'@:+&"
+                ),
+            );
+        }
+    }
+
+    fn table(&mut self, stack: &str, t: &raw::RawTable) -> TableSpec {
+        let full = format!("{stack}-{}", t.name.value);
+        if !t
+            .name
+            .value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || full.len() > 255
+            || t.name.value.is_empty()
+        {
+            self.error(
+                t.name.referenced,
+                format!(
+                    "table name `{}` may hold only letters, digits, `_`, `-` and `.`, up to 255 characters with the stack prefix",
+                    t.name.value
+                ),
+            );
+        }
+        let partition_key = self.key(&t.partition_key);
+        let sort_key = t.sort_key.as_ref().map(|k| self.key(k));
+        let billing = match t.billing.as_ref().map(|b| b.value.as_str()) {
+            None | Some("pay_per_request") => {
+                for c in [&t.read_capacity, &t.write_capacity].into_iter().flatten() {
+                    self.error(
+                        c.referenced,
+                        "capacity applies only to `billing: provisioned`",
+                    );
+                }
+                Billing::PayPerRequest
+            }
+            Some("provisioned") => {
+                let at = t
+                    .billing
+                    .as_ref()
+                    .map_or(Location::UNKNOWN, |b| b.referenced);
+                let read = t.read_capacity.as_ref().map(|c| c.value);
+                let write = t.write_capacity.as_ref().map(|c| c.value);
+                match (read, write) {
+                    (Some(read), Some(write)) if read > 0 && write > 0 => {
+                        Billing::Provisioned { read, write }
+                    }
+                    _ => {
+                        self.error(
+                            at,
+                            "`billing: provisioned` needs read_capacity and write_capacity of at least 1",
+                        );
+                        Billing::PayPerRequest
+                    }
+                }
+            }
+            Some(other) => {
+                let at = t
+                    .billing
+                    .as_ref()
+                    .map_or(Location::UNKNOWN, |b| b.referenced);
+                self.error(
+                    at,
+                    format!("billing `{other}` must be `pay_per_request` or `provisioned`"),
+                );
+                Billing::PayPerRequest
+            }
+        };
+        TableSpec {
+            name: full,
+            partition_key,
+            sort_key,
+            billing,
+            pitr: t.pitr.unwrap_or(true),
+        }
+    }
+
+    fn key(&mut self, k: &raw::RawKey) -> KeySpec {
+        if !matches!(k.key_type.value.as_str(), "S" | "N" | "B") {
+            self.error(
+                k.key_type.referenced,
+                format!(
+                    "key type `{}` must be S (string), N (number) or B (binary)",
+                    k.key_type.value
+                ),
+            );
+        }
+        if k.name.value.is_empty() || k.name.value.len() > 255 {
+            self.error(k.name.referenced, "key name must be 1 to 255 characters");
+        }
+        KeySpec {
+            name: k.name.value.clone(),
+            key_type: k.key_type.value.clone(),
+        }
+    }
+
+    fn bucket(&mut self, b: &raw::RawBucket) -> BucketSpec {
+        if let Err(why) = check_bucket_name(&b.name.value) {
+            self.error(
+                b.name.referenced,
+                format!("bucket name `{}` {why}", b.name.value),
+            );
+        }
+        BucketSpec {
+            name: b.name.value.clone(),
+            versioning: b.versioning.unwrap_or(false),
+            force_destroy: b.force_destroy.unwrap_or(false),
+        }
+    }
+}
+
+/// S3's general-purpose bucket naming rules.
+fn check_bucket_name(n: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&n.len()) {
+        return Err("must be 3 to 63 characters long");
+    }
+    if !n
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Err("may hold only lowercase letters, digits, `-` and `.`");
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(n.chars().next()) || !edge_ok(n.chars().last()) {
+        return Err("must begin and end with a letter or digit");
+    }
+    if n.contains("..") || n.contains(".-") || n.contains("-.") {
+        return Err("must not hold `..`, `.-` or `-.`");
+    }
+    if n.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("must not look like an IP address");
+    }
+    if n.starts_with("xn--") || n.starts_with("sthree-") || n.ends_with("-s3alias") {
+        return Err("uses a prefix or suffix S3 reserves");
+    }
+    Ok(())
+}
