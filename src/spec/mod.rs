@@ -209,9 +209,16 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     let options = serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off };
     let text = e.render_with_options(options);
     let text = text.lines().next().unwrap_or_default().to_string();
-    match text.rfind(" at line ") {
+    let text = match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
         None => text,
+    };
+    // Say what was expected in the stack file's terms, not Rust's.
+    match text.as_str() {
+        "invalid u16" => "expected a whole number from 0 to 65535".to_string(),
+        "invalid u32" => "expected a whole number from 0 to 4294967295".to_string(),
+        "invalid f64" => "expected a number".to_string(),
+        _ => text,
     }
 }
 
@@ -502,7 +509,7 @@ impl Validator {
                         s.user_data.referenced,
                         format!(
                             "cannot read user data template `{}`: {e}",
-                            user_data_path.display()
+                            s.user_data.value
                         ),
                     );
                     String::new()
