@@ -253,8 +253,7 @@ async fn run(cli: Cli) -> u8 {
                 force: false,
                 ready_timeout: Duration::from_secs(ready_timeout),
             };
-            let code = apply_plan(&spec, p, &settings, Goal::Converge).await;
-            code
+            apply_plan(&spec, p, &settings, Goal::Converge).await
         }
         Command::Down {
             file,

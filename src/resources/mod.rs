@@ -23,6 +23,9 @@ use crate::aws::{Clients, Error};
 use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags};
 use std::sync::Arc;
 
+/// Where long waits report how far they are.
+pub type ProgressFn = Arc<dyn Fn(&Address, String) + Send + Sync>;
+
 /// What each operation needs besides its resource.
 #[derive(Clone)]
 pub struct Ctx {
@@ -31,7 +34,7 @@ pub struct Ctx {
     /// `down --force`: empty non-empty buckets.
     pub force: bool,
     /// Reports progress of long waits ("2/2 instances in service").
-    pub progress: Arc<dyn Fn(&Address, String) + Send + Sync>,
+    pub progress: ProgressFn,
     /// How long to wait for instances to pass health checks.
     pub ready_timeout: std::time::Duration,
 }

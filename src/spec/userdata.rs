@@ -24,10 +24,11 @@ pub struct TemplateError {
     pub message: String,
 }
 
-/// Finds each `{{ ... }}` with its 1-based line and column.
-fn placeholders(
-    text: &str,
-) -> Vec<Result<(u64, u64, &str, std::ops::Range<usize>), TemplateError>> {
+/// A placeholder: 1-based line and column, the variable name, its byte range.
+type Placeholder<'a> = (u64, u64, &'a str, std::ops::Range<usize>);
+
+/// Finds each `{{ ... }}` in the template.
+fn placeholders(text: &str) -> Vec<Result<Placeholder<'_>, TemplateError>> {
     let mut out = Vec::new();
     let mut rest = 0;
     while let Some(open) = text[rest..].find("{{") {

@@ -1,0 +1,157 @@
+//! The router: public pages, admin pages, JSON API and operational endpoints,
+//! wrapped in one middleware that records metrics and logs each request.
+
+mod admin;
+mod api;
+mod ops;
+mod public;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::logging;
+use crate::photo::MAX_PHOTO_BYTES;
+use crate::state::{AppState, log_store_error};
+use crate::store::StoreError;
+use crate::views::{self, PageCtx};
+
+/// Room for a maximal photo plus the text fields and multipart framing; a
+/// larger body is refused while streaming, before it is buffered.
+pub const BODY_LIMIT: usize = MAX_PHOTO_BYTES + 256 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // Public, read-only.
+        .route("/", get(public::index))
+        .route("/employees/{id}", get(public::show))
+        // Write side, for the load balancer's `/admin*` rule.
+        .route("/admin", get(admin::index))
+        .route("/admin/", get(admin::index))
+        .route(
+            "/admin/employees/new",
+            get(admin::new_form).post(admin::create),
+        )
+        .route(
+            "/admin/employees/{id}/edit",
+            get(admin::edit_form).post(admin::update),
+        )
+        .route(
+            "/admin/employees/{id}/delete",
+            get(admin::delete_form).post(admin::delete),
+        )
+        // JSON API.
+        .route("/api/employees", get(api::list).post(api::create))
+        .route(
+            "/api/employees/{id}",
+            get(api::show).put(api::update).delete(api::delete),
+        )
+        // Operations.
+        .route("/health", get(ops::health))
+        .route("/info", get(ops::info))
+        .route("/info/stress", get(ops::stress).post(ops::stress))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Records `http_requests_total` and the latency histogram, and writes the access log line.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    // Unmatched paths share one label so junk URLs cannot grow the series count.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
+    let method = match *req.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => req.method().as_str().to_owned(),
+        _ => "OTHER".to_owned(),
+    };
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    state.metrics.observe(&route, &method, status, elapsed);
+    logging::info(
+        "request",
+        &[
+            ("method", method.into()),
+            ("route", route.into()),
+            ("path", path.into()),
+            ("status", status.into()),
+            (
+                "duration_ms",
+                ((elapsed.as_secs_f64() * 1e6).round() / 1e3).into(),
+            ),
+        ],
+    );
+    resp
+}
+
+async fn not_found(State(state): State<AppState>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        return json_error(StatusCode::NOT_FOUND, "no such route");
+    }
+    html_error(
+        &state,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page at this address.",
+    )
+}
+
+pub(crate) fn json_error(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(json!({ "error": msg }))).into_response()
+}
+
+pub(crate) fn html_error(state: &AppState, status: StatusCode, title: &str, msg: &str) -> Response {
+    let ctx = PageCtx::from_state(state);
+    (
+        status,
+        Html(views::error_page(&ctx, status.as_u16(), title, msg)),
+    )
+        .into_response()
+}
+
+/// An AWS failure as a page: details go to the log, the user gets a 502.
+pub(crate) fn html_store_error(state: &AppState, err: &StoreError) -> Response {
+    log_store_error(err);
+    html_error(
+        state,
+        StatusCode::BAD_GATEWAY,
+        "Storage unavailable",
+        "The directory's storage did not answer as expected. Please try again shortly.",
+    )
+}
+
+pub(crate) fn json_store_error(err: &StoreError) -> Response {
+    log_store_error(err);
+    json_error(
+        StatusCode::BAD_GATEWAY,
+        "storage unavailable; see server logs",
+    )
+}
+
+/// `303 See Other`, so a browser follows a form POST with a GET.
+pub(crate) fn see_other(location: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, location.to_owned())],
+    )
+        .into_response()
+}
