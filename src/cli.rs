@@ -480,12 +480,16 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
                     .unwrap_or_default()
             );
         }
-        let summary = format!(
-            "{} created, {} updated, {} destroyed",
-            count(Op::Create),
-            count(Op::Update),
-            count(Op::Delete)
-        );
+        let summary = if goal == Goal::Destroy {
+            format!("{} destroyed", count(Op::Delete))
+        } else {
+            format!(
+                "{} created, {} updated, {} destroyed",
+                count(Op::Create),
+                count(Op::Update),
+                count(Op::Delete)
+            )
+        };
         if outcome.ok() {
             println!(
                 "{} complete: {summary}.",
