@@ -24,6 +24,8 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
         .ec2
         .describe_launch_templates()
         .filters(ec2_owner_filter(stack))
+        // moto drops filtered results past its first page; large pages avoid that.
+        .max_results(200)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -42,6 +44,7 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
         .ec2
         .describe_launch_template_versions()
         .versions("$Default")
+        .max_results(200)
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
