@@ -3,7 +3,7 @@
 //! stack file gives and trusts only their tags. A non-empty bucket is deleted only
 //! with `force_destroy: true` or `down --force`, every object version first.
 
-use super::{Created, Ctx, Foreign, attr_bool, attr_str, changed};
+use super::{Created, Ctx, Foreign, absent_ok, attr_bool, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use aws_sdk_s3::types::{
@@ -346,16 +346,14 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
                 .ctx("emptying", a)?;
         }
     }
-    match ctx
-        .c
-        .s3
-        .delete_bucket()
-        .bucket(&live.id)
-        .send()
-        .await
-        .ctx("deleting", a)
-    {
-        Err(e) if e.is_code(&["NoSuchBucket"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .s3
+            .delete_bucket()
+            .bucket(&live.id)
+            .send()
+            .await
+            .ctx("deleting", a),
+        &["NoSuchBucket"],
+    )
 }

@@ -1,7 +1,8 @@
 //! The internet gateway and its attachment to the VPC.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_str, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -117,16 +118,14 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     if !vpc.is_empty() {
         detach(ctx, &live.address, &live.id, vpc).await?;
     }
-    match ctx
-        .c
-        .ec2
-        .delete_internet_gateway()
-        .internet_gateway_id(&live.id)
-        .send()
-        .await
-        .ctx("deleting", &live.address)
-    {
-        Err(e) if e.is_code(&["InvalidInternetGatewayID.NotFound"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address),
+        &["InvalidInternetGatewayID.NotFound"],
+    )
 }

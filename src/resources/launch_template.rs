@@ -3,7 +3,8 @@
 //! A change makes a new version and sets it as the default; the ASG then rolls.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, attr_list, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, absent_ok, attr_list, attr_str, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
@@ -201,16 +202,14 @@ pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs, user_data: &str) -> R
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    match ctx
-        .c
-        .ec2
-        .delete_launch_template()
-        .launch_template_id(&live.id)
-        .send()
-        .await
-        .ctx("deleting", &live.address)
-    {
-        Err(e) if e.is_code(&["InvalidLaunchTemplateId.NotFound"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .ec2
+            .delete_launch_template()
+            .launch_template_id(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address),
+        &["InvalidLaunchTemplateId.NotFound"],
+    )
 }

@@ -1,6 +1,6 @@
 //! The load balancer's HTTP listener, forwarding to the default service.
 
-use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
+use super::{Created, Ctx, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Listener, ProtocolEnum};
@@ -91,16 +91,14 @@ pub async fn update(
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    match ctx
-        .c
-        .elb
-        .delete_listener()
-        .listener_arn(&live.id)
-        .send()
-        .await
-        .ctx("deleting", &live.address)
-    {
-        Err(e) if e.is_code(&["ListenerNotFound"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .elb
+            .delete_listener()
+            .listener_arn(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address),
+        &["ListenerNotFound"],
+    )
 }

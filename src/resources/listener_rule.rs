@@ -1,7 +1,9 @@
 //! Path rules on the listener: a path pattern sent to a service's target group.
 //! Priority, path and target change in place.
 
-use super::{Created, Ctx, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward};
+use super::{
+    Created, Ctx, absent_ok, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward,
+};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -119,16 +121,14 @@ pub async fn update(
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    match ctx
-        .c
-        .elb
-        .delete_rule()
-        .rule_arn(&live.id)
-        .send()
-        .await
-        .ctx("deleting", &live.address)
-    {
-        Err(e) if e.is_code(&["RuleNotFound"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .elb
+            .delete_rule()
+            .rule_arn(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address),
+        &["RuleNotFound"],
+    )
 }

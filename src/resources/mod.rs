@@ -287,6 +287,14 @@ pub(crate) fn changed(changed: &[String], k: &str) -> bool {
     changed.iter().any(|c| c == k)
 }
 
+/// A delete (or detach) that finds the resource already gone has done its job.
+pub(crate) fn absent_ok<T>(r: Result<T, Error>, gone: &[&str]) -> Result<(), Error> {
+    match r {
+        Err(e) if e.is_code(gone) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
 /// The id of a new resource and the values kept beside it.
 pub(crate) type Created = (String, std::collections::BTreeMap<String, String>);
 

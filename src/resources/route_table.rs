@@ -2,7 +2,7 @@
 //! every public subnet.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_list, attr_str, changed, ec2_owned,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_list, attr_str, changed, ec2_owned,
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -145,18 +145,16 @@ async fn disassociate(ctx: &Ctx, live: &Live, subnet: &str) -> Result<(), Error>
     let Some(assoc) = live.extra.get(&format!("association:{subnet}")) else {
         return Ok(());
     };
-    match ctx
-        .c
-        .ec2
-        .disassociate_route_table()
-        .association_id(assoc)
-        .send()
-        .await
-        .ctx("disassociating a subnet from", &live.address)
-    {
-        Err(e) if e.is_code(&["InvalidAssociationID.NotFound"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .ec2
+            .disassociate_route_table()
+            .association_id(assoc)
+            .send()
+            .await
+            .ctx("disassociating a subnet from", &live.address),
+        &["InvalidAssociationID.NotFound"],
+    )
 }
 
 pub async fn update(
@@ -195,18 +193,16 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         disassociate(ctx, live, &s).await?;
     }
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        match ctx
-            .c
-            .ec2
-            .delete_route_table()
-            .route_table_id(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address)
-        {
-            Err(e) if e.is_code(&["InvalidRouteTableID.NotFound"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_route_table()
+                .route_table_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["InvalidRouteTableID.NotFound"],
+        )
     })
     .await
 }

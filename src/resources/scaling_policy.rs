@@ -1,7 +1,7 @@
 //! The CPU target-tracking policy of each Auto Scaling group. Policies cannot carry
 //! tags; a policy belongs to the stack when its group does.
 
-use super::{Created, Ctx, attr_str};
+use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error};
 use crate::model::{Address, Attrs, Kind, Live, Value};
 use aws_sdk_autoscaling::types::{
@@ -81,17 +81,15 @@ pub async fn put(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    match ctx
-        .c
-        .asg
-        .delete_policy()
-        .auto_scaling_group_name(attr_str(&live.attrs, "autoscaling_group_name"))
-        .policy_name(&live.id)
-        .send()
-        .await
-        .ctx("deleting", &live.address)
-    {
-        Err(e) if e.is_code(&["ValidationError"]) => Ok(()),
-        other => other.map(drop),
-    }
+    absent_ok(
+        ctx.c
+            .asg
+            .delete_policy()
+            .auto_scaling_group_name(attr_str(&live.attrs, "autoscaling_group_name"))
+            .policy_name(&live.id)
+            .send()
+            .await
+            .ctx("deleting", &live.address),
+        &["ValidationError"],
+    )
 }

@@ -3,7 +3,8 @@
 //! `[port, source]` pairs, where the source is a CIDR block or a group id.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_str, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -112,19 +113,17 @@ async fn authorize(ctx: &Ctx, a: &Address, id: &str, rules: &[Value]) -> Result<
         return Ok(());
     }
     retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
-        match ctx
-            .c
-            .ec2
-            .authorize_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(perms.clone()))
-            .send()
-            .await
-            .ctx("adding ingress rules to", a)
-        {
-            Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(Some(perms.clone()))
+                .send()
+                .await
+                .ctx("adding ingress rules to", a),
+            &["InvalidPermission.Duplicate"],
+        )
     })
     .await
 }
@@ -188,18 +187,16 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        match ctx
-            .c
-            .ec2
-            .delete_security_group()
-            .group_id(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address)
-        {
-            Err(e) if e.is_code(&["InvalidGroup.NotFound"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_security_group()
+                .group_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["InvalidGroup.NotFound"],
+        )
     })
     .await
 }

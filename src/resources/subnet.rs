@@ -1,8 +1,8 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_bool, attr_str, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_bool, attr_str, ec2_owned,
+    ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -102,18 +102,16 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        match ctx
-            .c
-            .ec2
-            .delete_subnet()
-            .subnet_id(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address)
-        {
-            Err(e) if e.is_code(&["InvalidSubnetID.NotFound"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_subnet()
+                .subnet_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["InvalidSubnetID.NotFound"],
+        )
     })
     .await
 }

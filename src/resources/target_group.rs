@@ -1,6 +1,6 @@
 //! One target group per service, with the service's health check.
 
-use super::{Created, Ctx, STILL_IN_USE, attr_i64, attr_str, elbv2::elb_tags};
+use super::{Created, Ctx, STILL_IN_USE, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
@@ -116,18 +116,16 @@ pub async fn update(
 /// that reference is gone.
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        match ctx
-            .c
-            .elb
-            .delete_target_group()
-            .target_group_arn(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address)
-        {
-            Err(e) if e.is_code(&["TargetGroupNotFound"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .elb
+                .delete_target_group()
+                .target_group_arn(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["TargetGroupNotFound"],
+        )
     })
     .await
 }

@@ -2,7 +2,7 @@
 //! AWS endpoints by name).
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_bool, attr_str, changed, ec2_owned,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_bool, attr_str, changed, ec2_owned,
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -131,18 +131,16 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        match ctx
-            .c
-            .ec2
-            .delete_vpc()
-            .vpc_id(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address)
-        {
-            Err(e) if e.is_code(&["InvalidVpcID.NotFound"]) => Ok(()),
-            other => other.map(drop),
-        }
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_vpc()
+                .vpc_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["InvalidVpcID.NotFound"],
+        )
     })
     .await
 }
