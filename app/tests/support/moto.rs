@@ -38,7 +38,11 @@ pub fn moto_server_path() -> PathBuf {
         if let Some(p) = std::env::var_os("MOTO_SERVER") {
             return PathBuf::from(p);
         }
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../localstack/moto.sh");
+        // Run-time value first: a shared target dir may hold a binary built in another clone.
+        let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let script = manifest_dir.join("../localstack/moto.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg("path")
