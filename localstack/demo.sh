@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, end to end on a local emulator from a fresh clone: installs and starts
-# moto server on 127.0.0.1:4566, builds `stack`, brings stacks/web.yaml up, shows
-# that a second plan has nothing to do, and prints the outputs.
+# moto server on 127.0.0.1:4566, installs the toolchain that builds the app for Amazon
+# Linux 2023, builds `stack`, brings stacks/web.yaml up (building and shipping the
+# app), shows that a second plan has nothing to do, and prints the outputs.
 #
 #   localstack/demo.sh          bring the demo stack up
 #   localstack/demo.sh down     take it down again (and stop the emulator)
@@ -20,6 +21,7 @@ if [ "${1:-up}" = "down" ]; then
   exit 0
 fi
 
+app/toolchain.sh install
 "$STACK" up --local --yes "$FILE"
 echo
 echo "== second plan (should be 'No changes.'):"

@@ -5,6 +5,8 @@
 #   localstack/moto.sh start [PORT]   start it on 127.0.0.1:PORT (default 4566), wait until it answers
 #   localstack/moto.sh stop  [PORT]   stop the one started on PORT
 #   localstack/moto.sh path           print the moto_server executable
+#   localstack/moto.sh aws            print an `aws` CLI executable (installed on first use;
+#                                     the boot test runs user data with it, as AL2023 has one)
 #
 # The venv lives outside the clone (STACK_CACHE, default ~/.cache/stack) so CI and
 # later runs reuse it.
@@ -14,6 +16,8 @@ MOTO_VERSION="5.2.5"
 CACHE="${STACK_CACHE:-$HOME/.cache/stack}"
 VENV="$CACHE/moto-$MOTO_VERSION"
 BIN="$VENV/bin/moto_server"
+AWSCLI_VERSION="1.46.3"
+AWSCLI_VENV="$CACHE/awscli-$AWSCLI_VERSION"
 
 log() { printf 'moto.sh: %s\n' "$*" >&2; }
 
@@ -57,6 +61,28 @@ start() {
   exit 1
 }
 
+uv_cmd() {
+  if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
+    log "installing uv with pip"
+    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+  fi
+  if command -v uv >/dev/null 2>&1; then echo uv; else echo "python3 -m uv"; fi
+}
+
+awscli() {
+  if [ ! -f "$AWSCLI_VENV/.complete" ]; then
+    local uv
+    uv="$(uv_cmd)"
+    log "creating $AWSCLI_VENV with awscli==$AWSCLI_VERSION"
+    rm -rf "$AWSCLI_VENV"
+    $uv venv --quiet -p python3 "$AWSCLI_VENV"
+    $uv pip install --quiet --python "$AWSCLI_VENV/bin/python" "awscli==$AWSCLI_VERSION"
+    [ -x "$AWSCLI_VENV/bin/aws" ] || { log "aws missing after install"; exit 1; }
+    touch "$AWSCLI_VENV/.complete"
+  fi
+  echo "$AWSCLI_VENV/bin/aws"
+}
+
 stop() {
   local port="${1:-4566}"
   local pidfile="$CACHE/moto-$port.pid"
@@ -72,5 +98,6 @@ case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
   path) install; echo "$BIN" ;;
-  *) echo "usage: $0 install|start [PORT]|stop [PORT]|path" >&2; exit 2 ;;
+  aws) awscli ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]|path|aws" >&2; exit 2 ;;
 esac

@@ -78,8 +78,11 @@ pub trait Observer: Send + Sync {
 pub struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
+    /// Stops the run: no new step starts, and waits in flight stop at their next poll
+    /// (the API call in flight finishes).
     pub fn trigger(&self) {
-        self.0.store(true, Ordering::SeqCst)
+        self.0.store(true, Ordering::SeqCst);
+        crate::aws::retry::stop_waiting();
     }
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
@@ -119,6 +122,45 @@ pub struct Outcome {
 impl Outcome {
     pub fn ok(&self) -> bool {
         self.steps.iter().all(|s| s.status == Status::Done)
+    }
+
+    /// What a run that stopped early left behind: the steps done (those resources are in
+    /// place, tagged, and found again by the next run) and the steps not done, with why.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let done: Vec<&StepResult> = self
+            .steps
+            .iter()
+            .filter(|r| r.status == Status::Done)
+            .collect();
+        if !done.is_empty() {
+            out.push_str("Done (these changes stay in place):\n");
+            for r in done {
+                out.push_str(&format!("  {} {}\n", r.address, r.op.done()));
+            }
+        }
+        let not_done: Vec<&StepResult> = self
+            .steps
+            .iter()
+            .filter(|r| r.status != Status::Done)
+            .collect();
+        if !not_done.is_empty() {
+            out.push_str("Not done:\n");
+            for r in not_done {
+                let status = match r.status {
+                    Status::Failed => "failed",
+                    Status::Skipped => "skipped",
+                    Status::NotStarted => "not started",
+                    Status::Done => "done",
+                };
+                out.push_str(&format!("  {} {} {status}", r.address, r.op.verb()));
+                if let Some(e) = &r.error {
+                    out.push_str(&format!(": {e}"));
+                }
+                out.push('\n');
+            }
+        }
+        out
     }
 }
 

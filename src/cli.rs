@@ -1,9 +1,11 @@
-//! The commands: `validate`, `plan`, `up`, `down`, `outputs`, `completions`. Each
-//! returns an exit code; errors are printed once, here, with their cause.
+//! The commands: `validate`, `plan`, `up`, `down`, `outputs`, `status`, `schema`,
+//! `completions`. Each returns an exit code; errors are printed once, here, with their
+//! cause.
 
-use crate::apply::{self, Interrupt, Op, Status};
+use crate::apply::{self, Op, Status};
 use crate::aws::{self, ConnectOptions, Error};
 use crate::engine::{self, Goal, Prepared};
+use crate::lock;
 use crate::model::{Kind, Live};
 use crate::plan::Plan;
 use crate::render::{self, Progress, Style};
@@ -83,6 +85,8 @@ enum Command {
         /// Seconds to wait for instances to pass health checks.
         #[arg(long, default_value_t = 900)]
         ready_timeout: u64,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Delete everything the stack owns (and nothing else).
     Down {
@@ -96,6 +100,8 @@ enum Command {
         force: bool,
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Print the stack's outputs (the load balancer URL first).
     Outputs {
@@ -103,8 +109,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build (or read) the app binary the stack ships; print its path, digest and key.
+    Build {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what is running: each resource, instance counts, target health.
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stack file's JSON Schema (for editors; kept in schema/stack.schema.json).
+    Schema,
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+/// The stack's lock (see `lock.rs`), taken by `up` and `down` when they have work to do.
+#[derive(Args, Debug, Clone)]
+struct LockArgs {
+    /// Seconds to wait for another run's lock on the stack; 0 fails at once, naming the holder.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    lock_timeout: u64,
+    /// Remove the stack's lock first: for a lock left by a run that crashed or was killed.
+    #[arg(long)]
+    break_lock: bool,
+}
+
+impl LockArgs {
+    fn options(&self) -> lock::Options {
+        lock::Options {
+            timeout: Duration::from_secs(self.lock_timeout),
+            break_lock: self.break_lock,
+        }
+    }
 }
 
 /// Exit codes: 0 success, 1 error, 2 changes pending (`plan --detailed-exitcode`),
@@ -182,6 +222,40 @@ async fn run(cli: Cli) -> u8 {
             }
             Err(code) => code,
         },
+        Command::Build { file, json } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let Some(app) = &spec.app else {
+                eprintln!(
+                    "stack: {} has no `app:` section; nothing to build",
+                    file.display()
+                );
+                return 1;
+            };
+            match crate::artifact::produce(app).await {
+                Ok(a) => {
+                    if json {
+                        print_json(&json!({
+                            "path": a.path,
+                            "sha256": a.sha256,
+                            "key": a.key(),
+                            "target": crate::artifact::TARGET,
+                        }));
+                    } else {
+                        println!(
+                            "{}\nsha256 {}\nkey    {}",
+                            a.path.display(),
+                            a.sha256,
+                            a.key()
+                        );
+                    }
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Plan {
             file,
             json,
@@ -232,20 +306,12 @@ async fn run(cli: Cli) -> u8 {
             plan,
             parallelism,
             ready_timeout,
+            lock,
         } => {
             let spec = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
-                Ok(p) => p,
-                Err(e) => return fail(&e),
-            };
-            if let Some(saved_plan) = &plan
-                && let Err(e) = saved::check(saved_plan, &file, &p)
-            {
-                return fail(&e);
-            }
             let settings = Settings {
                 yes,
                 json,
@@ -253,7 +319,11 @@ async fn run(cli: Cli) -> u8 {
                 force: false,
                 ready_timeout: Duration::from_secs(ready_timeout),
             };
-            apply_plan(&spec, p, &settings, Goal::Converge).await
+            let check = |p: &Prepared| match &plan {
+                Some(saved_plan) => saved::check(saved_plan, &file, p),
+                None => Ok(()),
+            };
+            apply_locked(&spec, &opts, Goal::Converge, &settings, &lock, &check).await
         }
         Command::Down {
             file,
@@ -261,14 +331,11 @@ async fn run(cli: Cli) -> u8 {
             json,
             force,
             parallelism,
+            lock,
         } => {
             let spec = match load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
-            };
-            let p = match engine::prepare(&spec, &opts, Goal::Destroy).await {
-                Ok(p) => p,
-                Err(e) => return fail(&e),
             };
             let settings = Settings {
                 yes,
@@ -277,7 +344,7 @@ async fn run(cli: Cli) -> u8 {
                 force,
                 ready_timeout: Duration::from_secs(900),
             };
-            apply_plan(&spec, p, &settings, Goal::Destroy).await
+            apply_locked(&spec, &opts, Goal::Destroy, &settings, &lock, &|_| Ok(())).await
         }
         Command::Outputs { file, json } => {
             let spec = match load(&file) {
@@ -298,8 +365,39 @@ async fn run(cli: Cli) -> u8 {
             }
             0
         }
+        Command::Status { file, json } => {
+            let spec = match load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            // Discovery only: nothing desired, so no AMI lookup and no app build.
+            let p = match engine::prepare(&spec, &opts, Goal::Destroy).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            let status = match crate::status::read(&spec, &p).await {
+                Ok(s) => s,
+                Err(e) => return fail(&e),
+            };
+            if json {
+                print_json(&render::status_json(&status));
+            } else {
+                print!("{}", render::status_text(&status, Style::detect()));
+            }
+            0
+        }
+        Command::Schema => {
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(crate::schema::text().as_bytes());
+            0
+        }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "stack", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stack", &mut script);
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = std::io::stdout().lock().write_all(&script);
             0
         }
     }
@@ -335,7 +433,59 @@ fn confirm(question: &str) -> Result<bool, String> {
     Ok(line.trim() == "yes")
 }
 
-async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
+/// `up` and `down`: a run with nothing to do (or refused) takes no lock and writes
+/// nothing; otherwise the stack's lock is taken, AWS is read again under it (another
+/// run may have changed it meanwhile), the plan applied and the lock released, also on
+/// failure and Ctrl-C.
+async fn apply_locked(
+    spec: &Spec,
+    opts: &ConnectOptions,
+    goal: Goal,
+    s: &Settings,
+    lock_args: &LockArgs,
+    check: &dyn Fn(&Prepared) -> Result<(), Error>,
+) -> u8 {
+    let p = match engine::prepare(spec, opts, goal).await {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = check(&p) {
+        return fail(&e);
+    }
+    let refused = !p.plan.missing_services.is_empty()
+        || (goal == Goal::Converge && !p.plan.conflicts.is_empty());
+    if refused || (p.plan.is_empty() && !lock_args.break_lock) {
+        let session = lock::Session::start(None);
+        let code = apply_plan(spec, p, s, goal, &session).await;
+        session.finish().await;
+        return code;
+    }
+    let command = if goal == Goal::Destroy { "down" } else { "up" };
+    let say = |m: String| eprintln!("stack: {m}");
+    let held =
+        match lock::acquire(&p.clients, &spec.stack, command, &lock_args.options(), &say).await {
+            Ok(l) => l,
+            Err(e) => return fail(&e),
+        };
+    let session = lock::Session::start(Some(held));
+    let code = match engine::prepare(spec, opts, goal).await {
+        Ok(p) => match check(&p) {
+            Ok(()) => apply_plan(spec, p, s, goal, &session).await,
+            Err(e) => fail(&e),
+        },
+        Err(e) => fail(&e),
+    };
+    session.finish().await;
+    code
+}
+
+async fn apply_plan(
+    spec: &Spec,
+    p: Prepared,
+    s: &Settings,
+    goal: Goal,
+    session: &lock::Session,
+) -> u8 {
     let Prepared {
         clients,
         desired,
@@ -406,7 +556,9 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
             }
         }
     }
-    let interrupt = Interrupt::default();
+    // From here Ctrl-C stops new steps instead of quitting (see `lock::Session`).
+    session.applying();
+    let interrupt = session.interrupt();
     let progress = Arc::new(Progress::detect(s.json));
     let observer: Arc<dyn apply::Observer> = progress.clone();
     let reporter = observer.clone();
@@ -422,21 +574,6 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
         }),
         ready_timeout: s.ready_timeout,
     };
-    let watcher = {
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupt.trigger();
-                eprintln!(
-                    "\nstack: interrupted — no new step starts; waiting for the steps in flight (Ctrl-C again to quit now)"
-                );
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("stack: quitting; run the same command again to converge");
-                    std::process::exit(130);
-                }
-            }
-        })
-    };
     let outcome = apply::execute(
         ctx,
         &plan,
@@ -447,7 +584,6 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
         interrupt.clone(),
     )
     .await;
-    watcher.abort();
     let outs = outputs(spec, &outcome.live);
     let count = |op: Op| {
         outcome
@@ -463,22 +599,9 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
         ));
     } else {
         println!();
-        for r in outcome.steps.iter().filter(|r| r.status != Status::Done) {
-            let status = match r.status {
-                Status::Failed => "failed",
-                Status::Skipped => "skipped",
-                Status::NotStarted => "not started",
-                Status::Done => "done",
-            };
-            println!(
-                "  {} {} {status}{}",
-                r.address,
-                r.op.verb(),
-                r.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
+        if !outcome.ok() {
+            // What is in place and what is not, so a stopped run can be judged.
+            print!("{}", outcome.report());
         }
         let summary = if goal == Goal::Destroy {
             format!("{} destroyed", count(Op::Delete))
@@ -505,7 +628,12 @@ async fn apply_plan(spec: &Spec, p: Prepared, s: &Settings, goal: Goal) -> u8 {
             }
         } else {
             println!(
-                "Stopped with work left: {summary}. Run the same command again to converge from here."
+                "{}Stopped with work left: {summary}. Run the same command again to converge from here.",
+                if interrupt.is_set() {
+                    "Interrupted. "
+                } else {
+                    ""
+                }
             );
         }
     }

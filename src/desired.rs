@@ -14,7 +14,33 @@ pub struct Inputs {
     pub amis: BTreeMap<String, String>,
     /// Endpoint override instances should use (local emulators), rendered into user data.
     pub endpoint_url: Option<String>,
+    /// The account the stack lives in, for the ARNs in the instance role's policy.
+    pub account_id: String,
+    /// The app binary on this machine, when the stack ships one.
+    pub artifact: Option<LocalArtifact>,
+    /// The ARN of the existing instance profile the stack file names.
+    pub instance_profile_arn: Option<String>,
 }
+
+/// A built (or prebuilt) app binary ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalArtifact {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    /// The name it is installed under on the instance.
+    pub file_name: String,
+}
+
+impl LocalArtifact {
+    /// Content-addressed: a new binary is a new key, so instances never fetch a
+    /// half-replaced object and the key alone says which build a template runs.
+    pub fn key(&self) -> String {
+        format!("{ARTIFACT_PREFIX}{}/{}", self.sha256, self.file_name)
+    }
+}
+
+/// Where artifacts live in the stack's bucket. Instances may read it, never write it.
+pub const ARTIFACT_PREFIX: &str = "artifacts/";
 
 pub fn vpc() -> Address {
     Address::new(Kind::Vpc, "main")
@@ -39,6 +65,15 @@ pub fn table() -> Address {
 }
 pub fn bucket() -> Address {
     Address::new(Kind::Bucket, "main")
+}
+pub fn artifact() -> Address {
+    Address::new(Kind::Artifact, "app")
+}
+pub fn role() -> Address {
+    Address::new(Kind::Role, "instance")
+}
+pub fn instance_profile() -> Address {
+    Address::new(Kind::InstanceProfile, "instance")
 }
 pub fn subnet(az: char) -> Address {
     Address::new(Kind::Subnet, az.to_string())
@@ -65,6 +100,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             address,
             attrs,
             payload,
+            after: Vec::new(),
         })
     };
     let vpc_ref = Value::r(&vpc());
@@ -141,6 +177,33 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         ]),
         None,
     );
+    // Instances get the stack's own role unless the file names an existing profile.
+    let profile_arn = match &inputs.instance_profile_arn {
+        Some(arn) => Value::s(arn),
+        None => {
+            let iam_name = format!("{stack}-instance");
+            push(
+                role(),
+                attrs([
+                    ("name", Value::s(&iam_name)),
+                    ("path", Value::s(iam_path(stack))),
+                    ("assume_role_policy", Value::s(assume_role_policy())),
+                    ("policy", Value::s(instance_policy(spec, inputs))),
+                ]),
+                None,
+            );
+            push(
+                instance_profile(),
+                attrs([
+                    ("name", Value::s(&iam_name)),
+                    ("path", Value::s(iam_path(stack))),
+                    ("role_name", Value::r(&role())),
+                ]),
+                None,
+            );
+            Value::r(&instance_profile())
+        }
+    };
     for svc in &spec.services {
         let name = &svc.name;
         let sg = service(Kind::SecurityGroup, name);
@@ -200,11 +263,18 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ),
                 ("security_group_ids", Value::List(vec![Value::r(&sg)])),
                 ("http_tokens", Value::s("required")),
+                ("iam_instance_profile_arn", profile_arn.clone()),
             ]),
             Some(user_data.clone()),
         );
         // The fleet rolls when what an instance boots from changes.
-        let digest = sha256_hex(format!("{image}\n{}\n{user_data}", svc.instance_type).as_bytes());
+        let profile = match &profile_arn {
+            Value::Str(arn) => arn.clone(),
+            _ => format!("{stack}-instance"),
+        };
+        let digest = sha256_hex(
+            format!("{image}\n{}\n{profile}\n{user_data}", svc.instance_type).as_bytes(),
+        );
         let sc = &svc.scaling;
         push(
             asg.clone(),
@@ -309,8 +379,93 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             ]),
             None,
         );
+        if let Some(art) = &inputs.artifact {
+            push(
+                artifact(),
+                attrs([
+                    ("bucket", Value::r(&bucket())),
+                    ("key", Value::s(art.key())),
+                ]),
+                Some(art.path.to_string_lossy().into_owned()),
+            );
+        }
+    }
+    // Templates name the artifact's key: write them only once it is uploaded.
+    if inputs.artifact.is_some() {
+        for d in out.iter_mut() {
+            if d.address.kind == Kind::LaunchTemplate {
+                d.after.push(artifact());
+            }
+        }
     }
     out
+}
+
+/// IAM path of the stack's role and profile: discovery lists by this prefix.
+pub fn iam_path(stack: &str) -> String {
+    format!("/stack/{stack}/")
+}
+
+/// Only EC2 instances may take the role.
+fn assume_role_policy() -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "ec2.amazonaws.com" },
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string()
+}
+
+/// What the instances may touch: the stack's table, the stack's bucket, and the
+/// artifact prefix read-only (an instance must not be able to replace the binary
+/// the others boot from).
+fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
+    let mut statements = Vec::new();
+    if let Some(t) = &spec.table {
+        let arn = format!(
+            "arn:aws:dynamodb:{}:{}:table/{}",
+            inputs.region, inputs.account_id, t.name
+        );
+        statements.push(serde_json::json!({
+            "Sid": "StackTable",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
+                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
+            ],
+            "Resource": [arn.clone(), format!("{arn}/index/*")],
+        }));
+    }
+    if let Some(b) = &spec.bucket {
+        let arn = format!("arn:aws:s3:::{}", b.name);
+        statements.push(serde_json::json!({
+            "Sid": "StackBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+            "Resource": arn,
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "StackObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": format!("{arn}/*"),
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "ArtifactsReadOnly",
+            "Effect": "Deny",
+            "Action": ["s3:DeleteObject", "s3:PutObject"],
+            "Resource": format!("{arn}/{ARTIFACT_PREFIX}*"),
+        }));
+    }
+    if statements.is_empty() {
+        // Nothing to allow: the role gets no inline policy at all.
+        return String::new();
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
 }
 
 fn template_vars<'a>(
@@ -329,6 +484,10 @@ fn template_vars<'a>(
     if let Some(b) = &spec.bucket {
         vars.insert("bucket", b.name.clone());
         vars.insert("artifact_bucket", b.name.clone());
+    }
+    if let Some(a) = &inputs.artifact {
+        vars.insert("artifact_key", a.key());
+        vars.insert("artifact_sha256", a.sha256.clone());
     }
     if let Some(e) = &inputs.endpoint_url {
         vars.insert("endpoint_url", e.clone());

@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 pub const AL2023_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 
-pub const ALL_SERVICES: [Service; 5] = [
+pub const ALL_SERVICES: [Service; 6] = [
     Service::Ec2,
     Service::Elbv2,
     Service::AutoScaling,
     Service::DynamoDb,
     Service::S3,
+    Service::Iam,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +50,26 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     let desired = match goal {
         Goal::Destroy => Vec::new(),
         Goal::Converge => {
+            // The build runs while AWS answers the lookups.
+            let artifact = async {
+                match &spec.app {
+                    Some(app) => crate::artifact::produce(app).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (amis, account_id, instance_profile_arn, artifact) = tokio::try_join!(
+                resolve_amis(&clients, spec),
+                account_id(&clients),
+                resolve_instance_profile(&clients, spec),
+                artifact,
+            )?;
             let inputs = Inputs {
                 region: clients.region.clone(),
-                amis: resolve_amis(&clients, spec).await?,
+                amis,
                 endpoint_url: clients.endpoint_url.clone(),
+                account_id,
+                artifact,
+                instance_profile_arn,
             };
             desired::build(spec, &inputs)
                 .into_iter()
@@ -84,6 +101,34 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
         live,
         plan,
     })
+}
+
+async fn account_id(c: &Clients) -> Result<String, Error> {
+    let r = c
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .ctx("asking which account the credentials belong to", &"STS")?;
+    Ok(r.account().unwrap_or_default().to_string())
+}
+
+/// The ARN of the existing profile the stack file names; it must exist before `up`.
+async fn resolve_instance_profile(c: &Clients, spec: &Spec) -> Result<Option<String>, Error> {
+    let Some(name) = &spec.instance_profile else {
+        return Ok(None);
+    };
+    let r = c
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .ctx(
+            "looking up the instance profile named in the stack file",
+            name,
+        )?;
+    Ok(r.instance_profile().map(|p| p.arn().to_string()))
 }
 
 async fn resolve_amis(c: &Clients, spec: &Spec) -> Result<BTreeMap<String, String>, Error> {

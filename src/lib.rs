@@ -6,19 +6,27 @@
 //! - [`desired`]: a checked spec to the resources it wants.
 //! - [`aws`]: clients, error codes, retry and wait helpers, the service probe, call counts.
 //! - [`resources`]: one file per resource kind: discovery by tag, create/update/delete.
+//! - [`artifact`]: the app binary a stack ships, built for Amazon Linux 2023 or prebuilt.
 //! - [`engine`]: connect, probe, discover and diff — what every command starts with.
 //! - [`plan`]: the differ and the plan, pure data.
 //! - [`apply`]: the dependency-graph executor; emits events, never prints.
-//! - [`render`]: plan text and JSON, progress bars or lines.
+//! - [`status`]: `stack status`, the live summary of a stack (read-only).
+//! - [`schema`]: the stack file's JSON Schema, derived from the [`spec`] parser types.
+//! - [`render`]: plan and status as text and JSON, progress bars or lines.
+//! - [`lock`]: the per-stack lock in AWS that `up` and `down` hold, and their Ctrl-C handling.
 //! - [`cli`]: the commands; `main.rs` only runs them and prints errors.
 
 pub mod apply;
+pub mod artifact;
 pub mod aws;
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod lock;
 pub mod model;
 pub mod plan;
 pub mod render;
 pub mod resources;
+pub mod schema;
 pub mod spec;
+pub mod status;

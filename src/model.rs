@@ -18,15 +18,18 @@ pub enum Kind {
     TargetGroup,
     Listener,
     ListenerRule,
+    Role,
+    InstanceProfile,
     LaunchTemplate,
     AutoScalingGroup,
     ScalingPolicy,
     Table,
     Bucket,
+    Artifact,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -36,11 +39,14 @@ impl Kind {
         Kind::TargetGroup,
         Kind::Listener,
         Kind::ListenerRule,
+        Kind::Role,
+        Kind::InstanceProfile,
         Kind::LaunchTemplate,
         Kind::AutoScalingGroup,
         Kind::ScalingPolicy,
         Kind::Table,
         Kind::Bucket,
+        Kind::Artifact,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,11 +60,14 @@ impl Kind {
             Kind::TargetGroup => "target_group",
             Kind::Listener => "listener",
             Kind::ListenerRule => "listener_rule",
+            Kind::Role => "iam_role",
+            Kind::InstanceProfile => "iam_instance_profile",
             Kind::LaunchTemplate => "launch_template",
             Kind::AutoScalingGroup => "autoscaling_group",
             Kind::ScalingPolicy => "scaling_policy",
             Kind::Table => "dynamodb_table",
             Kind::Bucket => "s3_bucket",
+            Kind::Artifact => "s3_object",
         }
     }
 
@@ -261,8 +270,12 @@ pub struct Desired {
     pub address: Address,
     pub attrs: Attrs,
     /// Data sent on create or update but compared through an attribute (rendered user
-    /// data is compared by its digest, `user_data_sha256`).
+    /// data is compared by its digest, `user_data_sha256`; an artifact's local path by
+    /// the digest in its key).
     pub payload: Option<String>,
+    /// Resources that must be in place first though no attribute holds their id (a
+    /// launch template's user data names the artifact's key).
+    pub after: Vec<Address>,
 }
 
 impl Desired {
@@ -272,6 +285,7 @@ impl Desired {
         for v in self.attrs.values() {
             v.refs(&mut out);
         }
+        out.extend(&self.after);
         let mut deps: Vec<Address> = out.into_iter().cloned().collect();
         deps.sort();
         deps.dedup();

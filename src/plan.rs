@@ -82,7 +82,12 @@ pub fn is_reference_attr(name: &str) -> bool {
         || name.ends_with("_arns")
         || matches!(
             name,
-            "subnets" | "security_groups" | "ingress" | "autoscaling_group_name"
+            "subnets"
+                | "security_groups"
+                | "ingress"
+                | "autoscaling_group_name"
+                | "role_name"
+                | "bucket"
         )
 }
 
@@ -202,6 +207,7 @@ mod tests {
 
     fn d(a: &Address, attrs: &[(&str, Value)]) -> Desired {
         Desired {
+            after: Vec::new(),
             address: a.clone(),
             attrs: attrs
                 .iter()

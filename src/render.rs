@@ -1,10 +1,11 @@
-//! Everything the user reads: the plan as text (colour on a terminal only, `NO_COLOR`
-//! respected) and as versioned JSON, and apply progress as indicatif bars on a terminal
-//! or one plain line per event elsewhere.
+//! Everything the user reads: the plan and the status as text (colour on a terminal
+//! only, `NO_COLOR` respected) and as versioned JSON, and apply progress as indicatif
+//! bars on a terminal or one plain line per event elsewhere.
 
 use crate::apply::{Event, Observer, Op};
 use crate::model::{Address, Value};
 use crate::plan::{Action, Change, Plan};
+use crate::status::Status;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -179,6 +180,143 @@ pub fn plan_json(plan: &Plan, extra: serde_json::Value) -> serde_json::Value {
         map.extend(more);
     }
     v
+}
+
+/// `stack status` as `--json` prints it: the plan's envelope (`format_version`) around
+/// the [`Status`] fields.
+pub fn status_json(s: &Status) -> serde_json::Value {
+    let mut v = serde_json::json!({ "format_version": JSON_SCHEMA_VERSION });
+    if let (Some(map), Ok(serde_json::Value::Object(more))) =
+        (v.as_object_mut(), serde_json::to_value(s))
+    {
+        map.extend(more);
+    }
+    v
+}
+
+/// `stack status` as a person reads it.
+pub fn status_text(s: &Status, style: Style) -> String {
+    let mut out = String::new();
+    for m in &s.missing_services {
+        let _ = writeln!(
+            out,
+            "{} the endpoint does not implement {}; its resources are not shown.",
+            style.paint("33;1", "Warning:"),
+            m.service.name(),
+        );
+    }
+    if !s.exists {
+        let _ = writeln!(
+            out,
+            "Stack `{}` has no resources in {}: nothing is deployed.",
+            s.stack, s.region
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Stack `{}` in {}: {} resources.",
+        s.stack,
+        s.region,
+        s.resources.len()
+    );
+    if let Some(lb) = &s.load_balancer {
+        let _ = writeln!(out, "\nLoad balancer: {}  {}", lb.state, lb.url);
+    }
+    if !s.autoscaling_groups.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .autoscaling_groups
+            .iter()
+            .map(|g| {
+                vec![
+                    format!("  {}", g.address),
+                    g.desired.to_string(),
+                    g.min.to_string(),
+                    g.max.to_string(),
+                    format!("{}/{}", g.in_service, g.instances),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        table(
+            &mut out,
+            &["Auto Scaling groups", "desired", "min", "max", "in service"],
+            &rows,
+        );
+    }
+    if !s.target_groups.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .target_groups
+            .iter()
+            .map(|t| {
+                vec![
+                    format!("  {}", t.address),
+                    t.healthy.to_string(),
+                    t.unhealthy.to_string(),
+                    t.initial.to_string(),
+                    t.other.to_string(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        table(
+            &mut out,
+            &["Target health", "healthy", "unhealthy", "initial", "other"],
+            &rows,
+        );
+    }
+    let rows: Vec<Vec<String>> = s
+        .resources
+        .iter()
+        .map(|r| {
+            vec![
+                format!("  {}", r.address),
+                r.state.clone().unwrap_or_else(|| "-".into()),
+                r.id.clone(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    table(&mut out, &["Resources", "state", "id"], &rows);
+    out
+}
+
+/// Columns two spaces apart: numbers (and `n/m` counts) right-aligned, text left-aligned.
+/// Rows carry their own indentation in their first cell.
+fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([head[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..head.len()).map(width).collect();
+    let numeric = |i: usize| {
+        i > 0
+            && rows
+                .iter()
+                .all(|r| r[i].chars().all(|c| c.is_ascii_digit() || c == '/'))
+    };
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths[i];
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if numeric(i) {
+                let _ = write!(l, "{c:>w$}");
+            } else {
+                let _ = write!(l, "{c:<w$}");
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(head.to_vec()));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+    }
 }
 
 /// Progress of `up` and `down`.

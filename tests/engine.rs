@@ -66,7 +66,7 @@ async fn full_cycle_plan_up_noop_down() {
     let up = stack(&proxy.url(), &["up", &file, "--yes"]);
     assert_ok(&up);
     let out = text(&up);
-    assert!(out.contains("Apply complete: 21 created"), "{out}");
+    assert!(out.contains("Apply complete: 24 created"), "{out}");
     let url_line = out
         .lines()
         .find(|l| l.trim_start().starts_with("url"))
@@ -92,7 +92,7 @@ async fn full_cycle_plan_up_noop_down() {
     assert!(tagged(&moto.url(), "directory").await.len() >= 15);
     let down = stack(&proxy.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
-    assert!(text(&down).contains("21 destroyed"), "{}", text(&down));
+    assert!(text(&down).contains("24 destroyed"), "{}", text(&down));
     let left = tagged(&moto.url(), "directory").await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -211,15 +211,53 @@ async fn down_spares_untagged_and_foreign_resources() {
 
     let w = Workdir::new();
     let file = w.file(WEB);
+    // A whole other stack beside it, of every kind, made by the tool itself.
+    std::fs::copy(w.path(WEB), w.path("stacks/shop.yaml")).unwrap();
+    w.edit("stacks/shop.yaml", "stack: directory", "stack: shop");
+    w.edit(
+        "stacks/shop.yaml",
+        "name: directory-photos-demo",
+        "name: shop-photos-demo",
+    );
+    assert_ok(&stack(
+        &moto.url(),
+        &["up", &w.file("stacks/shop.yaml"), "--yes"],
+    ));
+    let others = owned(&moto.url(), "shop").await;
+    assert!(others.len() >= 15, "{others:?}");
+
     let plan = json(&stack(&moto.url(), &["plan", &file, "--json"]));
     assert!(
         addresses(&plan, "delete").is_empty(),
         "plan would delete: {plan}"
     );
     assert_ok(&stack(&moto.url(), &["up", &file, "--yes"]));
+    // The other stack is being changed by someone right now: its lock is held.
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_string());
+    ddb.put_item()
+        .table_name("stack_locks")
+        .item("stack", s("shop"))
+        .item("holder", s("someone@elsewhere"))
+        .item("token", s("theirs"))
+        .send()
+        .await
+        .unwrap();
     let down = stack(&moto.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
     assert!(!text(&down).contains(&untagged) && !text(&down).contains(&foreign));
+    for (address, id) in &others {
+        assert!(
+            !text(&down).contains(id.as_str()),
+            "down named {address} {id} of the other stack"
+        );
+    }
+    // The other stack, its lock and the shared lock table are untouched.
+    assert_eq!(owned(&moto.url(), "shop").await, others);
+    assert_eq!(
+        lock_item(&moto.url(), "shop").await.unwrap()["holder"],
+        "someone@elsewhere"
+    );
 
     let vpcs = ec2
         .describe_vpcs()
@@ -254,9 +292,15 @@ async fn endpoint_without_elbv2_and_autoscaling_is_named_and_up_changes_nothing(
     // The rest of the stack is still planned.
     assert!(out.contains("+ vpc.main"), "{out}");
     assert!(!out.contains("load_balancer.main"), "{out}");
-    // One probe per missing service, no retry storm.
+    // One probe per missing service, no retry storm: the whole plan is a handful of
+    // calls (each 501 retried by the SDK would be ten).
     assert_eq!(proxy.calls.count("elasticloadbalancing"), 1);
     assert_eq!(proxy.calls.count("autoscaling"), 1);
+    assert!(
+        proxy.calls.total() <= PLAN_CALLS_WITHOUT_ELB_AND_ASG,
+        "plan made {} calls",
+        proxy.calls.total()
+    );
 
     proxy.calls.clear();
     let up = stack(&proxy.url(), &["up", &file, "--yes"]);
@@ -267,8 +311,35 @@ async fn endpoint_without_elbv2_and_autoscaling_is_named_and_up_changes_nothing(
         "up wrote: {:?}",
         proxy.calls.writes()
     );
+    // Refused before taking the stack's lock, with the same few calls as plan.
+    assert_eq!(proxy.calls.count("elasticloadbalancing"), 1);
+    assert_eq!(proxy.calls.count("autoscaling"), 1);
+    assert!(
+        proxy.calls.total() <= PLAN_CALLS_WITHOUT_ELB_AND_ASG,
+        "up made {} calls",
+        proxy.calls.total()
+    );
     assert!(tagged(&moto.url(), "directory").await.is_empty());
+
+    // `down` refuses as well rather than leave half a stack behind.
+    proxy.calls.clear();
+    let down = stack(&proxy.url(), &["down", &file, "--yes"]);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down));
+    assert!(
+        text(&down).contains("refusing to destroy"),
+        "{}",
+        text(&down)
+    );
+    assert!(
+        proxy.calls.writes().is_empty(),
+        "down wrote: {:?}",
+        proxy.calls.writes()
+    );
 }
+
+/// Read calls of a `plan` of stacks/web.yaml against an empty endpoint lacking ELBv2
+/// and Auto Scaling: the probes plus one list per remaining kind (18 when written).
+const PLAN_CALLS_WITHOUT_ELB_AND_ASG: u64 = 25;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn non_empty_bucket_is_refused_unless_forced() {

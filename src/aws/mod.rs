@@ -4,6 +4,9 @@
 
 pub mod calls;
 pub mod probe;
+pub mod retry;
+
+pub use retry::{Patience, retry_codes, wait_for};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -11,8 +14,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The endpoint LocalStack and `localstack/moto.sh` listen on.
 pub const LOCAL_ENDPOINT: &str = "http://localhost:4566";
@@ -36,6 +38,8 @@ pub struct Clients {
     pub ddb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
     pub region: String,
     /// Set when talking to something other than AWS (an emulator).
     pub endpoint_url: Option<String>,
@@ -50,6 +54,7 @@ pub struct ProbeClients {
     pub asg: aws_sdk_autoscaling::Client,
     pub ddb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
 }
 
 impl Clients {
@@ -82,22 +87,11 @@ impl Clients {
                 "stack-local",
             ));
         }
-        // Terraform's AWS provider retries up to 25 times; the SDK's standard mode
-        // (exponential backoff with full jitter, throttling and transient errors only)
-        // with a larger budget covers the same ground.
+        // Terraform's AWS provider retries up to 25 times; the SDK's standard mode with a
+        // larger budget, per error class, covers the same ground (see `retry`).
         let conf = loader
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(10)
-                    .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(10)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            )
+            .retry_config(retry::sdk_retry_config())
+            .timeout_config(retry::sdk_timeout_config())
             .load()
             .await;
         let region = conf.region().map(|r| r.to_string()).ok_or_else(|| {
@@ -140,12 +134,15 @@ impl Clients {
             ddb: client!(aws_sdk_dynamodb, &conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf(&conf)),
             ssm: client!(aws_sdk_ssm, &conf),
+            iam: client!(aws_sdk_iam, &conf),
+            sts: client!(aws_sdk_sts, &conf),
             probe: Box::new(ProbeClients {
                 ec2: client!(aws_sdk_ec2, &probe_conf),
                 elb: client!(aws_sdk_elasticloadbalancingv2, &probe_conf),
                 asg: client!(aws_sdk_autoscaling, &probe_conf),
                 ddb: client!(aws_sdk_dynamodb, &probe_conf),
                 s3: aws_sdk_s3::Client::from_conf(s3_conf(&probe_conf)),
+                iam: client!(aws_sdk_iam, &probe_conf),
             }),
             region,
             endpoint_url: endpoint,
@@ -175,6 +172,11 @@ pub enum Error {
     Refused { resource: String, reason: String },
     /// The run was interrupted before this step started.
     Cancelled,
+    /// Ctrl-C arrived while this step waited; the resource exists, unfinished.
+    Interrupted {
+        resource: String,
+        waiting_for: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -204,6 +206,13 @@ impl fmt::Display for Error {
             Error::Config(m) => f.write_str(m),
             Error::Refused { resource, reason } => write!(f, "{resource}: {reason}"),
             Error::Cancelled => f.write_str("interrupted before it started"),
+            Error::Interrupted {
+                resource,
+                waiting_for,
+            } => write!(
+                f,
+                "{resource}: interrupted while waiting for {waiting_for}; it exists but may not be ready"
+            ),
         }
     }
 }
@@ -214,9 +223,11 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Aws { code, .. } => Some(code),
-            Error::Timeout { .. } | Error::Config(_) | Error::Refused { .. } | Error::Cancelled => {
-                None
-            }
+            Error::Timeout { .. }
+            | Error::Config(_)
+            | Error::Refused { .. }
+            | Error::Cancelled
+            | Error::Interrupted { .. } => None,
         }
     }
 
@@ -274,14 +285,22 @@ pub trait Context<T> {
     fn ctx(self, action: &str, resource: &dyn fmt::Display) -> Result<T, Error>;
 }
 
-impl<T, E, R> Context<T> for Result<T, SdkError<E, R>>
+impl<T, E> Context<T> for Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
 {
     fn ctx(self, action: &str, resource: &dyn fmt::Display) -> Result<T, Error> {
         self.map_err(|e| {
-            let (code, message) = classify(&e);
+            let (code, mut message) = classify(&e);
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            // The SDK retried these until its budget ran out: say so.
+            if let Some(note) = retry::exhausted_note(retry::class_of(&code, status)) {
+                message = if message.is_empty() {
+                    note
+                } else {
+                    format!("{message} ({note})")
+                };
+            }
             Error::Aws {
                 action: action.to_string(),
                 resource: resource.to_string(),
@@ -289,104 +308,5 @@ where
                 message,
             }
         })
-    }
-}
-
-/// How long to keep retrying errors that mean "not yet" rather than "no".
-#[derive(Debug, Clone, Copy)]
-pub struct Patience {
-    pub total: Duration,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Patience {
-    /// A fresh id may be invisible to the next call for seconds (eventual consistency).
-    pub const FRESH_ID: Patience = Patience {
-        total: Duration::from_secs(60),
-        first_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(5),
-    };
-    /// Network interfaces of a deleted load balancer linger for minutes.
-    pub const DEPENDENCY: Patience = Patience {
-        total: Duration::from_secs(900),
-        first_delay: Duration::from_millis(500),
-        max_delay: Duration::from_secs(15),
-    };
-
-    /// Overrides for tests and impatient users: `STACK_PATIENCE_SCALE=0.01`.
-    fn scaled(self) -> Patience {
-        match std::env::var("STACK_PATIENCE_SCALE")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-        {
-            Some(k) if k > 0.0 => Patience {
-                total: self.total.mul_f64(k),
-                first_delay: self.first_delay.mul_f64(k),
-                max_delay: self.max_delay.mul_f64(k),
-            },
-            _ => self,
-        }
-    }
-}
-
-/// Retries `op` while it fails with one of `codes`, with jittered exponential backoff,
-/// until `patience` runs out; then returns the last error.
-pub async fn retry_codes<T, F, Fut>(
-    codes: &[&str],
-    patience: Patience,
-    mut op: F,
-) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let patience = patience.scaled();
-    let start = Instant::now();
-    let mut delay = patience.first_delay;
-    loop {
-        match op().await {
-            Err(e) if e.is_code(codes) && start.elapsed() + delay < patience.total => {
-                let jittered = delay.mul_f64(0.5 + fastrand::f64() * 0.5);
-                tokio::time::sleep(jittered).await;
-                delay = (delay * 2).min(patience.max_delay);
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Polls `check` until it reports `Some`, or gives up with a timeout error.
-pub async fn wait_for<T, F, Fut>(
-    resource: &(dyn fmt::Display + Sync),
-    waiting_for: &str,
-    total: Duration,
-    mut check: F,
-) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>, Error>>,
-{
-    let total = Patience {
-        total,
-        first_delay: Duration::from_millis(200),
-        max_delay: Duration::from_secs(10),
-    }
-    .scaled();
-    let start = Instant::now();
-    let mut delay = total.first_delay;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if start.elapsed() >= total.total {
-            return Err(Error::Timeout {
-                resource: resource.to_string(),
-                waiting_for: waiting_for.to_string(),
-                after: start.elapsed(),
-            });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(total.max_delay);
     }
 }

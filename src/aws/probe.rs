@@ -8,6 +8,10 @@ use aws_smithy_runtime_api::http::Response;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
+/// Probes that get no answer at all (a timeout, a refused connection) are tried this
+/// many times before the endpoint is reported unreachable.
+const PROBE_TRIES: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Service {
     #[serde(rename = "ec2")]
@@ -20,6 +24,8 @@ pub enum Service {
     DynamoDb,
     #[serde(rename = "s3")]
     S3,
+    #[serde(rename = "iam")]
+    Iam,
 }
 
 impl Service {
@@ -30,6 +36,7 @@ impl Service {
             Service::AutoScaling => "Auto Scaling",
             Service::DynamoDb => "DynamoDB",
             Service::S3 => "S3",
+            Service::Iam => "IAM",
         }
     }
 }
@@ -105,10 +112,22 @@ pub async fn missing_services(c: &Clients, need: &[Service]) -> Result<Vec<Missi
             ),
             Service::DynamoDb => judge(s, p.ddb.list_tables().limit(1).send().await),
             Service::S3 => judge(s, p.s3.list_buckets().max_buckets(1).send().await),
+            Service::Iam => judge(s, p.iam.list_roles().max_items(1).send().await),
         };
         (s, answer)
     };
-    let answers = futures_util::future::join_all(need.iter().map(|&s| ask(s))).await;
+    // No retries for what the endpoint answers (a 501 means "missing" at once), but a
+    // probe that got no answer in time is asked again: a cold emulator, a slow link.
+    let ask_patiently = |s: Service| async move {
+        let mut tries = 1;
+        loop {
+            match ask(s).await {
+                (_, Answer::Unreachable(_)) if tries < PROBE_TRIES => tries += 1,
+                other => return other,
+            }
+        }
+    };
+    let answers = futures_util::future::join_all(need.iter().map(|&s| ask_patiently(s))).await;
     let mut missing = Vec::new();
     for (service, answer) in answers {
         match answer {

@@ -277,8 +277,13 @@ pub async fn update(
     configure(ctx, &live.address, &live.id, attrs, changes, false).await
 }
 
-/// Every object version and delete marker, 1000 per page.
-async fn versions(ctx: &Ctx, a: &Address, name: &str) -> Result<Vec<ObjectIdentifier>, Error> {
+/// Every object version and delete marker (under `prefix`), 1000 per page.
+pub(crate) async fn versions(
+    ctx: &Ctx,
+    a: &Address,
+    name: &str,
+    prefix: Option<&str>,
+) -> Result<Vec<ObjectIdentifier>, Error> {
     let mut out = Vec::new();
     let (mut key, mut version) = (None, None);
     loop {
@@ -287,6 +292,7 @@ async fn versions(ctx: &Ctx, a: &Address, name: &str) -> Result<Vec<ObjectIdenti
             .s3
             .list_object_versions()
             .bucket(name)
+            .set_prefix(prefix.map(str::to_string))
             .set_key_marker(key.clone())
             .set_version_id_marker(version.clone())
             .send()
@@ -315,9 +321,35 @@ async fn versions(ctx: &Ctx, a: &Address, name: &str) -> Result<Vec<ObjectIdenti
     }
 }
 
+/// Deletes object versions, 1000 per call.
+pub(crate) async fn delete_versions(
+    ctx: &Ctx,
+    a: &Address,
+    bucket: &str,
+    objects: Vec<ObjectIdentifier>,
+) -> Result<(), Error> {
+    for chunk in objects.chunks(1000) {
+        ctx.c
+            .s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(chunk.to_vec()))
+                    .quiet(true)
+                    .build()
+                    .expect("objects are set"),
+            )
+            .send()
+            .await
+            .ctx("deleting objects of", a)?;
+    }
+    Ok(())
+}
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let objects = versions(ctx, a, &live.id).await?;
+    let objects = versions(ctx, a, &live.id, None).await?;
     if !objects.is_empty() {
         if !(ctx.force || attr_bool(&live.attrs, "force_destroy")) {
             return Err(Error::Refused {
@@ -329,22 +361,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
             });
         }
         ctx.report(a, format!("deleting {} object versions", objects.len()));
-        for chunk in objects.chunks(1000) {
-            ctx.c
-                .s3
-                .delete_objects()
-                .bucket(&live.id)
-                .delete(
-                    Delete::builder()
-                        .set_objects(Some(chunk.to_vec()))
-                        .quiet(true)
-                        .build()
-                        .expect("objects are set"),
-                )
-                .send()
-                .await
-                .ctx("emptying", a)?;
-        }
+        delete_versions(ctx, a, &live.id, objects).await?;
     }
     absent_ok(
         ctx.c

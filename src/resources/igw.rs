@@ -118,14 +118,18 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     if !vpc.is_empty() {
         detach(ctx, &live.address, &live.id, vpc).await?;
     }
-    absent_ok(
-        ctx.c
-            .ec2
-            .delete_internet_gateway()
-            .internet_gateway_id(&live.id)
-            .send()
-            .await
-            .ctx("deleting", &live.address),
-        &["InvalidInternetGatewayID.NotFound"],
-    )
+    // A detach that just went through may not be seen by the delete yet.
+    retry_codes(STILL_IN_USE, Patience::FRESH_ID, || async {
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_internet_gateway()
+                .internet_gateway_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", &live.address),
+            &["InvalidInternetGatewayID.NotFound"],
+        )
+    })
+    .await
 }

@@ -1,5 +1,6 @@
 //! One launch template per service: AMI, instance type, rendered user data, the
-//! service's security group, IMDSv2 required, ownership tags on instances and volumes.
+//! service's security group, the instance profile, IMDSv2 required, ownership tags on
+//! instances and volumes.
 //! A change makes a new version and sets it as the default; the ASG then rolls.
 
 use super::{
@@ -10,9 +11,9 @@ use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_ec2::types::{
-    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataEndpointState,
-    LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest,
-    RequestLaunchTemplateData, ResourceType, Tag,
+    LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag,
 };
 use base64::Engine as _;
 use std::collections::BTreeMap;
@@ -101,6 +102,14 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                         .unwrap_or_default(),
                 ),
             ),
+            (
+                "iam_instance_profile_arn".into(),
+                Value::s(
+                    data.and_then(|d| d.iam_instance_profile())
+                        .and_then(|p| p.arn())
+                        .unwrap_or_default(),
+                ),
+            ),
         ]);
         let extra = BTreeMap::from([(
             "latest_version".to_string(),
@@ -134,6 +143,11 @@ fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunch
         .instance_type(attr_str(attrs, "instance_type").into())
         .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
         .set_security_group_ids(Some(attr_list(attrs, "security_group_ids")))
+        .iam_instance_profile(
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .arn(attr_str(attrs, "iam_instance_profile_arn"))
+                .build(),
+        )
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
                 .http_tokens(LaunchTemplateHttpTokensState::from(attr_str(

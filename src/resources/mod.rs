@@ -2,10 +2,13 @@
 //! which attributes force replacement, discovery by tag, create, update, delete and the
 //! waits they need. This module only dispatches over the closed [`Kind`] enum.
 
+mod artifact;
 mod asg;
 mod bucket;
 mod elbv2;
+mod iam_role;
 mod igw;
+mod instance_profile;
 mod launch_template;
 mod listener;
 mod listener_rule;
@@ -61,11 +64,14 @@ pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
         Kind::TargetGroup => target_group::FORCE_NEW,
         Kind::Listener => listener::FORCE_NEW,
         Kind::ListenerRule => listener_rule::FORCE_NEW,
+        Kind::Role => iam_role::FORCE_NEW,
+        Kind::InstanceProfile => instance_profile::FORCE_NEW,
         Kind::LaunchTemplate => launch_template::FORCE_NEW,
         Kind::AutoScalingGroup => asg::FORCE_NEW,
         Kind::ScalingPolicy => scaling_policy::FORCE_NEW,
         Kind::Table => table::FORCE_NEW,
         Kind::Bucket => bucket::FORCE_NEW,
+        Kind::Artifact => artifact::FORCE_NEW,
     };
     list.contains(&attr)
 }
@@ -83,6 +89,8 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::TargetGroup => target_group::create(ctx, a, attrs).await?,
         Kind::Listener => listener::create(ctx, a, attrs).await?,
         Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
+        Kind::Role => iam_role::create(ctx, a, attrs).await?,
+        Kind::InstanceProfile => instance_profile::create(ctx, a, attrs).await?,
         Kind::LaunchTemplate => {
             launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
@@ -90,6 +98,9 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
         Kind::Table => table::create(ctx, a, attrs).await?,
         Kind::Bucket => bucket::create(ctx, a, attrs).await?,
+        Kind::Artifact => {
+            artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
+        }
     };
     Ok(Live {
         address: a.clone(),
@@ -117,6 +128,8 @@ pub async fn update(
         Kind::TargetGroup => target_group::update(ctx, live, attrs, changed).await,
         Kind::Listener => listener::update(ctx, live, attrs, changed).await,
         Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
+        Kind::Role => iam_role::update(ctx, live, attrs, changed).await,
+        Kind::InstanceProfile => instance_profile::update(ctx, live, attrs, changed).await,
         Kind::LaunchTemplate => {
             launch_template::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
         }
@@ -126,6 +139,9 @@ pub async fn update(
             .map(drop),
         Kind::Table => table::update(ctx, live, attrs, changed).await,
         Kind::Bucket => bucket::update(ctx, live, attrs, changed).await,
+        Kind::Artifact => {
+            artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
+        }
     }
 }
 
@@ -141,11 +157,14 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         Kind::TargetGroup => target_group::delete(ctx, live).await,
         Kind::Listener => listener::delete(ctx, live).await,
         Kind::ListenerRule => listener_rule::delete(ctx, live).await,
+        Kind::Role => iam_role::delete(ctx, live).await,
+        Kind::InstanceProfile => instance_profile::delete(ctx, live).await,
         Kind::LaunchTemplate => launch_template::delete(ctx, live).await,
         Kind::AutoScalingGroup => asg::delete(ctx, live).await,
         Kind::ScalingPolicy => scaling_policy::delete(ctx, live).await,
         Kind::Table => table::delete(ctx, live).await,
         Kind::Bucket => bucket::delete(ctx, live).await,
+        Kind::Artifact => artifact::delete(ctx, live).await,
     }
 }
 
@@ -184,7 +203,8 @@ pub fn service_of(kind: Kind) -> Service {
         }
         Kind::AutoScalingGroup | Kind::ScalingPolicy => Service::AutoScaling,
         Kind::Table => Service::DynamoDb,
-        Kind::Bucket => Service::S3,
+        Kind::Bucket | Kind::Artifact => Service::S3,
+        Kind::Role | Kind::InstanceProfile => Service::Iam,
     }
 }
 
@@ -204,7 +224,7 @@ pub async fn discover(
     skip: &[Service],
 ) -> Result<Found, Error> {
     let on = |s: Service| !skip.contains(&s);
-    let (ec2, elb, asgs, tables, buckets) = tokio::try_join!(
+    let (ec2, elb, asgs, tables, buckets, iam) = tokio::try_join!(
         when(on(Service::Ec2), async {
             let (v, s, i, r, g, l) = tokio::try_join!(
                 vpc::discover(c, stack),
@@ -222,10 +242,18 @@ pub async fn discover(
             asg::discover_with_policies(c, stack)
         ),
         when(on(Service::DynamoDb), table::discover(c, stack)),
-        when(
-            on(Service::S3),
-            bucket::discover(c, stack, &hints.bucket_names)
-        ),
+        when(on(Service::S3), async {
+            let (buckets, foreign) = bucket::discover(c, stack, &hints.bucket_names).await?;
+            let artifacts = artifact::discover(c, &buckets).await?;
+            Ok(([buckets, artifacts].concat(), foreign))
+        }),
+        when(on(Service::Iam), async {
+            let (r, p) = tokio::try_join!(
+                iam_role::discover(c, stack),
+                instance_profile::discover(c, stack)
+            )?;
+            Ok::<_, Error>([r, p].concat())
+        }),
     )?;
     let mut found = Found::default();
     found.live.extend(ec2);
@@ -235,6 +263,7 @@ pub async fn discover(
     found.foreign.extend(tables.1);
     found.live.extend(buckets.0);
     found.foreign.extend(buckets.1);
+    found.live.extend(iam);
     Ok(found)
 }
 

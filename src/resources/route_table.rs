@@ -12,6 +12,13 @@ use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
+/// A route to a fresh gateway answers `InvalidGatewayID.NotFound`, not the gateway's
+/// own NotFound code.
+const ROUTE_NOT_YET: &[&str] = &[
+    "InvalidRouteTableID.NotFound",
+    "InvalidGatewayID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+];
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
@@ -98,7 +105,7 @@ async fn set_route(
     gateway: &str,
     replace: bool,
 ) -> Result<(), Error> {
-    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+    retry_codes(ROUTE_NOT_YET, Patience::FRESH_ID, || async {
         if replace {
             ctx.c
                 .ec2

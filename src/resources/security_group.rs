@@ -157,18 +157,18 @@ pub async fn update(
     attrs: &Attrs,
     _changed: &[String],
 ) -> Result<(), Error> {
-    let want: Vec<Value> = attrs
-        .get("ingress")
-        .map(|v| v.normalized().as_list().to_vec())
-        .unwrap_or_default();
-    let have: Vec<Value> = live
-        .attrs
-        .get("ingress")
-        .map(|v| v.normalized().as_list().to_vec())
-        .unwrap_or_default();
+    // Rules are compared as sets, but sent as written: `normalized` also sorts the
+    // inside of each `[port, source]` pair, which would no longer read as a rule.
+    let rules = |a: &Attrs| {
+        a.get("ingress")
+            .map(|v| v.as_list().to_vec())
+            .unwrap_or_default()
+    };
+    let (want, have) = (rules(attrs), rules(&live.attrs));
+    let among = |r: &Value, set: &[Value]| set.iter().any(|s| s.normalized() == r.normalized());
     let gone: Vec<IpPermission> = have
         .iter()
-        .filter(|r| !want.contains(r))
+        .filter(|r| !among(r, &want))
         .filter_map(|r| permission(r).or_else(|| raw_permission(r)))
         .collect();
     if !gone.is_empty() {
@@ -181,7 +181,7 @@ pub async fn update(
             .await
             .ctx("removing ingress rules from", &live.address)?;
     }
-    let added: Vec<Value> = want.into_iter().filter(|r| !have.contains(r)).collect();
+    let added: Vec<Value> = want.iter().filter(|r| !among(r, &have)).cloned().collect();
     authorize(ctx, &live.address, &live.id, &added).await
 }
 

@@ -50,14 +50,17 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
 }
 
 async fn dns_attr(c: &Clients, id: &str, name: VpcAttributeName) -> Result<bool, Error> {
-    let r = c
-        .ec2
-        .describe_vpc_attribute()
-        .vpc_id(id)
-        .attribute(name.clone())
-        .send()
-        .await
-        .ctx("reading attributes of", &id)?;
+    // Listed a moment ago, yet a fresh VPC can still be unknown to the next call.
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        c.ec2
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(name.clone())
+            .send()
+            .await
+            .ctx("reading attributes of", &id)
+    })
+    .await?;
     let v = match name {
         VpcAttributeName::EnableDnsHostnames => r.enable_dns_hostnames(),
         _ => r.enable_dns_support(),

@@ -65,6 +65,22 @@ pub struct Spec {
     pub services: Vec<ServiceSpec>,
     pub table: Option<TableSpec>,
     pub bucket: Option<BucketSpec>,
+    /// The app binary shipped to the instances through the bucket.
+    pub app: Option<AppSpec>,
+    /// An existing instance profile to use instead of the one the stack creates.
+    pub instance_profile: Option<String>,
+}
+
+/// Where the app binary comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppSpec {
+    /// A cargo package built for Amazon Linux 2023 (x86_64, glibc 2.34).
+    Build {
+        package_dir: PathBuf,
+        bin: Option<String>,
+    },
+    /// A Linux x86_64 binary built elsewhere.
+    Prebuilt { path: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +287,16 @@ impl Validator {
         let load_balancer = self.load_balancer(&raw.load_balancer, &names);
         let table = raw.table.as_ref().map(|t| self.table(&stack, t));
         let bucket = raw.bucket.as_ref().map(|b| self.bucket(b));
+        let app = raw.app.as_ref().and_then(|a| self.app(a, bucket.is_some()));
+        for (name, raw_svc) in &raw.services.value.0 {
+            if let Some(svc) = services.iter().find(|s| s.name == name.value) {
+                self.artifact_placeholders(svc, &raw_svc.user_data, raw.app.is_some());
+            }
+        }
+        let instance_profile = raw
+            .instance_profile
+            .as_ref()
+            .map(|p| self.instance_profile(p));
         Spec {
             file: self.file.clone(),
             stack,
@@ -281,7 +307,96 @@ impl Validator {
             services,
             table,
             bucket,
+            app,
+            instance_profile,
         }
+    }
+
+    fn app(&mut self, app: &S<raw::RawApp>, has_bucket: bool) -> Option<AppSpec> {
+        if !has_bucket {
+            self.error(
+                app.referenced,
+                "the app is shipped through the stack's bucket: add a `bucket:` section",
+            );
+        }
+        let a = &app.value;
+        match (&a.build, &a.artifact) {
+            (Some(build), None) => {
+                let dir = self.base.join(&build.value);
+                if !dir.join("Cargo.toml").is_file() {
+                    self.error(
+                        build.referenced,
+                        format!(
+                            "`{}` has no Cargo.toml; `build` names a cargo package directory",
+                            build.value
+                        ),
+                    );
+                    return None;
+                }
+                Some(AppSpec::Build {
+                    package_dir: dir,
+                    bin: a.bin.as_ref().map(|b| b.value.clone()),
+                })
+            }
+            (None, Some(artifact)) => {
+                if let Some(bin) = &a.bin {
+                    self.error(bin.referenced, "`bin` goes with `build`, not `artifact`");
+                }
+                let path = self.base.join(&artifact.value);
+                if !path.is_file() {
+                    self.error(
+                        artifact.referenced,
+                        format!(
+                            "artifact `{}` is not a file ({})",
+                            artifact.value,
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+                Some(AppSpec::Prebuilt { path })
+            }
+            _ => {
+                self.error(
+                    app.referenced,
+                    "`app` needs exactly one of `build` (a cargo package to build) or `artifact` (a prebuilt binary)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A template that installs the artifact needs a stack that ships one.
+    fn artifact_placeholders(&mut self, svc: &ServiceSpec, user_data: &S<String>, has_app: bool) {
+        if has_app {
+            return;
+        }
+        if let Some(name) = userdata::used(&svc.user_data_template)
+            .into_iter()
+            .find(|n| n.starts_with("artifact_"))
+        {
+            self.error(
+                user_data.referenced,
+                format!(
+                    "user data template `{}` uses `{{{{ {name} }}}}` but the stack has no `app:` section to ship",
+                    user_data.value
+                ),
+            );
+        }
+    }
+
+    fn instance_profile(&mut self, p: &S<String>) -> String {
+        let n = &p.value;
+        let ok = (1..=128).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !ok {
+            self.error(
+                p.referenced,
+                format!("instance profile name `{n}` must be 1-128 letters, digits or +=,.@_-"),
+            );
+        }
+        n.clone()
     }
 
     fn stack_name(&mut self, name: &S<String>) -> String {

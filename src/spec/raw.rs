@@ -1,6 +1,9 @@
 //! The stack file exactly as written: a serde mirror of the YAML that rejects unknown
 //! keys and keeps the location of every value that a later check may need to point at.
+//! The same types give the stack file's JSON Schema (`crate::schema`): a `S<T>` field
+//! needs `#[schemars(with = "T")]`, since the location wrapper is no part of the file.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -9,130 +12,185 @@ use std::marker::PhantomData;
 
 pub type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStack {
+    #[schemars(with = "String")]
     pub stack: S<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub region: Option<S<String>>,
     pub network: RawNetwork,
     pub load_balancer: RawLoadBalancer,
+    #[schemars(with = "std::collections::BTreeMap<String, RawService>")]
     pub services: S<OrderedMap<RawService>>,
     #[serde(default)]
     pub table: Option<RawTable>,
     #[serde(default)]
     pub bucket: Option<RawBucket>,
+    #[serde(default)]
+    #[schemars(with = "Option<RawApp>")]
+    pub app: Option<S<RawApp>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub instance_profile: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The binary the instances run: built from a cargo package, or prebuilt.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub build: Option<S<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub bin: Option<S<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub artifact: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
+    #[schemars(with = "String")]
     pub cidr: S<String>,
+    #[schemars(with = "Vec<RawSubnet>")]
     pub subnets: S<Vec<RawSubnet>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSubnet {
+    #[schemars(with = "String")]
     pub az: S<String>,
+    #[schemars(with = "String")]
     pub cidr: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoadBalancer {
+    #[schemars(with = "Vec<String>")]
     pub ingress: S<Vec<S<String>>>,
     pub listener: RawListener,
+    #[schemars(with = "String")]
     pub default_service: S<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
+    #[schemars(with = "u16")]
     pub port: S<u16>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub name: Option<S<String>>,
+    #[schemars(with = "String")]
     pub path: S<String>,
+    #[schemars(with = "String")]
     pub service: S<String>,
+    #[schemars(with = "u32")]
     pub priority: S<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
+    #[schemars(with = "u16")]
     pub port: S<u16>,
     pub health: RawHealth,
     pub instance: RawInstance,
+    #[schemars(with = "String")]
     pub user_data: S<String>,
     pub scaling: RawScaling,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
+    #[schemars(with = "String")]
     pub path: S<String>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub interval: Option<S<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub healthy: Option<S<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub unhealthy: Option<S<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub grace_period: Option<S<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInstance {
     #[serde(rename = "type")]
+    #[schemars(with = "String")]
     pub instance_type: S<String>,
+    #[schemars(with = "String")]
     pub ami: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScaling {
+    #[schemars(with = "u32")]
     pub min: S<u32>,
+    #[schemars(with = "u32")]
     pub max: S<u32>,
+    #[schemars(with = "u32")]
     pub desired: S<u32>,
+    #[schemars(with = "f64")]
     pub cpu_target: S<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTable {
+    #[schemars(with = "String")]
     pub name: S<String>,
     pub partition_key: RawKey,
     #[serde(default)]
     pub sort_key: Option<RawKey>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub billing: Option<S<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub read_capacity: Option<S<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub write_capacity: Option<S<u32>>,
     #[serde(default)]
     pub pitr: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
+    #[schemars(with = "String")]
     pub name: S<String>,
     #[serde(rename = "type")]
+    #[schemars(with = "String")]
     pub key_type: S<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBucket {
+    #[schemars(with = "String")]
     pub name: S<String>,
     #[serde(default)]
     pub versioning: Option<bool>,

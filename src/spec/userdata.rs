@@ -14,6 +14,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "bucket",
     "artifact_bucket",
     "artifact_key",
+    "artifact_sha256",
     "endpoint_url",
 ];
 
@@ -72,6 +73,17 @@ pub fn check(text: &str) -> Result<(), TemplateError> {
         }
     }
     Ok(())
+}
+
+/// The placeholders a checked template uses, in order of first use.
+pub fn used(text: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for (_, _, name, _) in placeholders(text).into_iter().flatten() {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// Fills a checked template. A variable without a value renders empty.

@@ -1,6 +1,6 @@
-//! Test support: a real moto server per test, the `stack` binary driven end to end, a
-//! recording proxy that can stand in for an endpoint lacking services, and SDK clients
-//! for checking AWS out of band.
+//! Test support: a real moto server per test, the `stack` binary driven end to end (or
+//! in the background, to kill or interrupt it), a recording and fault-injecting proxy
+//! ([`proxy`]), and SDK clients for checking AWS out of band.
 
 #![allow(dead_code)]
 
@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// The checkout under test. Read at run time (cargo and nextest set it) because a
 /// shared `CARGO_TARGET_DIR` may hold a test binary compiled in another clone.
@@ -85,10 +83,10 @@ impl Drop for Moto {
     }
 }
 
-/// Runs the `stack` binary against `endpoint` with test credentials.
-pub fn stack(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stack"))
-        .args(args)
+/// The `stack` binary against `endpoint` with test credentials, ready to run.
+pub fn stack_command(endpoint: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
+    c.args(args)
         .args(["--endpoint-url", endpoint])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -97,9 +95,113 @@ pub fn stack(endpoint: &str, args: &[&str]) -> Output {
         .env_remove("AWS_ENDPOINT_URL")
         .env("NO_COLOR", "1")
         .env("STACK_PATIENCE_SCALE", "0.02")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run stack")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs the `stack` binary against `endpoint` with test credentials.
+pub fn stack(endpoint: &str, args: &[&str]) -> Output {
+    stack_command(endpoint, args).output().expect("run stack")
+}
+
+/// A `stack` run in the background whose output can be watched while it runs.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the `stack` binary in the background, its output captured.
+pub fn spawn_stack(endpoint: &str, args: &[&str]) -> Running {
+    let mut child = stack_command(endpoint, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stack");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    fn pump(
+        mut from: impl std::io::Read + Send + 'static,
+        to: Arc<Mutex<Vec<u8>>>,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                to.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    }
+    let readers = vec![
+        pump(child.stdout.take().expect("stdout"), stdout.clone()),
+        pump(child.stderr.take().expect("stderr"), stderr.clone()),
+    ];
+    Running {
+        child,
+        stdout,
+        stderr,
+        readers,
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything printed so far, stdout then stderr.
+    pub fn text(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.stdout.lock().unwrap()),
+            String::from_utf8_lossy(&self.stderr.lock().unwrap())
+        )
+    }
+
+    /// Sends a signal (`INT`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits (up to two minutes) for the run to end.
+    pub fn wait(mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("stack did not finish within two minutes:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Output {
+            status,
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+/// Polls `cond` until it holds, failing after `what` took a minute.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn text(o: &Output) -> String {
@@ -133,7 +235,33 @@ impl Workdir {
                 }
             }
         }
+        // The example stacks build the app for Amazon Linux (minutes, once); engine
+        // tests only need some Linux binary to ship, so they get a small stand-in.
+        // tests/delivery.rs builds and boots the real one.
+        let stand_in = dir.path().join("bin/stack-app");
+        std::fs::create_dir_all(stand_in.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&stand_in, b"\x7fELF stand-in for the app binary").expect("write");
+        let web = dir.path().join("stacks/web.yaml");
+        let text = std::fs::read_to_string(&web).expect("read");
+        std::fs::write(
+            &web,
+            text.replace(
+                "app: { build: ../app }",
+                "app: { artifact: ../bin/stack-app }",
+            ),
+        )
+        .expect("write");
         Workdir { dir }
+    }
+
+    /// The real app package in the checkout, for tests that build it.
+    pub fn use_real_app(&self) {
+        let app = root().join("app");
+        self.edit(
+            "stacks/web.yaml",
+            "app: { artifact: ../bin/stack-app }",
+            &format!("app: {{ build: \"{}\" }}", app.display()),
+        );
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -153,247 +281,9 @@ impl Workdir {
     }
 }
 
-/// What the proxy saw: (service, action) → count.
-#[derive(Clone, Default)]
-pub struct Calls(Arc<Mutex<BTreeMap<(String, String), u64>>>);
-
-impl Calls {
-    pub fn total(&self) -> u64 {
-        self.0.lock().unwrap().values().sum()
-    }
-    pub fn count(&self, service: &str) -> u64 {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((s, _), _)| s == service)
-            .map(|(_, n)| n)
-            .sum()
-    }
-    pub fn writes(&self) -> Vec<(String, String)> {
-        self.0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|(_, a)| {
-                !["Describe", "List", "Get", "Head"]
-                    .iter()
-                    .any(|p| a.starts_with(p))
-            })
-            .cloned()
-            .collect()
-    }
-    pub fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-/// An HTTP proxy in front of an upstream endpoint that records every call and can
-/// answer 501 for whole services, as LocalStack's community edition does.
-pub struct Proxy {
-    pub port: u16,
-    pub calls: Calls,
-    _task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    /// `upstream`: host:port to forward to (None: answer everything 501).
-    pub async fn start(upstream: Option<u16>, unimplemented: &[&str]) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let calls = Calls::default();
-        let unimplemented: Vec<String> = unimplemented.iter().map(|s| s.to_string()).collect();
-        let c = calls.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let c = c.clone();
-                let unimplemented = unimplemented.clone();
-                tokio::spawn(async move {
-                    let _ = serve(sock, upstream, &unimplemented, &c).await;
-                });
-            }
-        });
-        Proxy {
-            port,
-            calls,
-            _task: task,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-struct Request {
-    head: String,
-    body: Vec<u8>,
-}
-
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Request>> {
-    loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let len = header(&head, "content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let mut chunk = [0u8; 65536];
-                let n = sock.read(&mut chunk).await?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            let body = buf[end + 4..end + 4 + len].to_vec();
-            buf.drain(..end + 4 + len);
-            return Ok(Some(Request { head, body }));
-        }
-        let mut chunk = [0u8; 65536];
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// The service from the SigV4 credential scope, the action from the body, target
-/// header or method.
-fn classify(req: &Request) -> (String, String) {
-    let auth = header(&req.head, "authorization").unwrap_or_default();
-    let service = auth
-        .split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(3))
-        .unwrap_or("unknown")
-        .to_string();
-    let body = String::from_utf8_lossy(&req.body);
-    let action = if let Some(t) = header(&req.head, "x-amz-target") {
-        t.rsplit('.').next().unwrap_or(t).to_string()
-    } else if let Some(a) = body.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
-        a.to_string()
-    } else {
-        let line = req.head.lines().next().unwrap_or_default();
-        let method = line.split(' ').next().unwrap_or_default();
-        match method {
-            "GET" => "GetS3".to_string(),
-            "HEAD" => "HeadS3".to_string(),
-            other => format!("S3{other}"),
-        }
-    };
-    (service, action)
-}
-
-async fn serve(
-    mut sock: TcpStream,
-    upstream: Option<u16>,
-    unimplemented: &[String],
-    calls: &Calls,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    while let Some(req) = read_request(&mut sock, &mut buf).await? {
-        let (service, action) = classify(&req);
-        *calls
-            .0
-            .lock()
-            .unwrap()
-            .entry((service.clone(), action))
-            .or_default() += 1;
-        let response = match upstream {
-            Some(port) if !unimplemented.contains(&service) => forward(port, &req).await?,
-            _ => {
-                let body = format!(
-                    "{{\"__type\": \"InternalFailure\", \"message\": \"The API for service {service} is either not included in your current license plan or has not yet been emulated by LocalStack.\"}}"
-                );
-                format!(
-                    "HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\nx-amzn-ErrorType: InternalFailure\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes()
-            }
-        };
-        sock.write_all(&response).await?;
-    }
-    Ok(())
-}
-
-/// One request over a fresh upstream connection, read to its end.
-async fn forward(port: u16, req: &Request) -> std::io::Result<Vec<u8>> {
-    let mut up = TcpStream::connect(("127.0.0.1", port)).await?;
-    let head: Vec<&str> = req
-        .head
-        .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    let mut out = head.join("\r\n").into_bytes();
-    out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    out.extend_from_slice(&req.body);
-    up.write_all(&out).await?;
-    let mut resp = Vec::new();
-    up.read_to_end(&mut resp).await?;
-    // Keep the client's connection usable: the response must carry its own length.
-    let Some(end) = find(&resp, b"\r\n\r\n") else {
-        return Ok(resp);
-    };
-    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
-    let body = resp[end + 4..].to_vec();
-    let body = if header(&head, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        dechunk(&body)
-    } else {
-        body
-    };
-    let mut fixed: Vec<String> = head
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            !l.starts_with("connection:")
-                && !l.starts_with("transfer-encoding:")
-                && !l.starts_with("content-length:")
-        })
-        .map(str::to_string)
-        .collect();
-    let is_head = req.head.starts_with("HEAD ");
-    let len = if is_head {
-        header(&head, "content-length").unwrap_or("0").to_string()
-    } else {
-        body.len().to_string()
-    };
-    fixed.push(format!("Content-Length: {len}"));
-    let mut out = fixed.join("\r\n").into_bytes();
-    out.extend_from_slice(b"\r\n\r\n");
-    if !is_head {
-        out.extend_from_slice(&body);
-    }
-    Ok(out)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(i) = find(b, b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[i + 2..i + 2 + size]);
-        b = &b[i + 2 + size + 2..];
-    }
-    out
-}
+pub mod proxy;
+#[allow(unused_imports)]
+pub use proxy::{Calls, Faults, Hold, Linger, Proxy, When};
 
 /// SDK clients on the emulator, for checks and setup outside the tool.
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
@@ -559,6 +449,37 @@ pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
             out.push(format!("bucket {name}"));
         }
     }
+    let iam = aws_sdk_iam::Client::new(&conf);
+    let owned = |tags: &[aws_sdk_iam::types::Tag]| {
+        tags.iter()
+            .any(|t| t.key() == "stack:name" && t.value() == stack)
+    };
+    for r in iam.list_roles().send().await.unwrap().roles() {
+        let tags = iam
+            .list_role_tags()
+            .role_name(r.role_name())
+            .send()
+            .await
+            .unwrap();
+        if owned(tags.tags()) {
+            out.push(format!("iam_role {}", r.role_name()));
+        }
+    }
+    for p in iam
+        .list_instance_profiles()
+        .send()
+        .await
+        .unwrap()
+        .instance_profiles()
+    {
+        let tags = p;
+        if owned(tags.tags()) {
+            out.push(format!(
+                "iam_instance_profile {}",
+                p.instance_profile_name()
+            ));
+        }
+    }
     out
 }
 
@@ -573,4 +494,170 @@ pub fn assert_ok(o: &Output) {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// Every resource carrying `stack:name = stack`, as (`stack:address`, id) pairs, read
+/// through the SDK: VPCs, subnets, gateways, route tables, security groups, launch
+/// templates, load balancers, target groups, Auto Scaling groups, tables and buckets.
+/// A resource created twice shows up as its address twice.
+pub async fn owned(endpoint: &str, stack: &str) -> Vec<(String, String)> {
+    let conf = sdk(endpoint).await;
+    let mut out = Vec::new();
+    let address = |tags: &mut dyn Iterator<Item = (&str, &str)>| {
+        let tags: Vec<(&str, &str)> = tags.collect();
+        if !tags.contains(&("stack:name", stack)) {
+            return None;
+        }
+        tags.iter()
+            .find(|(k, _)| *k == "stack:address")
+            .map(|(_, v)| v.to_string())
+    };
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let f = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag:stack:name")
+            .values(stack)
+            .build()
+    };
+    macro_rules! ec2_kind {
+        ($call:ident, $list:ident, $id:ident) => {
+            for r in ec2.$call().filters(f()).send().await.unwrap().$list() {
+                let mut tags = r
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+                if let Some(a) = address(&mut tags) {
+                    out.push((a, r.$id().unwrap_or_default().to_string()));
+                }
+            }
+        };
+    }
+    ec2_kind!(describe_vpcs, vpcs, vpc_id);
+    ec2_kind!(describe_subnets, subnets, subnet_id);
+    ec2_kind!(
+        describe_internet_gateways,
+        internet_gateways,
+        internet_gateway_id
+    );
+    ec2_kind!(describe_route_tables, route_tables, route_table_id);
+    ec2_kind!(describe_security_groups, security_groups, group_id);
+    ec2_kind!(
+        describe_launch_templates,
+        launch_templates,
+        launch_template_id
+    );
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    let arns: Vec<String> = lbs
+        .load_balancers()
+        .iter()
+        .filter_map(|l| l.load_balancer_arn())
+        .chain(
+            tgs.target_groups()
+                .iter()
+                .filter_map(|t| t.target_group_arn()),
+        )
+        .map(str::to_string)
+        .collect();
+    for chunk in arns.chunks(20) {
+        let tags = elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for d in tags.tag_descriptions() {
+            let mut tags = d
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+            if let Some(a) = address(&mut tags) {
+                out.push((a, d.resource_arn().unwrap_or_default().to_string()));
+            }
+        }
+    }
+    let asg = aws_sdk_autoscaling::Client::new(&conf);
+    for g in asg
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()
+    {
+        let mut tags = g
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+        if let Some(a) = address(&mut tags) {
+            out.push((
+                a,
+                g.auto_scaling_group_name().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    for name in ddb.list_tables().send().await.unwrap().table_names() {
+        let d = ddb.describe_table().table_name(name).send().await.unwrap();
+        let arn = d.table().and_then(|t| t.table_arn()).unwrap_or_default();
+        let tags = ddb
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut tags = tags.tags().iter().map(|t| (t.key(), t.value()));
+        if let Some(a) = address(&mut tags) {
+            out.push((a, name.clone()));
+        }
+    }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    for b in s3.list_buckets().send().await.unwrap().buckets() {
+        let name = b.name().unwrap_or_default();
+        if let Ok(t) = s3.get_bucket_tagging().bucket(name).send().await {
+            let mut tags = t.tag_set().iter().map(|t| (t.key(), t.value()));
+            if let Some(a) = address(&mut tags) {
+                out.push((a, name.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The stack's lock item (see src/lock.rs), if any, as attribute → value text.
+pub async fn lock_item(endpoint: &str, stack: &str) -> Option<BTreeMap<String, String>> {
+    let conf = sdk(endpoint).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let r = ddb
+        .get_item()
+        .table_name("stack_locks")
+        .key(
+            "stack",
+            aws_sdk_dynamodb::types::AttributeValue::S(stack.to_string()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .ok()?;
+    r.item().map(|item| {
+        item.iter()
+            .map(|(k, v)| {
+                let v = v.as_s().or_else(|_| v.as_n()).cloned().unwrap_or_default();
+                (k.clone(), v)
+            })
+            .collect()
+    })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed half-way leaves no stray run behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

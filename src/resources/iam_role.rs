@@ -1,0 +1,227 @@
+//! The instances' IAM role: EC2 may assume it; one inline policy allows the stack's
+//! table, bucket and (read-only) artifact prefix. Role names are account-wide, so the
+//! stack keeps its roles under the IAM path `/stack/<stack>/` and lists by that path;
+//! ownership is still decided by the tags.
+
+use super::{Created, Ctx, absent_ok, attr_str};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::iam_path;
+use crate::model::{Address, Attrs, Live, Value, owned_address};
+use aws_sdk_iam::types::Tag;
+
+pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+/// The name of the role's one inline policy.
+pub const POLICY_NAME: &str = "stack-access";
+
+pub(crate) fn iam_tags(ctx: &Ctx, a: &Address) -> Vec<Tag> {
+    ctx.tags(a)
+        .into_iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
+
+/// IAM returns policy documents URL-encoded and formatted its own way; compare them
+/// as compact JSON with sorted keys, the form the desired side is written in.
+pub(crate) fn canonical_policy(doc: &str) -> String {
+    let decoded = if doc.trim_start().starts_with('%') {
+        percent_decode(doc)
+    } else {
+        doc.to_string()
+    };
+    serde_json::from_str::<serde_json::Value>(&decoded)
+        .map(|v| v.to_string())
+        .unwrap_or(decoded)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut out = Vec::new();
+    let mut pages = c
+        .iam
+        .list_roles()
+        .path_prefix(iam_path(stack))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for role in page.ctx("listing", &"IAM roles")?.roles() {
+            let name = role.role_name();
+            // ListRoles leaves tags out; the stack has one role, so one more call.
+            let tags = c
+                .iam
+                .list_role_tags()
+                .role_name(name)
+                .send()
+                .await
+                .ctx("reading the tags of", &name)?;
+            let Some(address) =
+                owned_address(stack, tags.tags().iter().map(|t| (t.key(), t.value())))
+            else {
+                continue;
+            };
+            let policy = match c
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(POLICY_NAME)
+                .send()
+                .await
+                .ctx("reading the policy of", &address)
+            {
+                Ok(p) => canonical_policy(p.policy_document()),
+                Err(e) if e.is_code(&["NoSuchEntity"]) => String::new(),
+                Err(e) => return Err(e),
+            };
+            let attrs = Attrs::from([
+                ("name".into(), Value::s(name)),
+                ("path".into(), Value::s(role.path())),
+                (
+                    "assume_role_policy".into(),
+                    Value::s(canonical_policy(
+                        role.assume_role_policy_document().unwrap_or_default(),
+                    )),
+                ),
+                ("policy".into(), Value::s(policy)),
+            ]);
+            out.push(Live {
+                address,
+                id: name.to_string(),
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn put_policy(ctx: &Ctx, a: &Address, name: &str, policy: &str) -> Result<(), Error> {
+    if policy.is_empty() {
+        return absent_ok(
+            ctx.c
+                .iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(POLICY_NAME)
+                .send()
+                .await
+                .ctx("removing the policy of", a),
+            &["NoSuchEntity"],
+        );
+    }
+    // A role a second old can answer NoSuchEntity (IAM is eventually consistent).
+    retry_codes(&["NoSuchEntity"], Patience::FRESH_ID, || async {
+        ctx.c
+            .iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .policy_document(policy)
+            .send()
+            .await
+            .ctx("setting the policy of", a)
+    })
+    .await
+    .map(drop)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let name = attr_str(attrs, "name");
+    // Tags travel with the create call: a crash right after leaves an owned role
+    // that the next run discovers.
+    ctx.c
+        .iam
+        .create_role()
+        .role_name(name)
+        .path(attr_str(attrs, "path"))
+        .assume_role_policy_document(attr_str(attrs, "assume_role_policy"))
+        .description(format!("stack {}: instance role", ctx.stack))
+        .set_tags(Some(iam_tags(ctx, a)))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    put_policy(ctx, a, name, attr_str(attrs, "policy")).await?;
+    Ok((name.to_string(), Default::default()))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changed: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    if super::changed(changed, "assume_role_policy") {
+        ctx.c
+            .iam
+            .update_assume_role_policy()
+            .role_name(&live.id)
+            .policy_document(attr_str(attrs, "assume_role_policy"))
+            .send()
+            .await
+            .ctx("setting who may assume", a)?;
+    }
+    if super::changed(changed, "policy") {
+        put_policy(ctx, a, &live.id, attr_str(attrs, "policy")).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    absent_ok(
+        ctx.c
+            .iam
+            .delete_role_policy()
+            .role_name(&live.id)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .ctx("removing the policy of", a),
+        &["NoSuchEntity"],
+    )?;
+    // Removing the role from its profile takes a moment to be seen by DeleteRole.
+    absent_ok(
+        retry_codes(&["DeleteConflict"], Patience::DEPENDENCY, || async {
+            ctx.c
+                .iam
+                .delete_role()
+                .role_name(&live.id)
+                .send()
+                .await
+                .ctx("deleting", a)
+        })
+        .await,
+        &["NoSuchEntity"],
+    )
+}

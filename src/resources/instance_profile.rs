@@ -1,0 +1,134 @@
+//! The instance profile that carries the stack's role onto its instances. Its id is
+//! the profile's ARN, which launch templates name.
+
+use super::iam_role::iam_tags;
+use super::{Created, Ctx, absent_ok, attr_str};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::iam_path;
+use crate::model::{Address, Attrs, Live, Value, owned_address};
+
+pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut out = Vec::new();
+    let mut pages = c
+        .iam
+        .list_instance_profiles()
+        .path_prefix(iam_path(stack))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for p in page
+            .ctx("listing", &"IAM instance profiles")?
+            .instance_profiles()
+        {
+            let name = p.instance_profile_name();
+            // ListInstanceProfiles carries the tags (moto lacks ListInstanceProfileTags).
+            let tags = p;
+            let Some(address) =
+                owned_address(stack, tags.tags().iter().map(|t| (t.key(), t.value())))
+            else {
+                continue;
+            };
+            let role = p.roles().first().map(|r| r.role_name()).unwrap_or_default();
+            out.push(Live {
+                address,
+                id: p.arn().to_string(),
+                attrs: Attrs::from([
+                    ("name".into(), Value::s(name)),
+                    ("path".into(), Value::s(p.path())),
+                    ("role_name".into(), Value::s(role)),
+                ]),
+                extra: [("name".to_string(), name.to_string())].into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn add_role(ctx: &Ctx, a: &Address, profile: &str, role: &str) -> Result<(), Error> {
+    // A role created a moment ago may not be visible to this call yet.
+    retry_codes(&["NoSuchEntity"], Patience::FRESH_ID, || async {
+        ctx.c
+            .iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .ctx("adding the role to", a)
+    })
+    .await
+    .map(drop)
+}
+
+async fn remove_role(ctx: &Ctx, a: &Address, profile: &str, role: &str) -> Result<(), Error> {
+    absent_ok(
+        ctx.c
+            .iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .ctx("removing the role from", a),
+        &["NoSuchEntity"],
+    )
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let name = attr_str(attrs, "name");
+    let r = ctx
+        .c
+        .iam
+        .create_instance_profile()
+        .instance_profile_name(name)
+        .path(attr_str(attrs, "path"))
+        .set_tags(Some(iam_tags(ctx, a)))
+        .send()
+        .await
+        .ctx("creating", a)?;
+    let arn = r
+        .instance_profile()
+        .map(|p| p.arn().to_string())
+        .unwrap_or_default();
+    add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+    Ok((arn, [("name".to_string(), name.to_string())].into()))
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changed: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    let name = attr_str(&live.attrs, "name");
+    if super::changed(changed, "role_name") {
+        let old = attr_str(&live.attrs, "role_name");
+        if !old.is_empty() {
+            remove_role(ctx, a, name, old).await?;
+        }
+        add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    let name = attr_str(&live.attrs, "name");
+    let role = attr_str(&live.attrs, "role_name");
+    if !role.is_empty() {
+        remove_role(ctx, a, name, role).await?;
+    }
+    absent_ok(
+        ctx.c
+            .iam
+            .delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .ctx("deleting", a),
+        &["NoSuchEntity"],
+    )
+}

@@ -1,0 +1,212 @@
+//! Security defaults, read back from the resources `stack up` created: instances take
+//! traffic only from the load balancer, the bucket is private and encrypted, launch
+//! templates require IMDSv2, the instance role reaches only the stack's table and
+//! bucket (and cannot rewrite the app it boots), and credentials never leak.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use support::*;
+
+/// Distinctive so that finding it anywhere is proof of a leak.
+const SECRET: &str = "wJalrXUtnFEMI-stack-test-secret-K7MDENG";
+
+fn stack_with_secret(endpoint: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stack"))
+        .args(args)
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_ACCESS_KEY_ID", "AKIASTACKTESTKEY0001")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("NO_COLOR", "1")
+        .env("STACK_PATIENCE_SCALE", "0.02")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stack")
+}
+
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
+    let moto = Moto::start();
+    let work = Workdir::new();
+    let file = work.file("stacks/web.yaml");
+    let plan_file = work.file("saved.plan");
+    let runs = [
+        stack_with_secret(&moto.url(), &["plan", &file, "--out", &plan_file]),
+        stack_with_secret(&moto.url(), &["up", &file, "--yes", "--plan", &plan_file]),
+        stack_with_secret(&moto.url(), &["up", &file, "--yes", "--json"]),
+        stack_with_secret(&moto.url(), &["outputs", &file, "--json"]),
+    ];
+    for o in &runs {
+        assert_ok(o);
+        let out = text(o);
+        assert!(!out.contains(SECRET), "a secret was printed:\n{out}");
+    }
+    let saved = std::fs::read_to_string(&plan_file).unwrap();
+    assert!(!saved.contains(SECRET), "a secret was written to the plan");
+
+    let conf = sdk(&moto.url()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:stack:name")
+                .values("directory")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let alb_sg = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name() == Some("directory-alb"))
+        .and_then(|g| g.group_id())
+        .unwrap()
+        .to_string();
+    for g in groups.security_groups() {
+        let name = g.group_name().unwrap();
+        if name == "directory-alb" {
+            continue;
+        }
+        // Instance groups: one rule, the service port, from the ALB's group only.
+        let rules = g.ip_permissions();
+        assert_eq!(rules.len(), 1, "{name}: {rules:?}");
+        assert!(rules[0].ip_ranges().is_empty(), "{name} opens to CIDRs");
+        assert!(rules[0].ipv6_ranges().is_empty(), "{name} opens to CIDRs");
+        let sources: Vec<&str> = rules[0]
+            .user_id_group_pairs()
+            .iter()
+            .filter_map(|p| p.group_id())
+            .collect();
+        assert_eq!(sources, [alb_sg.as_str()], "{name}");
+    }
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = "directory-photos-demo";
+    let pab = s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let c = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            c.block_public_acls(),
+            c.ignore_public_acls(),
+            c.block_public_policy(),
+            c.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rules = enc.server_side_encryption_configuration().unwrap().rules();
+    assert!(
+        rules.iter().any(|r| r
+            .apply_server_side_encryption_by_default()
+            .is_some_and(|d| d.sse_algorithm().as_str() == "AES256")),
+        "{rules:?}"
+    );
+
+    for service in ["web", "admin"] {
+        let v = ec2
+            .describe_launch_template_versions()
+            .launch_template_name(format!("directory-{service}"))
+            .versions("$Default")
+            .send()
+            .await
+            .unwrap();
+        let data = v.launch_template_versions()[0]
+            .launch_template_data()
+            .unwrap();
+        let tokens = data
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str());
+        assert_eq!(tokens, Some("required"), "{service} allows IMDSv1");
+    }
+
+    // The role's policy: every resource it allows is the stack's table or bucket.
+    let iam = aws_sdk_iam::Client::new(&conf);
+    let role = iam
+        .get_role()
+        .role_name("directory-instance")
+        .send()
+        .await
+        .unwrap();
+    let trust = percent_decode(role.role().unwrap().assume_role_policy_document().unwrap());
+    assert!(trust.contains("ec2.amazonaws.com"), "{trust}");
+    let doc = iam
+        .get_role_policy()
+        .role_name("directory-instance")
+        .policy_name("stack-access")
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&percent_decode(doc.policy_document())).unwrap();
+    let table = "arn:aws:dynamodb:us-east-1:123456789012:table/directory-employees";
+    let allowed = [
+        table.to_string(),
+        format!("{table}/index/*"),
+        format!("arn:aws:s3:::{bucket}"),
+        format!("arn:aws:s3:::{bucket}/*"),
+        format!("arn:aws:s3:::{bucket}/artifacts/*"),
+    ];
+    let mut denies_artifact_writes = false;
+    for st in policy["Statement"].as_array().unwrap() {
+        let resources: Vec<&str> = match &st["Resource"] {
+            serde_json::Value::String(s) => vec![s.as_str()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+            other => panic!("unexpected Resource {other}"),
+        };
+        for r in &resources {
+            assert!(allowed.iter().any(|a| a == r), "the role reaches {r}");
+        }
+        let actions = st["Action"].to_string();
+        assert!(!actions.contains('*'), "wildcard action: {actions}");
+        if st["Effect"] == "Deny" {
+            denies_artifact_writes = resources == [format!("arn:aws:s3:::{bucket}/artifacts/*")]
+                && actions.contains("s3:PutObject");
+        }
+    }
+    assert!(
+        denies_artifact_writes,
+        "instances may rewrite the app: {policy}"
+    );
+    assert!(
+        policy.to_string().contains(table),
+        "the role cannot reach the table: {policy}"
+    );
+}
