@@ -21,16 +21,20 @@ AWSCLI_VENV="$CACHE/awscli-$AWSCLI_VERSION"
 
 log() { printf 'moto.sh: %s\n' "$*" >&2; }
 
-install() {
-  # The marker is written last, so an interrupted install is redone.
-  if [ -f "$VENV/.complete" ]; then return 0; fi
-  mkdir -p "$CACHE"
+uv_cmd() {
   if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
     log "installing uv with pip"
     python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
   fi
-  local uv="uv"
-  command -v uv >/dev/null 2>&1 || uv="python3 -m uv"
+  if command -v uv >/dev/null 2>&1; then echo uv; else echo "python3 -m uv"; fi
+}
+
+install() {
+  # The marker is written last, so an interrupted install is redone.
+  if [ -f "$VENV/.complete" ]; then return 0; fi
+  mkdir -p "$CACHE"
+  local uv
+  uv="$(uv_cmd)"
   log "creating $VENV with moto[server]==$MOTO_VERSION"
   rm -rf "$VENV"
   $uv venv --quiet -p python3 "$VENV"
@@ -59,14 +63,6 @@ start() {
   done
   log "moto server did not answer within 30 s"
   exit 1
-}
-
-uv_cmd() {
-  if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
-    log "installing uv with pip"
-    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
-  fi
-  if command -v uv >/dev/null 2>&1; then echo uv; else echo "python3 -m uv"; fi
 }
 
 awscli() {

@@ -161,18 +161,7 @@ async fn user_data_installs_the_shipped_app_and_it_answers() {
 
     let conf = sdk(&moto.url()).await;
     // The template the instances boot from, as EC2 holds it.
-    let ec2 = aws_sdk_ec2::Client::new(&conf);
-    let v = ec2
-        .describe_launch_template_versions()
-        .launch_template_name("directory-web")
-        .versions("$Default")
-        .send()
-        .await
-        .unwrap();
-    let data = v.launch_template_versions()[0]
-        .launch_template_data()
-        .unwrap()
-        .clone();
+    let data = template_data(&conf, "directory-web").await;
     use base64::Engine as _;
     let user_data = String::from_utf8(
         base64::engine::general_purpose::STANDARD
@@ -191,12 +180,7 @@ async fn user_data_installs_the_shipped_app_and_it_answers() {
     let built = built_app(&moto.url(), &work);
     let key = built["key"].as_str().unwrap();
     assert!(user_data.contains(key), "user data names {key}");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    let listed = s3
+    let listed = s3(&conf)
         .list_objects_v2()
         .bucket("directory-photos-demo")
         .prefix("artifacts/")

@@ -103,11 +103,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         assert_eq!(sources, [alb_sg.as_str()], "{name}");
     }
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&conf);
     let bucket = "directory-photos-demo";
     let pab = s3
         .get_public_access_block()
@@ -140,16 +136,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     );
 
     for service in ["web", "admin"] {
-        let v = ec2
-            .describe_launch_template_versions()
-            .launch_template_name(format!("directory-{service}"))
-            .versions("$Default")
-            .send()
-            .await
-            .unwrap();
-        let data = v.launch_template_versions()[0]
-            .launch_template_data()
-            .unwrap();
+        let data = template_data(&conf, &format!("directory-{service}")).await;
         let tokens = data
             .metadata_options()
             .and_then(|m| m.http_tokens())

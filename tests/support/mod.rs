@@ -297,6 +297,33 @@ pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// An S3 client on the emulator (path-style addressing, as a custom endpoint needs).
+pub fn s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// What a launch template's default version holds, as EC2 reports it.
+pub async fn template_data(
+    conf: &aws_config::SdkConfig,
+    name: &str,
+) -> aws_sdk_ec2::types::ResponseLaunchTemplateData {
+    let v = aws_sdk_ec2::Client::new(conf)
+        .describe_launch_template_versions()
+        .launch_template_name(name)
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    v.launch_template_versions()[0]
+        .launch_template_data()
+        .unwrap()
+        .clone()
+}
+
 /// Every resource of any kind that carries `stack:name = stack`, as "kind id" lines.
 pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
     let conf = sdk(endpoint).await;
