@@ -88,7 +88,14 @@ async fn converges_through_throttling_5xx_eventual_consistency_and_lingering_int
     assert_ok(&up);
     assert!(text(&up).contains("Apply complete"), "{}", text(&up));
     // Every kind of fault really happened on the way.
-    for kind in ["throttle", "5xx", "not_found", "provisioning", "initial"] {
+    for kind in [
+        "throttle",
+        "5xx",
+        "not_found",
+        "provisioning",
+        "initial",
+        "profile_invalid",
+    ] {
         assert!(
             proxy.injected(kind) > 0,
             "no {kind} injected: {:?}",

@@ -173,8 +173,17 @@ fn jitter(d: Duration) -> Duration {
 
 /// Retries `op` while it fails with one of `codes`, with jittered exponential backoff,
 /// until `patience` runs out or the run is interrupted; then returns the last error.
-pub async fn retry_codes<T, F, Fut>(
-    codes: &[&str],
+pub async fn retry_codes<T, F, Fut>(codes: &[&str], patience: Patience, op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    retry_when(|e| e.is_code(codes), patience, op).await
+}
+
+/// Like [`retry_codes`], for errors told apart by more than their code.
+pub async fn retry_when<T, F, Fut>(
+    retryable: impl Fn(&Error) -> bool,
     patience: Patience,
     mut op: F,
 ) -> Result<T, Error>
@@ -187,9 +196,7 @@ where
     let mut delay = patience.first_delay;
     loop {
         match op().await {
-            Err(e)
-                if e.is_code(codes) && !stopping() && start.elapsed() + delay < patience.total =>
-            {
+            Err(e) if retryable(&e) && !stopping() && start.elapsed() + delay < patience.total => {
                 tokio::time::sleep(jitter(delay)).await;
                 delay = (delay * 2).min(patience.max_delay);
             }

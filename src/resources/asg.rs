@@ -8,7 +8,7 @@
 //! which template content the fleet was rolled to.
 
 use super::{Created, Ctx, attr_i64, attr_list, attr_str, changed, scaling_policy};
-use crate::aws::{Clients, Context, Error, wait_for};
+use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
 use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 use std::collections::BTreeMap;
@@ -161,29 +161,47 @@ fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Vec<Tag> {
         .collect()
 }
 
+/// A launch template or instance profile made seconds ago can be "invalid" to Auto
+/// Scaling until EC2 and IAM catch up. AWS gives this no code of its own (it is a
+/// `ValidationError`), so the message tells it from a real mistake in the request.
+fn fresh_dependency_not_visible(e: &Error) -> bool {
+    match e {
+        Error::Aws { code, message, .. } if code == "ValidationError" => {
+            let m = message.to_ascii_lowercase();
+            m.contains("launch template")
+                || m.contains("instance profile")
+                || m.contains("iaminstanceprofile")
+        }
+        _ => false,
+    }
+}
+
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
     let name = attr_str(attrs, "name").to_string();
-    ctx.c
-        .asg
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(&name)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(attr_str(attrs, "launch_template_id"))
-                .version("$Default")
-                .build(),
-        )
-        .min_size(attr_i64(attrs, "min_size") as i32)
-        .max_size(attr_i64(attrs, "max_size") as i32)
-        .desired_capacity(attr_i64(attrs, "desired_capacity") as i32)
-        .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
-        .set_target_group_arns(Some(attr_list(attrs, "target_group_arns")))
-        .health_check_type(attr_str(attrs, "health_check_type"))
-        .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
-        .set_tags(Some(tags(ctx, a, attrs)))
-        .send()
-        .await
-        .ctx("creating", a)?;
+    retry_when(fresh_dependency_not_visible, Patience::FRESH_ID, || async {
+        ctx.c
+            .asg
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(&name)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(attr_str(attrs, "launch_template_id"))
+                    .version("$Default")
+                    .build(),
+            )
+            .min_size(attr_i64(attrs, "min_size") as i32)
+            .max_size(attr_i64(attrs, "max_size") as i32)
+            .desired_capacity(attr_i64(attrs, "desired_capacity") as i32)
+            .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
+            .set_target_group_arns(Some(attr_list(attrs, "target_group_arns")))
+            .health_check_type(attr_str(attrs, "health_check_type"))
+            .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
+            .set_tags(Some(tags(ctx, a, attrs)))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
     wait_ready(ctx, a, &name, attrs).await?;
     Ok((name, Default::default()))
 }

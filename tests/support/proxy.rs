@@ -51,6 +51,9 @@ pub struct Faults {
     pub provisioning: u32,
     /// A target group's targets read `initial` for its first N health describes.
     pub initial_targets: u32,
+    /// The first N CreateAutoScalingGroup calls answer ValidationError for the
+    /// template's instance profile, as AWS does while a fresh profile propagates.
+    pub fresh_profile_invalid: u64,
     /// Services answered 501 InternalFailure, as LocalStack community does
     /// (credential-scope names: "elasticloadbalancing", "autoscaling", ...).
     pub unimplemented: Vec<String>,
@@ -81,6 +84,7 @@ impl Faults {
             linger: Linger::Calls(3),
             provisioning: 3,
             initial_targets: 3,
+            fresh_profile_invalid: 2,
             ..Faults::default()
         }
     }
@@ -773,6 +777,16 @@ fn decide(
     if rng.f64() < f.server_errors {
         st.inject("5xx");
         return Decision::Answer(server_error(service, rng.bool(), head_only));
+    }
+    if action == "CreateAutoScalingGroup" && n <= f.fresh_profile_invalid {
+        st.inject("profile_invalid");
+        return Decision::Answer(aws_error(
+            service,
+            400,
+            "ValidationError",
+            "You must use a valid fully-formed launch template. Value (stack-instance) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+            head_only,
+        ));
     }
     // Eventual consistency: a fresh id named by a call that is not a delete.
     let deleting = ["Delete", "Detach", "Disassociate"]
