@@ -22,16 +22,7 @@ install() {
   # The marker is written last, so an interrupted install is redone.
   if [ -f "$ROOT/.complete-$ZIGBUILD_VERSION-$ZIG_VERSION" ]; then return 0; fi
   mkdir -p "$BIN"
-  if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
-    log "installing uv with pip"
-    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
-  fi
-  local uv="uv"
-  command -v uv >/dev/null 2>&1 || uv="python3 -m uv"
-  log "installing zig $ZIG_VERSION into $VENV"
-  rm -rf "$VENV"
-  $uv venv --quiet -p python3 "$VENV"
-  $uv pip install --quiet --python "$VENV/bin/python" "ziglang==$ZIG_VERSION"
+  "$(dirname "$0")/../localstack/moto.sh" venv "$VENV" "ziglang==$ZIG_VERSION" python
   local zig
   zig="$("$VENV/bin/python" -c 'import ziglang, os; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')"
   [ -x "$zig" ] || { log "zig missing after install"; exit 1; }

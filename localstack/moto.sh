@@ -7,6 +7,9 @@
 #   localstack/moto.sh path           print the moto_server executable
 #   localstack/moto.sh aws            print an `aws` CLI executable (installed on first use;
 #                                     the boot test runs user data with it, as AL2023 has one)
+#   localstack/moto.sh venv DIR SPEC EXE
+#                                     a venv at DIR with the pip requirement SPEC, checked by
+#                                     its bin/EXE (idempotent; app/toolchain.sh uses it too)
 #
 # The venv lives outside the clone (STACK_CACHE, default ~/.cache/stack) so CI and
 # later runs reuse it.
@@ -29,18 +32,23 @@ uv_cmd() {
   if command -v uv >/dev/null 2>&1; then echo uv; else echo "python3 -m uv"; fi
 }
 
-install() {
-  # The marker is written last, so an interrupted install is redone.
-  if [ -f "$VENV/.complete" ]; then return 0; fi
-  mkdir -p "$CACHE"
+# venv DIR SPEC EXE: the marker is written last, so an interrupted install is redone.
+venv() {
+  local dir="$1" spec="$2" exe="$3"
+  if [ -f "$dir/.complete" ]; then return 0; fi
+  mkdir -p "$(dirname "$dir")"
   local uv
   uv="$(uv_cmd)"
-  log "creating $VENV with moto[server]==$MOTO_VERSION"
-  rm -rf "$VENV"
-  $uv venv --quiet -p python3 "$VENV"
-  $uv pip install --quiet --python "$VENV/bin/python" "moto[server]==$MOTO_VERSION"
-  [ -x "$BIN" ] || { log "moto_server missing after install"; exit 1; }
-  touch "$VENV/.complete"
+  log "creating $dir with $spec"
+  rm -rf "$dir"
+  $uv venv --quiet -p python3 "$dir"
+  $uv pip install --quiet --python "$dir/bin/python" "$spec"
+  [ -x "$dir/bin/$exe" ] || { log "$exe missing after installing $spec"; exit 1; }
+  touch "$dir/.complete"
+}
+
+install() {
+  venv "$VENV" "moto[server]==$MOTO_VERSION" moto_server
 }
 
 start() {
@@ -66,16 +74,7 @@ start() {
 }
 
 awscli() {
-  if [ ! -f "$AWSCLI_VENV/.complete" ]; then
-    local uv
-    uv="$(uv_cmd)"
-    log "creating $AWSCLI_VENV with awscli==$AWSCLI_VERSION"
-    rm -rf "$AWSCLI_VENV"
-    $uv venv --quiet -p python3 "$AWSCLI_VENV"
-    $uv pip install --quiet --python "$AWSCLI_VENV/bin/python" "awscli==$AWSCLI_VERSION"
-    [ -x "$AWSCLI_VENV/bin/aws" ] || { log "aws missing after install"; exit 1; }
-    touch "$AWSCLI_VENV/.complete"
-  fi
+  venv "$AWSCLI_VENV" "awscli==$AWSCLI_VERSION" aws
   echo "$AWSCLI_VENV/bin/aws"
 }
 
@@ -95,5 +94,6 @@ case "${1:-}" in
   stop) stop "${2:-}" ;;
   path) install; echo "$BIN" ;;
   aws) awscli ;;
-  *) echo "usage: $0 install|start [PORT]|stop [PORT]|path|aws" >&2; exit 2 ;;
+  venv) venv "${2:?DIR}" "${3:?SPEC}" "${4:?EXE}" ;;
+  *) echo "usage: $0 install|start [PORT]|stop [PORT]|path|aws|venv DIR SPEC EXE" >&2; exit 2 ;;
 esac
