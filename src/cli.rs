@@ -351,7 +351,7 @@ async fn run(cli: Cli) -> u8 {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
+            let p = match engine::prepare(&spec, &opts, Goal::Observe).await {
                 Ok(p) => p,
                 Err(e) => return fail(&e),
             };
@@ -370,8 +370,7 @@ async fn run(cli: Cli) -> u8 {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            // Discovery only: nothing desired, so no AMI lookup and no app build.
-            let p = match engine::prepare(&spec, &opts, Goal::Destroy).await {
+            let p = match engine::prepare(&spec, &opts, Goal::Observe).await {
                 Ok(p) => p,
                 Err(e) => return fail(&e),
             };

@@ -29,6 +29,8 @@ pub enum Goal {
     Converge,
     /// Remove everything the stack owns.
     Destroy,
+    /// Only read what is live (`outputs`, `status`): no AMI lookup, no app build.
+    Observe,
 }
 
 /// Everything a command needs after looking at AWS.
@@ -48,7 +50,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     let missing = missing_services(&clients, &ALL_SERVICES).await?;
     let skip: Vec<Service> = missing.iter().map(|m| m.service).collect();
     let desired = match goal {
-        Goal::Destroy => Vec::new(),
+        Goal::Destroy | Goal::Observe => Vec::new(),
         Goal::Converge => {
             // The build runs while AWS answers the lookups.
             let artifact = async {
