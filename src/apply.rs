@@ -213,6 +213,15 @@ fn graph(
             }
         }
     }
+    // Values one resource holds at a time (a rule's priority), by their live holder.
+    let live_ids: BTreeMap<&Address, &str> =
+        live.values().map(|l| (&l.address, l.id.as_str())).collect();
+    let mut claimed: BTreeMap<String, &Address> = BTreeMap::new();
+    for l in live.values() {
+        for c in resources::claims(l.address.kind, &l.attrs) {
+            claimed.insert(c, &l.address);
+        }
+    }
     let steps: Vec<Step> = g.keys().cloned().collect();
     for s in steps {
         let mut deps = BTreeSet::new();
@@ -235,6 +244,39 @@ fn graph(
                         address: s.address.clone(),
                         op: Op::Delete,
                     });
+                }
+                // Taking a value another live resource holds waits until it lets go:
+                // its delete, or (for a create) its update moving away. Updates among
+                // themselves go in one call (see `resources::Shared`).
+                if let Some(d) = desired.get(&s.address) {
+                    let wanted = resolve(&d.attrs, &live_ids);
+                    for c in resources::claims(s.address.kind, &wanted) {
+                        let Some(holder) = claimed.get(&c).filter(|h| ***h != s.address) else {
+                            continue;
+                        };
+                        let ops: &[Op] = if s.op == Op::Create {
+                            &[Op::Delete, Op::Update]
+                        } else {
+                            &[Op::Delete]
+                        };
+                        for &op in ops {
+                            if has(&g, holder, op) {
+                                deps.insert(Step {
+                                    address: (*holder).clone(),
+                                    op,
+                                });
+                            }
+                        }
+                    }
+                }
+                // Whichever rule update runs first sends the listener's whole batch of
+                // priorities, so every rule update waits for every rule delete.
+                if s.op == Op::Update && s.address.kind == Kind::ListenerRule {
+                    for other in g.keys() {
+                        if other.op == Op::Delete && other.address.kind == Kind::ListenerRule {
+                            deps.insert(other.clone());
+                        }
+                    }
                 }
             }
             Op::Delete => {
@@ -293,6 +335,8 @@ pub async fn execute(
         .map(|d| (d.address.clone(), d))
         .collect();
     let mut waits = graph(plan, &desired, &live);
+    let mut ctx = ctx;
+    ctx.shared = Arc::new(resources::Shared::for_plan(plan, &live));
     let changes: BTreeMap<Address, &crate::plan::Change> = plan
         .changes
         .iter()

@@ -1,16 +1,23 @@
-//! The app binary a stack ships: a cargo package built for Amazon Linux 2023 on
-//! x86_64, or a prebuilt file named in the stack file. AL2023 has glibc 2.34, older
-//! than most build machines, so the build links against 2.34 through cargo-zigbuild.
+//! The app binary a stack ships, one per CPU architecture its instance types need: a
+//! cargo package built for Amazon Linux 2023, or prebuilt files named in the stack
+//! file. AL2023 has glibc 2.34, older than most build machines, so the build links
+//! against 2.34 through cargo-zigbuild. Every binary's ELF header must name the
+//! architecture it is shipped for: an x86_64 build on a Graviton instance never starts.
 
 use crate::aws::Error;
 use crate::desired::{LocalArtifact, sha256_hex};
-use crate::spec::AppSpec;
+use crate::spec::{AppSpec, Arch};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The Rust target, with the glibc version zig links against.
-pub const TARGET: &str = "x86_64-unknown-linux-gnu.2.34";
+/// The glibc version of Amazon Linux 2023, which zig links against.
+const GLIBC: &str = "2.34";
+
+/// The cargo-zigbuild target for an architecture, with the glibc version.
+pub fn target(arch: Arch) -> String {
+    format!("{}.{GLIBC}", arch.rust_target())
+}
 
 const NO_TOOLCHAIN: &str = "building the app for Amazon Linux 2023 needs cargo-zigbuild and zig: \
 run `app/toolchain.sh install`, or ship a binary built elsewhere with `app: { artifact: PATH }`";
@@ -28,11 +35,20 @@ const CRATE_SCOPED_VARS: &[&str] = &[
     "NEXTEST",
 ];
 
-/// Builds (or reads) the app and hashes it. Cargo's own progress goes to stderr.
-pub async fn produce(app: &AppSpec) -> Result<LocalArtifact, Error> {
+/// Builds (or reads) the app for one architecture and hashes it. Cargo's own
+/// progress goes to stderr.
+pub async fn produce(app: &AppSpec, arch: Arch) -> Result<LocalArtifact, Error> {
     let path = match app {
-        AppSpec::Prebuilt { path } => path.clone(),
-        AppSpec::Build { package_dir, bin } => build(package_dir, bin.as_deref()).await?,
+        AppSpec::Prebuilt { paths } => paths.get(&arch).cloned().ok_or_else(|| {
+            let key = match arch {
+                Arch::X86_64 => "artifact",
+                Arch::Arm64 => "artifact_arm64",
+            };
+            Error::Config(format!(
+                "a service runs on {arch} instances but the stack file ships no {arch} binary: add `app: {{ {key}: PATH }}`"
+            ))
+        })?,
+        AppSpec::Build { package_dir, bin } => build(package_dir, bin.as_deref(), arch).await?,
     };
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
         Error::Config(format!(
@@ -40,11 +56,20 @@ pub async fn produce(app: &AppSpec) -> Result<LocalArtifact, Error> {
             path.display()
         ))
     })?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Err(Error::Config(format!(
-            "{} is not a Linux (ELF) binary; instances cannot run it",
-            path.display()
-        )));
+    match elf_arch(&bytes) {
+        Err(why) => {
+            return Err(Error::Config(format!(
+                "{} {why}; instances cannot run it",
+                path.display()
+            )));
+        }
+        Ok(found) if found != arch => {
+            return Err(Error::Config(format!(
+                "{} is a {found} binary, but it is shipped for {arch} instances, which cannot run it",
+                path.display()
+            )));
+        }
+        Ok(_) => {}
     }
     let file_name = path
         .file_name()
@@ -54,7 +79,39 @@ pub async fn produce(app: &AppSpec) -> Result<LocalArtifact, Error> {
         sha256: sha256_hex(&bytes),
         path,
         file_name,
+        arch,
     })
+}
+
+/// The architecture an ELF executable is for, from its header's `e_machine`.
+pub fn elf_arch(bytes: &[u8]) -> Result<Arch, String> {
+    if bytes.len() < 20 || !bytes.starts_with(b"\x7fELF") {
+        return Err("is not a Linux (ELF) binary".into());
+    }
+    // EI_DATA (byte 5): 1 little-endian, 2 big-endian; e_machine is at offset 18.
+    let machine = match bytes[5] {
+        1 => u16::from_le_bytes([bytes[18], bytes[19]]),
+        2 => u16::from_be_bytes([bytes[18], bytes[19]]),
+        _ => return Err("has an ELF header of unknown byte order".into()),
+    };
+    Arch::from_elf_machine(machine)
+        .ok_or_else(|| format!("is built for ELF machine {machine}, neither x86_64 nor arm64"))
+}
+
+/// Whether rustup installed the standard library for `arch` (the build needs it).
+fn rust_target_installed(arch: Arch) -> bool {
+    let Ok(out) = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+    else {
+        return false;
+    };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    sysroot
+        .join("lib/rustlib")
+        .join(arch.rust_target())
+        .join("lib")
+        .is_dir()
 }
 
 /// Where `app/toolchain.sh` installs cargo-zigbuild and zig.
@@ -69,7 +126,19 @@ fn on_path(name: &str, path: &std::ffi::OsStr) -> bool {
     std::env::split_paths(path).any(|d| d.join(name).is_file())
 }
 
-async fn build(package_dir: &Path, bin: Option<&str>) -> Result<PathBuf, Error> {
+async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<PathBuf, Error> {
+    if !rust_target_installed(arch) {
+        let t = arch.rust_target();
+        return Err(Error::Config(format!(
+            "building the app for {arch} instances needs the Rust target {t}: run `rustup target add {t}`, or ship a prebuilt binary with `app: {{ {}: PATH }}`",
+            if arch == Arch::Arm64 {
+                "artifact_arm64"
+            } else {
+                "artifact"
+            }
+        )));
+    }
+    let target = target(arch);
     // Our toolchain directory goes first on the child's PATH, so its `zig` is found.
     let inherited = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = toolchain_dir().into_iter().collect();
@@ -80,12 +149,12 @@ async fn build(package_dir: &Path, bin: Option<&str>) -> Result<PathBuf, Error> 
         return Err(Error::Config(NO_TOOLCHAIN.into()));
     }
     eprintln!(
-        "Building the app in {} for Amazon Linux 2023 ({TARGET})…",
+        "Building the app in {} for Amazon Linux 2023 ({target})…",
         package_dir.display()
     );
     let mut cmd = tokio::process::Command::new("cargo-zigbuild");
     cmd.arg("zigbuild")
-        .args(["--release", "--target", TARGET])
+        .args(["--release", "--target", &target])
         .arg("--manifest-path")
         .arg(package_dir.join("Cargo.toml"))
         .arg("--message-format=json-render-diagnostics")
@@ -158,6 +227,24 @@ fn executable_of(line: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header(class_data: u8, machine: [u8; 2]) -> Vec<u8> {
+        let mut h = b"\x7fELF\x02".to_vec();
+        h.push(class_data);
+        h.resize(18, 0);
+        h.extend_from_slice(&machine);
+        h.resize(64, 0);
+        h
+    }
+
+    #[test]
+    fn reads_the_architecture_from_the_elf_header() {
+        assert_eq!(elf_arch(&header(1, [62, 0])), Ok(Arch::X86_64));
+        assert_eq!(elf_arch(&header(1, [183, 0])), Ok(Arch::Arm64));
+        assert_eq!(elf_arch(&header(2, [0, 183])), Ok(Arch::Arm64));
+        assert!(elf_arch(&header(1, [40, 0])).unwrap_err().contains("40"));
+        assert!(elf_arch(b"#!/bin/sh\necho hi\n").is_err());
+    }
 
     #[test]
     fn finds_binaries_in_cargo_messages_and_nothing_else() {

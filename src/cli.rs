@@ -234,27 +234,50 @@ async fn run(cli: Cli) -> u8 {
                 );
                 return 1;
             };
-            match crate::artifact::produce(app).await {
-                Ok(a) => {
-                    if json {
-                        print_json(&json!({
+            // No AWS call here: the architectures come from the instance types' names
+            // (`plan` and `up` ask AWS).
+            let archs: std::collections::BTreeSet<crate::spec::Arch> = spec
+                .services
+                .iter()
+                .map(|s| crate::spec::Arch::guess(&s.instance_type))
+                .collect();
+            let mut built = Vec::new();
+            for arch in archs {
+                match crate::artifact::produce(app, arch).await {
+                    Ok(a) => built.push(a),
+                    Err(e) => return fail(&e),
+                }
+            }
+            if json {
+                let docs: Vec<serde_json::Value> = built
+                    .iter()
+                    .map(|a| {
+                        json!({
                             "path": a.path,
                             "sha256": a.sha256,
                             "key": a.key(),
-                            "target": crate::artifact::TARGET,
-                        }));
-                    } else {
-                        println!(
-                            "{}\nsha256 {}\nkey    {}",
-                            a.path.display(),
-                            a.sha256,
-                            a.key()
-                        );
-                    }
-                    0
+                            "arch": a.arch,
+                            "target": crate::artifact::target(a.arch),
+                        })
+                    })
+                    .collect();
+                // One build keeps the original single-object shape.
+                match docs.as_slice() {
+                    [one] => print_json(one),
+                    _ => print_json(&json!({ "builds": docs })),
                 }
-                Err(e) => fail(&e),
+            } else {
+                for a in &built {
+                    println!(
+                        "{}\narch   {}\nsha256 {}\nkey    {}",
+                        a.path.display(),
+                        a.arch,
+                        a.sha256,
+                        a.key()
+                    );
+                }
             }
+            0
         }
         Command::Plan {
             file,
@@ -572,6 +595,7 @@ async fn apply_plan(
             })
         }),
         ready_timeout: s.ready_timeout,
+        shared: Default::default(),
     };
     let outcome = apply::execute(
         ctx,

@@ -3,7 +3,7 @@
 //! come in through [`Inputs`].
 
 use crate::model::{Address, Attrs, Desired, Kind, Value};
-use crate::spec::{Ami, Billing, Spec, render_user_data};
+use crate::spec::{Ami, Arch, Billing, Spec, render_user_data};
 use std::collections::BTreeMap;
 
 /// Values resolved from AWS before the desired state can be built.
@@ -16,10 +16,26 @@ pub struct Inputs {
     pub endpoint_url: Option<String>,
     /// The account the stack lives in, for the ARNs in the instance role's policy.
     pub account_id: String,
-    /// The app binary on this machine, when the stack ships one.
-    pub artifact: Option<LocalArtifact>,
+    /// The account's partition (`aws`, `aws-cn`, `aws-us-gov`), from the caller's ARN.
+    pub partition: String,
+    /// The app binaries on this machine, one per architecture the services need, when
+    /// the stack ships an app.
+    pub artifacts: BTreeMap<Arch, LocalArtifact>,
+    /// Each service's CPU architecture, from its instance type.
+    pub archs: BTreeMap<String, Arch>,
     /// The ARN of the existing instance profile the stack file names.
     pub instance_profile_arn: Option<String>,
+}
+
+impl Inputs {
+    /// `aws` unless the caller's identity said otherwise.
+    pub fn partition(&self) -> &str {
+        if self.partition.is_empty() {
+            "aws"
+        } else {
+            &self.partition
+        }
+    }
 }
 
 /// A built (or prebuilt) app binary ready to upload.
@@ -29,13 +45,36 @@ pub struct LocalArtifact {
     pub sha256: String,
     /// The name it is installed under on the instance.
     pub file_name: String,
+    pub arch: Arch,
 }
 
 impl LocalArtifact {
     /// Content-addressed: a new binary is a new key, so instances never fetch a
     /// half-replaced object and the key alone says which build a template runs.
     pub fn key(&self) -> String {
-        format!("{ARTIFACT_PREFIX}{}/{}", self.sha256, self.file_name)
+        format!(
+            "{}{}/{}",
+            artifact_prefix(self.arch),
+            self.sha256,
+            self.file_name
+        )
+    }
+}
+
+/// Where the builds of one architecture live (x86_64 keeps the original layout).
+pub fn artifact_prefix(arch: Arch) -> String {
+    match arch {
+        Arch::X86_64 => ARTIFACT_PREFIX.to_string(),
+        Arch::Arm64 => format!("{ARTIFACT_PREFIX}arm64/"),
+    }
+}
+
+/// The architecture a stored artifact's key was written for.
+pub fn arch_of_key(key: &str) -> Arch {
+    if key.starts_with(&artifact_prefix(Arch::Arm64)) {
+        Arch::Arm64
+    } else {
+        Arch::X86_64
     }
 }
 
@@ -66,8 +105,12 @@ pub fn table() -> Address {
 pub fn bucket() -> Address {
     Address::new(Kind::Bucket, "main")
 }
-pub fn artifact() -> Address {
-    Address::new(Kind::Artifact, "app")
+/// The uploaded app binary of one architecture (`s3_object.app` is x86_64).
+pub fn artifact(arch: Arch) -> Address {
+    match arch {
+        Arch::X86_64 => Address::new(Kind::Artifact, "app"),
+        Arch::Arm64 => Address::new(Kind::Artifact, "app-arm64"),
+    }
 }
 pub fn role() -> Address {
     Address::new(Kind::Role, "instance")
@@ -181,13 +224,16 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
     let profile_arn = match &inputs.instance_profile_arn {
         Some(arn) => Value::s(arn),
         None => {
-            let iam_name = format!("{stack}-instance");
+            let iam_name = iam_name(stack, &inputs.region);
             push(
                 role(),
                 attrs([
                     ("name", Value::s(&iam_name)),
-                    ("path", Value::s(iam_path(stack))),
-                    ("assume_role_policy", Value::s(assume_role_policy())),
+                    ("path", Value::s(iam_path(stack, &inputs.region))),
+                    (
+                        "assume_role_policy",
+                        Value::s(assume_role_policy(inputs.partition())),
+                    ),
                     ("policy", Value::s(instance_policy(spec, inputs))),
                 ]),
                 None,
@@ -196,7 +242,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 instance_profile(),
                 attrs([
                     ("name", Value::s(&iam_name)),
-                    ("path", Value::s(iam_path(stack))),
+                    ("path", Value::s(iam_path(stack, &inputs.region))),
                     ("role_name", Value::r(&role())),
                 ]),
                 None,
@@ -270,7 +316,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         // The fleet rolls when what an instance boots from changes.
         let profile = match &profile_arn {
             Value::Str(arn) => arn.clone(),
-            _ => format!("{stack}-instance"),
+            _ => iam_name(stack, &inputs.region),
         };
         let digest = sha256_hex(
             format!("{image}\n{}\n{profile}\n{user_data}", svc.instance_type).as_bytes(),
@@ -379,9 +425,9 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             ]),
             None,
         );
-        if let Some(art) = &inputs.artifact {
+        for art in inputs.artifacts.values() {
             push(
-                artifact(),
+                artifact(art.arch),
                 attrs([
                     ("bucket", Value::r(&bucket())),
                     ("key", Value::s(art.key())),
@@ -390,29 +436,54 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             );
         }
     }
-    // Templates name the artifact's key: write them only once it is uploaded.
-    if inputs.artifact.is_some() {
-        for d in out.iter_mut() {
-            if d.address.kind == Kind::LaunchTemplate {
-                d.after.push(artifact());
+    for d in out.iter_mut() {
+        match d.address.kind {
+            // Templates name the artifact's key: write them only once it is uploaded.
+            Kind::LaunchTemplate => {
+                let arch = inputs.archs.get(&d.address.name).copied();
+                if let Some(a) = arch.filter(|a| inputs.artifacts.contains_key(a)) {
+                    d.after.push(artifact(a));
+                }
             }
+            // Instances fetch the app at boot: without the route out they fail their
+            // health checks and are replaced forever.
+            Kind::AutoScalingGroup => d.after.push(route_table()),
+            _ => {}
         }
     }
     out
 }
 
-/// IAM path of the stack's role and profile: discovery lists by this prefix.
-pub fn iam_path(stack: &str) -> String {
+/// IAM path of the stack's role and profile: discovery lists by this prefix. IAM is
+/// global to the account and the stack is regional, so the path names the region:
+/// the same stack in another region has its own role and profile.
+pub fn iam_path(stack: &str, region: &str) -> String {
+    format!("/stack/{stack}/{region}/")
+}
+
+/// The prefix of every IAM path of a stack, in any region.
+pub fn iam_stack_path(stack: &str) -> String {
     format!("/stack/{stack}/")
 }
 
-/// Only EC2 instances may take the role.
-fn assume_role_policy() -> String {
+/// The name of the stack's role and instance profile (names are account-wide too).
+pub fn iam_name(stack: &str, region: &str) -> String {
+    format!("{stack}-{region}-instance")
+}
+
+/// Only EC2 instances may take the role. Service principals carry the partition's
+/// DNS suffix (`ec2.amazonaws.com.cn` in China).
+fn assume_role_policy(partition: &str) -> String {
+    let principal = if partition == "aws-cn" {
+        "ec2.amazonaws.com.cn"
+    } else {
+        "ec2.amazonaws.com"
+    };
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": { "Service": "ec2.amazonaws.com" },
+            "Principal": { "Service": principal },
             "Action": "sts:AssumeRole",
         }],
     })
@@ -426,8 +497,11 @@ fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
     let mut statements = Vec::new();
     if let Some(t) = &spec.table {
         let arn = format!(
-            "arn:aws:dynamodb:{}:{}:table/{}",
-            inputs.region, inputs.account_id, t.name
+            "arn:{}:dynamodb:{}:{}:table/{}",
+            inputs.partition(),
+            inputs.region,
+            inputs.account_id,
+            t.name
         );
         statements.push(serde_json::json!({
             "Sid": "StackTable",
@@ -441,7 +515,7 @@ fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
         }));
     }
     if let Some(b) = &spec.bucket {
-        let arn = format!("arn:aws:s3:::{}", b.name);
+        let arn = format!("arn:{}:s3:::{}", inputs.partition(), b.name);
         statements.push(serde_json::json!({
             "Sid": "StackBucket",
             "Effect": "Allow",
@@ -485,10 +559,12 @@ fn template_vars<'a>(
         vars.insert("bucket", b.name.clone());
         vars.insert("artifact_bucket", b.name.clone());
     }
-    if let Some(a) = &inputs.artifact {
+    let arch = inputs.archs.get(&svc.name).copied().unwrap_or(Arch::X86_64);
+    if let Some(a) = inputs.artifacts.get(&arch) {
         vars.insert("artifact_key", a.key());
         vars.insert("artifact_sha256", a.sha256.clone());
     }
+    vars.insert("stress", svc.stress.to_string());
     if let Some(e) = &inputs.endpoint_url {
         vars.insert("endpoint_url", e.clone());
     }
@@ -498,4 +574,61 @@ fn template_vars<'a>(
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> Spec {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/web.yaml");
+        Spec::load(&file).expect("stacks/web.yaml is valid")
+    }
+
+    fn find<'a>(all: &'a [Desired], a: &Address) -> &'a Desired {
+        all.iter().find(|d| &d.address == a).expect("built")
+    }
+
+    #[test]
+    fn groups_wait_for_the_route_out() {
+        let built = build(&web(), &Inputs::default());
+        for svc in ["web", "admin"] {
+            let group = find(&built, &service(Kind::AutoScalingGroup, svc));
+            assert!(group.deps().contains(&route_table()), "{:?}", group.deps());
+        }
+    }
+
+    #[test]
+    fn iam_names_the_region_and_arns_the_partition() {
+        let inputs = Inputs {
+            region: "cn-north-1".into(),
+            partition: "aws-cn".into(),
+            account_id: "123456789012".into(),
+            ..Inputs::default()
+        };
+        let built = build(&web(), &inputs);
+        let r = find(&built, &role());
+        let attr = |k: &str| r.attrs[k].as_str().unwrap_or_default().to_string();
+        assert_eq!(attr("name"), "directory-cn-north-1-instance");
+        assert_eq!(attr("path"), "/stack/directory/cn-north-1/");
+        let policy = attr("policy");
+        assert!(
+            policy
+                .contains("arn:aws-cn:dynamodb:cn-north-1:123456789012:table/directory-employees"),
+            "{policy}"
+        );
+        assert!(
+            policy.contains("arn:aws-cn:s3:::directory-photos-demo"),
+            "{policy}"
+        );
+        assert!(!policy.contains("arn:aws:"), "{policy}");
+        assert!(attr("assume_role_policy").contains("ec2.amazonaws.com.cn"));
+        // Without a known partition, the commercial one.
+        let plain = build(&web(), &Inputs::default());
+        let policy = find(&plain, &role()).attrs["policy"].to_string();
+        assert!(
+            policy.contains("arn:aws:s3:::directory-photos-demo"),
+            "{policy}"
+        );
+    }
 }

@@ -7,12 +7,18 @@ use crate::desired::{self, Inputs};
 use crate::model::{Address, Desired, Live};
 use crate::plan::{self, Plan};
 use crate::resources::{self, Hints, service_of};
-use crate::spec::{Ami, Spec};
+use crate::spec::{Ami, Arch, Spec};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-/// The public SSM parameter naming the latest Amazon Linux 2023 AMI for x86_64.
-pub const AL2023_PARAMETER: &str =
-    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+/// The public SSM parameter naming the latest Amazon Linux 2023 AMI for an
+/// architecture (`…-x86_64`, `…-arm64`).
+pub fn al2023_parameter(arch: Arch) -> String {
+    format!(
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{}",
+        arch.as_str()
+    )
+}
 
 pub const ALL_SERVICES: [Service; 6] = [
     Service::Ec2,
@@ -52,25 +58,40 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     let desired = match goal {
         Goal::Destroy | Goal::Observe => Vec::new(),
         Goal::Converge => {
-            // The build runs while AWS answers the lookups.
-            let artifact = async {
-                match &spec.app {
-                    Some(app) => crate::artifact::produce(app).await.map(Some),
-                    None => Ok(None),
-                }
+            let archs = if skip.contains(&Service::Ec2) {
+                spec.services
+                    .iter()
+                    .map(|s| (s.name.clone(), Arch::guess(&s.instance_type)))
+                    .collect()
+            } else {
+                resolve_architectures(&clients, spec).await?
             };
-            let (amis, account_id, instance_profile_arn, artifact) = tokio::try_join!(
-                resolve_amis(&clients, spec),
-                account_id(&clients),
+            let needed: BTreeSet<Arch> = archs.values().copied().collect();
+            // The builds run while AWS answers the lookups; a missing toolchain or a
+            // binary of the wrong architecture fails here, before any write.
+            let artifacts = async {
+                let mut out = BTreeMap::new();
+                if let Some(app) = &spec.app {
+                    for &arch in &needed {
+                        out.insert(arch, crate::artifact::produce(app, arch).await?);
+                    }
+                }
+                Ok::<_, Error>(out)
+            };
+            let (amis, (account_id, partition), instance_profile_arn, artifacts) = tokio::try_join!(
+                resolve_amis(&clients, spec, &archs),
+                caller(&clients),
                 resolve_instance_profile(&clients, spec),
-                artifact,
+                artifacts,
             )?;
             let inputs = Inputs {
                 region: clients.region.clone(),
                 amis,
                 endpoint_url: clients.endpoint_url.clone(),
                 account_id,
-                artifact,
+                partition,
+                artifacts,
+                archs,
                 instance_profile_arn,
             };
             desired::build(spec, &inputs)
@@ -105,14 +126,77 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     })
 }
 
-async fn account_id(c: &Clients) -> Result<String, Error> {
+/// The account and partition (`aws`, `aws-cn`, `aws-us-gov`) of the credentials: the
+/// partition is the second field of the caller's ARN.
+async fn caller(c: &Clients) -> Result<(String, String), Error> {
     let r = c
         .sts
         .get_caller_identity()
         .send()
         .await
         .ctx("asking which account the credentials belong to", &"STS")?;
-    Ok(r.account().unwrap_or_default().to_string())
+    let partition = r
+        .arn()
+        .and_then(|arn| arn.split(':').nth(1))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("aws")
+        .to_string();
+    Ok((r.account().unwrap_or_default().to_string(), partition))
+}
+
+/// Each service's CPU architecture, from its instance type: one DescribeInstanceTypes
+/// call for every type the file names. A type that supports x86_64 runs the x86_64
+/// build; Graviton types (arm64 only) need an arm64 build and image.
+async fn resolve_architectures(c: &Clients, spec: &Spec) -> Result<BTreeMap<String, Arch>, Error> {
+    let types: BTreeSet<&str> = spec
+        .services
+        .iter()
+        .map(|s| s.instance_type.as_str())
+        .collect();
+    let mut found: BTreeMap<String, Arch> = BTreeMap::new();
+    let mut pages = c
+        .ec2
+        .describe_instance_types()
+        .set_instance_types(Some(
+            types
+                .iter()
+                .map(|t| aws_sdk_ec2::types::InstanceType::from(*t))
+                .collect(),
+        ))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.ctx(
+            "looking up the instance types",
+            &"the stack file's services",
+        )?;
+        for t in page.instance_types() {
+            let archs = t
+                .processor_info()
+                .map(|p| p.supported_architectures())
+                .unwrap_or_default();
+            let arch = if archs.iter().any(|a| a.as_str() == "x86_64") {
+                Arch::X86_64
+            } else if archs.iter().any(|a| a.as_str() == "arm64") {
+                Arch::Arm64
+            } else {
+                continue;
+            };
+            if let Some(name) = t.instance_type() {
+                found.insert(name.as_str().to_string(), arch);
+            }
+        }
+    }
+    spec.services
+        .iter()
+        .map(|s| match found.get(&s.instance_type) {
+            Some(a) => Ok((s.name.clone(), *a)),
+            None => Err(Error::Config(format!(
+                "service `{}`: AWS reports no x86_64 or arm64 instance type `{}` in {}",
+                s.name, s.instance_type, c.region
+            ))),
+        })
+        .collect()
 }
 
 /// The ARN of the existing profile the stack file names; it must exist before `up`.
@@ -133,30 +217,41 @@ async fn resolve_instance_profile(c: &Clients, spec: &Spec) -> Result<Option<Str
     Ok(r.instance_profile().map(|p| p.arn().to_string()))
 }
 
-async fn resolve_amis(c: &Clients, spec: &Spec) -> Result<BTreeMap<String, String>, Error> {
-    let mut out = BTreeMap::new();
-    if !spec.services.iter().any(|s| s.ami == Ami::Al2023) {
-        return Ok(out);
+async fn resolve_amis(
+    c: &Clients,
+    spec: &Spec,
+    archs: &BTreeMap<String, Arch>,
+) -> Result<BTreeMap<String, String>, Error> {
+    let wanted: BTreeSet<Arch> = spec
+        .services
+        .iter()
+        .filter(|s| s.ami == Ami::Al2023)
+        .filter_map(|s| archs.get(&s.name).copied())
+        .collect();
+    let mut images = BTreeMap::new();
+    for arch in wanted {
+        let parameter = al2023_parameter(arch);
+        let r = c
+            .ssm
+            .get_parameter()
+            .name(&parameter)
+            .send()
+            .await
+            .ctx("resolving `ami: al2023` through SSM parameter", &parameter)?;
+        let image = r
+            .parameter()
+            .and_then(|p| p.value())
+            .unwrap_or_default()
+            .to_string();
+        images.insert(arch, image);
     }
-    let r = c
-        .ssm
-        .get_parameter()
-        .name(AL2023_PARAMETER)
-        .send()
-        .await
-        .ctx(
-            "resolving `ami: al2023` through SSM parameter",
-            &AL2023_PARAMETER,
-        )?;
-    let image = r
-        .parameter()
-        .and_then(|p| p.value())
-        .unwrap_or_default()
-        .to_string();
-    for s in &spec.services {
-        if s.ami == Ami::Al2023 {
-            out.insert(s.name.clone(), image.clone());
-        }
-    }
-    Ok(out)
+    Ok(spec
+        .services
+        .iter()
+        .filter(|s| s.ami == Ami::Al2023)
+        .filter_map(|s| {
+            let arch = archs.get(&s.name)?;
+            Some((s.name.clone(), images.get(arch)?.clone()))
+        })
+        .collect())
 }

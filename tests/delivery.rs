@@ -172,7 +172,8 @@ async fn user_data_installs_the_shipped_app_and_it_answers() {
     assert!(!user_data.contains("{{"), "placeholders left:\n{user_data}");
     let profile = data.iam_instance_profile().and_then(|p| p.arn()).unwrap();
     assert!(
-        profile.ends_with(":instance-profile/stack/directory/directory-instance"),
+        profile
+            .ends_with(":instance-profile/stack/directory/us-east-1/directory-us-east-1-instance"),
         "{profile}"
     );
 

@@ -100,9 +100,11 @@ async fn full_cycle_plan_up_noop_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn in_place_update_changes_capacity_and_adds_a_rule() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let w = Workdir::new();
     let file = w.file(WEB);
-    assert_ok(&stack(&moto.url(), &["up", &file, "--yes"]));
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
 
     w.edit(
         WEB,
@@ -121,7 +123,7 @@ async fn in_place_update_changes_capacity_and_adds_a_rule() {
     );
 
     let plan = stack(
-        &moto.url(),
+        &aws.url(),
         &["plan", &file, "--json", "--detailed-exitcode"],
     );
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
@@ -150,7 +152,7 @@ async fn in_place_update_changes_capacity_and_adds_a_rule() {
         (Some(2), Some(3))
     );
 
-    let human = stack(&moto.url(), &["plan", &file]);
+    let human = stack(&aws.url(), &["plan", &file]);
     let human = text(&human);
     assert!(human.contains("~ autoscaling_group.web"), "{human}");
     assert!(human.contains("desired_capacity = 2 -> 3"), "{human}");
@@ -159,7 +161,7 @@ async fn in_place_update_changes_capacity_and_adds_a_rule() {
         "{human}"
     );
 
-    let up = stack(&moto.url(), &["up", &file, "--yes"]);
+    let up = stack(&aws.url(), &["up", &file, "--yes"]);
     assert_ok(&up);
     assert!(
         text(&up).contains("1 created, 2 updated, 0 destroyed"),
@@ -177,13 +179,15 @@ async fn in_place_update_changes_capacity_and_adds_a_rule() {
         .await
         .unwrap();
     assert_eq!(g.auto_scaling_groups()[0].desired_capacity(), Some(3));
-    let again = stack(&moto.url(), &["plan", &file, "--detailed-exitcode"]);
+    let again = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn down_spares_untagged_and_foreign_resources() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let conf = sdk(&moto.url()).await;
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let untagged = ec2
@@ -220,18 +224,18 @@ async fn down_spares_untagged_and_foreign_resources() {
         "name: shop-photos-demo",
     );
     assert_ok(&stack(
-        &moto.url(),
+        &aws.url(),
         &["up", &w.file("stacks/shop.yaml"), "--yes"],
     ));
     let others = owned(&moto.url(), "shop").await;
     assert!(others.len() >= 15, "{others:?}");
 
-    let plan = json(&stack(&moto.url(), &["plan", &file, "--json"]));
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
     assert!(
         addresses(&plan, "delete").is_empty(),
         "plan would delete: {plan}"
     );
-    assert_ok(&stack(&moto.url(), &["up", &file, "--yes"]));
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     // The other stack is being changed by someone right now: its lock is held.
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_string());
@@ -243,7 +247,7 @@ async fn down_spares_untagged_and_foreign_resources() {
         .send()
         .await
         .unwrap();
-    let down = stack(&moto.url(), &["down", &file, "--yes"]);
+    let down = stack(&aws.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
     assert!(!text(&down).contains(&untagged) && !text(&down).contains(&foreign));
     for (address, id) in &others {
@@ -344,9 +348,11 @@ const PLAN_CALLS_WITHOUT_ELB_AND_ASG: u64 = 25;
 #[tokio::test(flavor = "multi_thread")]
 async fn non_empty_bucket_is_refused_unless_forced() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let w = Workdir::new();
     let file = w.file(WEB);
-    assert_ok(&stack(&moto.url(), &["up", &file, "--yes"]));
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     let conf = sdk(&moto.url()).await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
@@ -363,7 +369,7 @@ async fn non_empty_bucket_is_refused_unless_forced() {
             .unwrap();
     }
 
-    let down = stack(&moto.url(), &["down", &file, "--yes"]);
+    let down = stack(&aws.url(), &["down", &file, "--yes"]);
     assert_eq!(down.status.code(), Some(1), "{}", text(&down));
     let out = text(&down);
     assert!(
@@ -379,7 +385,7 @@ async fn non_empty_bucket_is_refused_unless_forced() {
             .is_ok()
     );
 
-    let forced = stack(&moto.url(), &["down", &file, "--yes", "--force"]);
+    let forced = stack(&aws.url(), &["down", &file, "--yes", "--force"]);
     assert_ok(&forced);
     assert!(
         s3.head_bucket()
@@ -394,8 +400,10 @@ async fn non_empty_bucket_is_refused_unless_forced() {
 #[tokio::test(flavor = "multi_thread")]
 async fn up_without_a_terminal_or_yes_refuses() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let w = Workdir::new();
-    let up = stack(&moto.url(), &["up", &w.file(WEB)]);
+    let up = stack(&aws.url(), &["up", &w.file(WEB)]);
     assert_eq!(up.status.code(), Some(1));
     assert!(text(&up).contains("without --yes"), "{}", text(&up));
     assert!(tagged(&moto.url(), "directory").await.is_empty());

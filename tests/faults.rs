@@ -136,7 +136,7 @@ async fn converges_through_throttling_5xx_eventual_consistency_and_lingering_int
 /// each resource.
 async fn killed_up_then_converges(action: &str, when: When) {
     let moto = Moto::start();
-    let proxy = Proxy::with_faults(Some(moto.port), Faults::default()).await;
+    let proxy = Proxy::with_faults(Some(moto.port), Faults::real()).await;
     let w = Workdir::new();
     let file = w.file(WEB);
     let expected = expected_addresses(&proxy.url(), &file);
@@ -203,7 +203,7 @@ async fn ctrl_c_during_up_finishes_calls_in_flight_and_starts_nothing_new() {
         Some(moto.port),
         Faults {
             provisioning: u32::MAX,
-            ..Faults::default()
+            ..Faults::real()
         },
     )
     .await;
@@ -270,7 +270,7 @@ async fn ctrl_c_during_up_finishes_calls_in_flight_and_starts_nothing_new() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_down_finishes_calls_in_flight_and_starts_nothing_new() {
     let moto = Moto::start();
-    let proxy = Proxy::with_faults(Some(moto.port), Faults::default()).await;
+    let proxy = Proxy::with_faults(Some(moto.port), Faults::real()).await;
     let w = Workdir::new();
     let file = w.file(WEB);
     assert_ok(&stack(&proxy.url(), &["up", &file, "--yes"]));
@@ -316,7 +316,7 @@ async fn ctrl_c_during_down_finishes_calls_in_flight_and_starts_nothing_new() {
 #[tokio::test(flavor = "multi_thread")]
 async fn second_up_fails_fast_naming_the_holder_or_waits_with_lock_timeout() {
     let moto = Moto::start();
-    let proxy = Proxy::with_faults(Some(moto.port), Faults::default()).await;
+    let proxy = Proxy::with_faults(Some(moto.port), Faults::real()).await;
     let w = Workdir::new();
     let file = w.file(WEB);
 
@@ -365,32 +365,15 @@ async fn second_up_fails_fast_naming_the_holder_or_waits_with_lock_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn break_lock_removes_a_stale_lock_explicitly() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let w = Workdir::new();
     let file = w.file(WEB);
     // A lock left by a run on another machine that died.
     let conf = sdk(&moto.url()).await;
+    create_lock_table(&moto.url()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     use aws_sdk_dynamodb::types::*;
-    ddb.create_table()
-        .table_name("stack_locks")
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("stack")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("stack")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
     let s = |v: &str| AttributeValue::S(v.to_string());
     ddb.put_item()
         .table_name("stack_locks")
@@ -404,7 +387,7 @@ async fn break_lock_removes_a_stale_lock_explicitly() {
         .await
         .unwrap();
 
-    let blocked = stack(&moto.url(), &["up", &file, "--yes"]);
+    let blocked = stack(&aws.url(), &["up", &file, "--yes"]);
     assert_eq!(blocked.status.code(), Some(1), "{}", text(&blocked));
     assert!(
         text(&blocked)
@@ -414,7 +397,7 @@ async fn break_lock_removes_a_stale_lock_explicitly() {
     );
     assert!(tagged(&moto.url(), STACK).await.is_empty());
 
-    let up = stack(&moto.url(), &["up", &file, "--yes", "--break-lock"]);
+    let up = stack(&aws.url(), &["up", &file, "--yes", "--break-lock"]);
     assert_ok(&up);
     assert!(
         text(&up).contains("broke the lock of stack `directory` held by ghost@elsewhere"),
@@ -432,7 +415,7 @@ async fn exhausted_retries_name_the_code_the_resource_and_what_is_left() {
         Some(moto.port),
         Faults {
             throttle_actions: BTreeMap::from([("CreateTargetGroup".to_string(), 1.0)]),
-            ..Faults::default()
+            ..Faults::real()
         },
     )
     .await;
@@ -477,7 +460,7 @@ async fn the_proxy_speaks_each_services_error_format() {
         Some(moto.port),
         Faults {
             throttle: 1.0,
-            ..Faults::default()
+            ..Faults::real()
         },
     )
     .await;

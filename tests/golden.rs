@@ -170,7 +170,9 @@ fn normalize_numbers_ids_and_hides_what_varies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_goldens_for_create_update_replace_destroy() {
     let moto = Moto::start();
-    let url = moto.url();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let url = aws.url();
     let w = fixture();
     let file = w.file(STACK);
 
@@ -294,6 +296,8 @@ async fn plan_goldens_for_create_update_replace_destroy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_summarises_resources_groups_and_target_health() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let proxy = Proxy::start(Some(moto.port), &[]).await;
     let w = fixture();
     let file = w.file(STACK);
@@ -307,11 +311,11 @@ async fn status_summarises_resources_groups_and_target_health() {
     let none = json(&none);
     assert_eq!(none["exists"], false);
     assert_eq!(none["resources"].as_array().unwrap().len(), 0);
-    let plan = json(&stack(&moto.url(), &["plan", &file, "--json"]));
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
     let mut planned: Vec<String> = actions(&plan).into_iter().map(|(_, a)| a).collect();
     planned.sort();
 
-    assert_ok(&stack(&moto.url(), &["up", &file, "--yes"]));
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     proxy.calls.clear();
     let human = stack(&proxy.url(), &["status", &file]);
     assert_ok(&human);
@@ -430,7 +434,9 @@ async fn status_summarises_resources_groups_and_target_health() {
 #[tokio::test(flavor = "multi_thread")]
 async fn saved_plan_is_refused_once_the_file_or_the_live_resources_moved() {
     let moto = Moto::start();
-    let url = moto.url();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let url = aws.url();
     let w = fixture();
     let file = w.file(STACK);
     let saved = w.file("plan.json");

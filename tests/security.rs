@@ -48,14 +48,16 @@ fn percent_decode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     let moto = Moto::start();
+    // AWS's own rules where moto is kinder (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
     let work = Workdir::new();
     let file = work.file("stacks/web.yaml");
     let plan_file = work.file("saved.plan");
     let runs = [
-        stack_with_secret(&moto.url(), &["plan", &file, "--out", &plan_file]),
-        stack_with_secret(&moto.url(), &["up", &file, "--yes", "--plan", &plan_file]),
-        stack_with_secret(&moto.url(), &["up", &file, "--yes", "--json"]),
-        stack_with_secret(&moto.url(), &["outputs", &file, "--json"]),
+        stack_with_secret(&aws.url(), &["plan", &file, "--out", &plan_file]),
+        stack_with_secret(&aws.url(), &["up", &file, "--yes", "--plan", &plan_file]),
+        stack_with_secret(&aws.url(), &["up", &file, "--yes", "--json"]),
+        stack_with_secret(&aws.url(), &["outputs", &file, "--json"]),
     ];
     for o in &runs {
         assert_ok(o);
@@ -148,7 +150,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     let iam = aws_sdk_iam::Client::new(&conf);
     let role = iam
         .get_role()
-        .role_name("directory-instance")
+        .role_name("directory-us-east-1-instance")
         .send()
         .await
         .unwrap();
@@ -156,7 +158,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     assert!(trust.contains("ec2.amazonaws.com"), "{trust}");
     let doc = iam
         .get_role_policy()
-        .role_name("directory-instance")
+        .role_name("directory-us-east-1-instance")
         .policy_name("stack-access")
         .send()
         .await

@@ -73,7 +73,7 @@ APP_BUCKET={{ bucket }}
 APP_REGION=$REGION
 APP_PORT=$PORT
 APP_ENDPOINT_URL=$ENDPOINT
-APP_STRESS_ENABLED=true"
+APP_STRESS_ENABLED={{ stress }}"
 
 write_if_changed "$UNIT_FILE" "[Unit]
 Description=stack app ({{ stack }}/{{ service }})

@@ -131,7 +131,7 @@ async fn metrics_expose_expected_series() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_is_disabled_by_default() {
     let app = TestApp::start(unreachable()).await;
-    let r = app.get("/info/stress?seconds=1").await;
+    let r = app.send("POST", "/info/stress?seconds=1", &[], "").await;
     assert_eq!(r.status, 403);
     assert!(
         r.json()["error"]
@@ -151,9 +151,14 @@ async fn stress_runs_one_at_a_time() {
         ..unreachable()
     })
     .await;
+    // A GET (a crawler, a prefetching browser, an <img> tag) never burns CPU.
+    assert_eq!(app.get("/info/stress?seconds=1").await.status, 405);
+    assert_eq!(app.info().await["stress"]["running"], false);
     for bad in ["", "?seconds=0", "?seconds=601", "?seconds=ten"] {
         assert_eq!(
-            app.get(&format!("/info/stress{bad}")).await.status,
+            app.send("POST", &format!("/info/stress{bad}"), &[], "")
+                .await
+                .status,
             400,
             "{bad}"
         );
@@ -168,7 +173,7 @@ async fn stress_runs_one_at_a_time() {
     let body = r.json();
     assert_eq!(body["seconds"], 1);
     assert!(body["threads"].as_u64().unwrap() >= 1);
-    let r = app.get("/info/stress?seconds=1").await;
+    let r = app.send("POST", "/info/stress?seconds=1", &[], "").await;
     assert_eq!(
         r.status,
         409,
@@ -182,7 +187,12 @@ async fn stress_runs_one_at_a_time() {
         assert!(Instant::now() < deadline, "stress run never finished");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(app.get("/info/stress?seconds=1").await.status, 202);
+    assert_eq!(
+        app.send("POST", "/info/stress?seconds=1", &[], "")
+            .await
+            .status,
+        202
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | throttling | `RequestLimitExceeded`, `Throttling`, `ThrottlingException`, `SlowDown` | the SDK | 10 attempts, exponential backoff with full jitter from 0.5 s up to 20 s |
 //! | transient | HTTP 500/502/503/504, timeouts, dropped connections | the SDK | 10 attempts, backoff from 0.1 s up to 20 s |
-//! | not yet | `*.NotFound` for an id just created (eventual consistency) | [`retry_codes`] | 1 minute ([`Patience::FRESH_ID`]) |
+//! | not yet | `*.NotFound` for an id just created (eventual consistency) | [`retry_codes`] | 5 minutes ([`Patience::FRESH_ID`]) |
 //! | still in use | `DependencyViolation`, `ResourceInUse` while a load balancer's interfaces linger | [`retry_codes`] | 15 minutes ([`Patience::DEPENDENCY`]) |
 //! | missing service | HTTP 501 from the probe | nobody | one call |
 //! | anything else | validation errors, access denied | nobody | one call |
@@ -142,9 +142,10 @@ pub struct Patience {
 }
 
 impl Patience {
-    /// A fresh id may be invisible to the next call for seconds (eventual consistency).
+    /// A fresh id may be invisible to the next call for seconds, sometimes minutes
+    /// (eventual consistency); terraform-provider-aws waits up to 5 minutes.
     pub const FRESH_ID: Patience = Patience {
-        total: Duration::from_secs(60),
+        total: Duration::from_secs(300),
         first_delay: Duration::from_millis(250),
         max_delay: Duration::from_secs(5),
     };

@@ -1,7 +1,8 @@
 //! The instances' IAM role: EC2 may assume it; one inline policy allows the stack's
-//! table, bucket and (read-only) artifact prefix. Role names are account-wide, so the
-//! stack keeps its roles under the IAM path `/stack/<stack>/` and lists by that path;
-//! ownership is still decided by the tags.
+//! table, bucket and (read-only) artifact prefix. IAM is global to the account while a
+//! stack is regional, so the role's name and its IAM path `/stack/<stack>/<region>/`
+//! carry the region, and discovery lists by that path: the same stack name in another
+//! region has its own role. Ownership is still decided by the tags.
 
 use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -71,11 +72,14 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
         .iam
         .list_roles()
-        .path_prefix(iam_path(stack))
+        .path_prefix(crate::desired::iam_stack_path(stack))
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
         for role in page.ctx("listing", &"IAM roles")?.roles() {
+            if !ours_in_region(role.path(), stack, &c.region) {
+                continue;
+            }
             let name = role.role_name();
             // ListRoles leaves tags out; the stack has one role, so one more call.
             let tags = c
@@ -123,6 +127,13 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
         }
     }
     Ok(out)
+}
+
+/// Whether an IAM path under the stack's prefix belongs to this region: its own
+/// `/stack/<stack>/<region>/`, or the region-less `/stack/<stack>/` of stacks made
+/// before IAM names carried the region (found so they are replaced, not orphaned).
+pub(crate) fn ours_in_region(path: &str, stack: &str, region: &str) -> bool {
+    path == iam_path(stack, region) || path == crate::desired::iam_stack_path(stack)
 }
 
 async fn put_policy(ctx: &Ctx, a: &Address, name: &str, policy: &str) -> Result<(), Error> {

@@ -4,7 +4,6 @@
 use super::iam_role::iam_tags;
 use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
-use crate::desired::iam_path;
 use crate::model::{Address, Attrs, Live, Value, owned_address};
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
@@ -14,19 +13,37 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
         .iam
         .list_instance_profiles()
-        .path_prefix(iam_path(stack))
+        .path_prefix(crate::desired::iam_stack_path(stack))
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        for p in page
+        for listed in page
             .ctx("listing", &"IAM instance profiles")?
             .instance_profiles()
         {
+            if !super::iam_role::ours_in_region(listed.path(), stack, &c.region) {
+                continue;
+            }
+            // IAM's list calls return no tags on AWS ("this operation does not return
+            // tags"); GetInstanceProfile does (moto lacks ListInstanceProfileTags).
+            let got = match c
+                .iam
+                .get_instance_profile()
+                .instance_profile_name(listed.instance_profile_name())
+                .send()
+                .await
+                .ctx("reading", &listed.instance_profile_name())
+            {
+                Ok(r) => r,
+                // Deleted between the list and the read.
+                Err(e) if e.is_code(&["NoSuchEntity"]) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(p) = got.instance_profile() else {
+                continue;
+            };
             let name = p.instance_profile_name();
-            // ListInstanceProfiles carries the tags (moto lacks ListInstanceProfileTags).
-            let tags = p;
-            let Some(address) =
-                owned_address(stack, tags.tags().iter().map(|t| (t.key(), t.value())))
+            let Some(address) = owned_address(stack, p.tags().iter().map(|t| (t.key(), t.value())))
             else {
                 continue;
             };

@@ -1,14 +1,22 @@
 //! Path rules on the listener: a path pattern sent to a service's target group.
 //! Priority, path and target change in place.
+//!
+//! Priorities are unique per listener and AWS checks each new one against the rules
+//! as they stand (`PriorityInUse`), so every priority change of a run goes in one
+//! SetRulePriorities call (a swap works only that way), and a rule that takes a
+//! priority another rule gives up waits for that rule's delete or move (see
+//! [`claims`]).
 
 use super::{
     Created, Ctx, absent_ok, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward,
 };
 use crate::aws::{Context, Error, Patience, retry_codes};
-use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::plan::{Action, Plan};
 use aws_sdk_elasticloadbalancingv2::types::{
     PathPatternConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
+use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["listener_arn"];
 
@@ -44,6 +52,78 @@ pub fn live(address: Address, listener_arn: &str, r: &Rule) -> Live {
         attrs,
         extra: Default::default(),
     }
+}
+
+/// A rule holds its priority on its listener.
+pub fn claims(attrs: &Attrs) -> Vec<String> {
+    vec![format!(
+        "{}#priority={}",
+        attr_str(attrs, "listener_arn"),
+        attr_i64(attrs, "priority")
+    )]
+}
+
+/// The priority changes of a plan, per listener ARN: (rule ARN, new priority).
+pub fn priority_batches(
+    plan: &Plan,
+    live: &BTreeMap<Address, Live>,
+) -> BTreeMap<String, Vec<(String, i32)>> {
+    let mut out: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    for c in &plan.changes {
+        if c.address.kind != Kind::ListenerRule || c.action != Action::Update {
+            continue;
+        }
+        let Some(l) = live.get(&c.address) else {
+            continue;
+        };
+        let new = c
+            .attributes
+            .iter()
+            .find(|a| a.name == "priority")
+            .and_then(|a| a.after.as_ref())
+            .and_then(Value::as_i64);
+        if let Some(p) = new {
+            out.entry(attr_str(&l.attrs, "listener_arn").to_string())
+                .or_default()
+                .push((l.id.clone(), p as i32));
+        }
+    }
+    out
+}
+
+/// Sends every priority change on the rule's listener in one call, once per run.
+async fn set_priorities(ctx: &Ctx, live: &Live, priority: i32) -> Result<(), Error> {
+    let listener = attr_str(&live.attrs, "listener_arn");
+    let batch = ctx
+        .shared
+        .rule_priorities
+        .get(listener)
+        .filter(|b| b.iter().any(|(arn, _)| *arn == live.id))
+        .cloned()
+        .unwrap_or_else(|| vec![(live.id.clone(), priority)]);
+    let a = live.address.clone();
+    ctx.shared
+        .once(&format!("priorities:{listener}"), || async move {
+            ctx.c
+                .elb
+                .set_rule_priorities()
+                .set_rule_priorities(Some(
+                    batch
+                        .iter()
+                        .map(|(arn, p)| {
+                            RulePriorityPair::builder()
+                                .rule_arn(arn)
+                                .priority(*p)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .send()
+                .await
+                .ctx("changing the priority of", &a)
+                .map(drop)
+        })
+        .await
 }
 
 fn condition(attrs: &Attrs) -> RuleCondition {
@@ -93,18 +173,7 @@ pub async fn update(
 ) -> Result<(), Error> {
     let a = &live.address;
     if changed(changes, "priority") {
-        ctx.c
-            .elb
-            .set_rule_priorities()
-            .rule_priorities(
-                RulePriorityPair::builder()
-                    .rule_arn(&live.id)
-                    .priority(attr_i64(attrs, "priority") as i32)
-                    .build(),
-            )
-            .send()
-            .await
-            .ctx("changing the priority of", a)?;
+        set_priorities(ctx, live, attr_i64(attrs, "priority") as i32).await?;
     }
     if changed(changes, "path_pattern") || changed(changes, "target_group_arn") {
         ctx.c

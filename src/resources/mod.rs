@@ -24,6 +24,7 @@ mod vpc;
 use crate::aws::probe::Service;
 use crate::aws::{Clients, Error};
 use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where long waits report how far they are.
@@ -40,6 +41,72 @@ pub struct Ctx {
     pub progress: ProgressFn,
     /// How long to wait for instances to pass health checks.
     pub ready_timeout: std::time::Duration,
+    /// What the steps of one run share (set by the executor from the plan).
+    pub shared: Arc<Shared>,
+}
+
+/// The result of a call sent once per run, shared by every step that needs it.
+type SentOnce = tokio::sync::OnceCell<Result<(), Error>>;
+
+/// What the steps of one run share: work that AWS wants in one call although it
+/// spans several resources.
+#[derive(Default)]
+pub struct Shared {
+    /// Listener rules' new priorities, per listener ARN. AWS refuses a priority that
+    /// another rule still holds (`PriorityInUse`), so a swap must go in one
+    /// SetRulePriorities call: the first rule step to run sends the whole batch.
+    pub rule_priorities: BTreeMap<String, Vec<(String, i32)>>,
+    sent: std::sync::Mutex<BTreeMap<String, Arc<SentOnce>>>,
+}
+
+impl Shared {
+    /// What one run of `plan` shares between its steps.
+    pub fn for_plan(plan: &crate::plan::Plan, live: &BTreeMap<Address, Live>) -> Shared {
+        Shared {
+            rule_priorities: listener_rule::priority_batches(plan, live),
+            sent: Default::default(),
+        }
+    }
+
+    /// Runs `send` once per `key` in this run; every caller gets its result.
+    pub(crate) async fn once<F, Fut>(&self, key: &str, send: F) -> Result<(), Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
+        let cell = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(send).await.clone()
+    }
+}
+
+/// Values only one resource may hold at a time (a listener rule's priority on its
+/// listener): a step taking one must wait for the live holder to let it go.
+pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
+    match kind {
+        Kind::ListenerRule => listener_rule::claims(attrs),
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LoadBalancer
+        | Kind::TargetGroup
+        | Kind::Listener
+        | Kind::Role
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::AutoScalingGroup
+        | Kind::ScalingPolicy
+        | Kind::Table
+        | Kind::Bucket
+        | Kind::Artifact => Vec::new(),
+    }
 }
 
 impl Ctx {

@@ -2,7 +2,7 @@
 //! the stack prefix, so discovery lists tables, keeps those with the prefix, and then
 //! trusts only their tags.
 
-use super::{Created, Ctx, Foreign, STILL_IN_USE, attr_bool, attr_i64, attr_str, changed};
+use super::{Created, Ctx, Foreign, attr_bool, attr_i64, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use aws_sdk_dynamodb::types::{
@@ -207,10 +207,25 @@ async fn wait_active(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
     .await
 }
 
+/// DynamoDB's code for a table that is `CREATING`, `UPDATING` or `DELETING`: it
+/// refuses UpdateTable, DeleteTable and UpdateContinuousBackups until `ACTIVE`.
+const TABLE_BUSY: &[&str] = &["ResourceInUseException"];
+
+/// How long a new table may answer `ContinuousBackupsUnavailableException`: backups
+/// are being enabled behind it. terraform-provider-aws waits up to 20 minutes.
+const PITR_PATIENCE: Patience = Patience {
+    total: Duration::from_secs(20 * 60),
+    first_delay: Duration::from_secs(1),
+    max_delay: Duration::from_secs(30),
+};
+
 async fn set_pitr(ctx: &Ctx, a: &Address, name: &str, on: bool) -> Result<(), Error> {
     retry_codes(
-        &["ContinuousBackupsUnavailableException"],
-        Patience::FRESH_ID,
+        &[
+            "ContinuousBackupsUnavailableException",
+            "ResourceInUseException",
+        ],
+        PITR_PATIENCE,
         || async {
             ctx.c
                 .ddb
@@ -238,6 +253,8 @@ pub async fn update(
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
+    // A table left CREATING or UPDATING (a killed run) refuses every change until ACTIVE.
+    wait_active(ctx, a, &live.id).await?;
     if ["billing_mode", "read_capacity", "write_capacity"]
         .iter()
         .any(|k| changed(changes, k))
@@ -261,7 +278,9 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let r = retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+    // A table still CREATING or UPDATING (a killed run) answers ResourceInUseException
+    // until it is ACTIVE; DEPENDENCY's 15 minutes cover a table's creation.
+    let r = retry_codes(TABLE_BUSY, Patience::DEPENDENCY, || async {
         ctx.c
             .ddb
             .delete_table()

@@ -1,7 +1,7 @@
 //! One target group per service, with the service's health check.
 
 use super::{Created, Ctx, STILL_IN_USE, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
-use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::aws::{Context, Error, Patience, retry_codes, retry_when};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
@@ -61,8 +61,22 @@ fn matcher(attrs: &Attrs) -> Matcher {
         .build()
 }
 
+/// The health check's timeout: AWS wants it below the interval, and its HTTP default
+/// (6 s) would refuse the 5 and 6 s intervals the stack file allows.
+fn timeout_for(interval: i64) -> i32 {
+    (interval - 1).clamp(2, 5) as i32
+}
+
+/// A VPC made seconds ago can be unknown to ELBv2 ("The VPC ID 'vpc-…' is not found"):
+/// a `ValidationError` like any real mistake in the request, so only one naming the
+/// VPC is retried.
+fn fresh_vpc_not_visible(e: &Error) -> bool {
+    matches!(e, Error::Aws { code, message, .. }
+        if code == "ValidationError" && message.to_ascii_lowercase().contains("vpc"))
+}
+
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let r = retry_codes(&["ValidationError"], Patience::FRESH_ID, || async {
+    let r = retry_when(fresh_vpc_not_visible, Patience::FRESH_ID, || async {
         ctx.c
             .elb
             .create_target_group()
@@ -73,6 +87,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .target_type(TargetTypeEnum::Instance)
             .health_check_path(attr_str(attrs, "health_check_path"))
             .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
+            .health_check_timeout_seconds(timeout_for(attr_i64(attrs, "health_check_interval")))
             .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
             .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
             .matcher(matcher(attrs))
@@ -103,6 +118,7 @@ pub async fn update(
         .target_group_arn(&live.id)
         .health_check_path(attr_str(attrs, "health_check_path"))
         .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
+        .health_check_timeout_seconds(timeout_for(attr_i64(attrs, "health_check_interval")))
         .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
         .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
         .matcher(matcher(attrs))

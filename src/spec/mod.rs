@@ -74,13 +74,77 @@ pub struct Spec {
 /// Where the app binary comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppSpec {
-    /// A cargo package built for Amazon Linux 2023 (x86_64, glibc 2.34).
+    /// A cargo package built for Amazon Linux 2023 (glibc 2.34), once per architecture
+    /// the services' instance types need.
     Build {
         package_dir: PathBuf,
         bin: Option<String>,
     },
-    /// A Linux x86_64 binary built elsewhere.
-    Prebuilt { path: PathBuf },
+    /// Linux binaries built elsewhere, one per architecture (`artifact` for x86_64,
+    /// `artifact_arm64` for Graviton).
+    Prebuilt { paths: BTreeMap<Arch, PathBuf> },
+}
+
+/// A CPU architecture of EC2 instance types, as AWS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Arch {
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+impl Arch {
+    /// AWS's name (`ProcessorInfo.SupportedArchitectures`, SSM parameter suffixes).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// The Rust target triple that builds for it.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-gnu",
+            Arch::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    /// `e_machine` in an ELF header for binaries of this architecture.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+            Arch::Arm64 => 183,
+        }
+    }
+
+    pub fn from_elf_machine(m: u16) -> Option<Arch> {
+        [Arch::X86_64, Arch::Arm64]
+            .into_iter()
+            .find(|a| a.elf_machine() == m)
+    }
+
+    /// A guess from the type's name alone (Graviton families end their family part in
+    /// `g`: t4g, m7g, c7gn, r8gd). Only `stack build`, which makes no AWS call, uses it;
+    /// plan and up ask AWS (`DescribeInstanceTypes`).
+    pub fn guess(instance_type: &str) -> Arch {
+        let family = instance_type.split('.').next().unwrap_or_default();
+        let after_generation = family
+            .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        if after_generation.starts_with('g') {
+            Arch::Arm64
+        } else {
+            Arch::X86_64
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +180,8 @@ pub struct ServiceSpec {
     pub user_data_path: PathBuf,
     pub user_data_template: String,
     pub scaling: ScalingSpec,
+    /// The app's CPU stress endpoint is on (off unless the file says so).
+    pub stress: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +351,21 @@ impl Validator {
         let services = self.services(&stack, &raw.services);
         let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let load_balancer = self.load_balancer(&raw.load_balancer, &names);
+        // AWS health-checks only targets a listener routes to (others read `unused`),
+        // so an unrouted service would never pass `up`'s health wait.
+        for (name, _) in &raw.services.value.0 {
+            let routed = load_balancer.default_service == name.value
+                || load_balancer.rules.iter().any(|r| r.service == name.value);
+            if !routed {
+                self.error(
+                    name.referenced,
+                    format!(
+                        "service `{}` is reached by no listener rule and is not the default service; AWS never health-checks its targets, so it could never become healthy",
+                        name.value
+                    ),
+                );
+            }
+        }
         let table = raw.table.as_ref().map(|t| self.table(&stack, t));
         let bucket = raw.bucket.as_ref().map(|b| self.bucket(b));
         let app = raw.app.as_ref().and_then(|a| self.app(a, bucket.is_some()));
@@ -320,8 +401,9 @@ impl Validator {
             );
         }
         let a = &app.value;
-        match (&a.build, &a.artifact) {
-            (Some(build), None) => {
+        let prebuilt = a.artifact.is_some() || a.artifact_arm64.is_some();
+        match (&a.build, prebuilt) {
+            (Some(build), false) => {
                 let dir = self.base.join(&build.value);
                 if !dir.join("Cargo.toml").is_file() {
                     self.error(
@@ -338,28 +420,36 @@ impl Validator {
                     bin: a.bin.as_ref().map(|b| b.value.clone()),
                 })
             }
-            (None, Some(artifact)) => {
+            (None, true) => {
                 if let Some(bin) = &a.bin {
                     self.error(bin.referenced, "`bin` goes with `build`, not `artifact`");
                 }
-                let path = self.base.join(&artifact.value);
-                if !path.is_file() {
-                    self.error(
-                        artifact.referenced,
-                        format!(
-                            "artifact `{}` is not a file ({})",
-                            artifact.value,
-                            path.display()
-                        ),
-                    );
-                    return None;
+                let mut paths = BTreeMap::new();
+                for (arch, given) in [
+                    (Arch::X86_64, &a.artifact),
+                    (Arch::Arm64, &a.artifact_arm64),
+                ] {
+                    let Some(artifact) = given else { continue };
+                    let path = self.base.join(&artifact.value);
+                    if !path.is_file() {
+                        self.error(
+                            artifact.referenced,
+                            format!(
+                                "artifact `{}` is not a file ({})",
+                                artifact.value,
+                                path.display()
+                            ),
+                        );
+                        continue;
+                    }
+                    paths.insert(arch, path);
                 }
-                Some(AppSpec::Prebuilt { path })
+                (!paths.is_empty()).then_some(AppSpec::Prebuilt { paths })
             }
             _ => {
                 self.error(
                     app.referenced,
-                    "`app` needs exactly one of `build` (a cargo package to build) or `artifact` (a prebuilt binary)",
+                    "`app` needs exactly one of `build` (a cargo package to build) or `artifact`/`artifact_arm64` (prebuilt binaries)",
                 );
                 None
             }
@@ -411,6 +501,26 @@ impl Validator {
                 name.referenced,
                 format!(
                     "stack name `{n}` must start with a lowercase letter and hold only lowercase letters, digits and single hyphens"
+                ),
+            );
+        } else if let Some((prefix, what)) = [
+            (
+                "internal-",
+                "load balancer names (AWS reserves it for internal load balancers)",
+            ),
+            (
+                "sg-",
+                "security group names (AWS reserves it for group ids)",
+            ),
+        ]
+        .into_iter()
+        .find(|(p, _)| format!("{n}-").starts_with(p))
+        {
+            // `<stack>-alb` and `<stack>-<service>` would begin with a prefix AWS refuses.
+            self.error(
+                name.referenced,
+                format!(
+                    "stack name `{n}` would make names beginning with `{prefix}`, which AWS refuses in {what}"
                 ),
             );
         } else if n.len() > MAX_STACK_NAME {
@@ -640,6 +750,7 @@ impl Validator {
                 user_data_path,
                 user_data_template,
                 scaling,
+                stress: s.stress.unwrap_or(false),
             });
         }
         out
@@ -720,12 +831,18 @@ impl Validator {
         lb: &raw::RawLoadBalancer,
         services: &BTreeSet<&str>,
     ) -> LoadBalancerSpec {
-        let ingress = lb
-            .ingress
-            .value
-            .iter()
-            .filter_map(|c| self.cidr(c, "ingress"))
-            .collect::<Vec<_>>();
+        let mut ingress: Vec<Ipv4Net> = Vec::new();
+        for c in &lb.ingress.value {
+            let Some(net) = self.cidr(c, "ingress") else {
+                continue;
+            };
+            // AWS refuses the whole rule set when one permission appears twice.
+            if ingress.contains(&net) {
+                self.error(c.referenced, format!("ingress lists {net} twice"));
+            } else {
+                ingress.push(net);
+            }
+        }
         if lb.ingress.value.is_empty() {
             self.error(
                 lb.ingress.referenced,

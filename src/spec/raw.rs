@@ -49,6 +49,10 @@ pub struct RawApp {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub artifact: Option<S<String>>,
+    /// The prebuilt binary for arm64 (Graviton) instance types.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub artifact_arm64: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -112,6 +116,9 @@ pub struct RawService {
     #[schemars(with = "String")]
     pub user_data: S<String>,
     pub scaling: RawScaling,
+    /// Turn on the app's CPU stress endpoint (`POST /info/stress`) for this service.
+    #[serde(default)]
+    pub stress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

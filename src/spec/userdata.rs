@@ -16,6 +16,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "artifact_key",
     "artifact_sha256",
     "endpoint_url",
+    "stress",
 ];
 
 #[derive(Debug)]

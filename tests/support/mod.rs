@@ -216,6 +216,22 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
 
+/// ELF `e_machine` values.
+pub const X86_64: u16 = 62;
+pub const AARCH64: u16 = 183;
+
+/// A file whose ELF header says "64-bit little-endian executable for `machine`",
+/// followed by `rest`: what the engine reads to tell a binary's architecture.
+pub fn elf_stand_in(machine: u16, rest: &[u8]) -> Vec<u8> {
+    let mut h = b"\x7fELF\x02\x01\x01".to_vec();
+    h.resize(16, 0);
+    h.extend_from_slice(&2u16.to_le_bytes()); // e_type: executable
+    h.extend_from_slice(&machine.to_le_bytes());
+    h.resize(64, 0);
+    h.extend_from_slice(rest);
+    h
+}
+
 /// A copy of the repository's stacks/ and userdata/ in a temporary directory, so tests
 /// can edit stack files.
 pub struct Workdir {
@@ -240,7 +256,11 @@ impl Workdir {
         // tests/delivery.rs builds and boots the real one.
         let stand_in = dir.path().join("bin/stack-app");
         std::fs::create_dir_all(stand_in.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&stand_in, b"\x7fELF stand-in for the app binary").expect("write");
+        std::fs::write(
+            &stand_in,
+            elf_stand_in(X86_64, b"stand-in for the app binary"),
+        )
+        .expect("write");
         let web = dir.path().join("stacks/web.yaml");
         let text = std::fs::read_to_string(&web).expect("read");
         std::fs::write(
@@ -282,8 +302,9 @@ impl Workdir {
 }
 
 pub mod proxy;
+pub mod real_aws;
 #[allow(unused_imports)]
-pub use proxy::{Calls, Faults, Hold, Linger, Proxy, When};
+pub use proxy::{Calls, Faults, Hold, Linger, Proxy, RealAws, When};
 
 /// SDK clients on the emulator, for checks and setup outside the tool.
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
@@ -492,15 +513,22 @@ pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
             out.push(format!("iam_role {}", r.role_name()));
         }
     }
-    for p in iam
+    for listed in iam
         .list_instance_profiles()
         .send()
         .await
         .unwrap()
         .instance_profiles()
     {
-        let tags = p;
-        if owned(tags.tags()) {
+        // List calls carry no tags on AWS (nor through the real-AWS proxy).
+        let got = iam
+            .get_instance_profile()
+            .instance_profile_name(listed.instance_profile_name())
+            .send()
+            .await
+            .unwrap();
+        let p = got.instance_profile().unwrap();
+        if owned(p.tags()) {
             out.push(format!(
                 "iam_instance_profile {}",
                 p.instance_profile_name()
@@ -654,6 +682,33 @@ pub async fn owned(endpoint: &str, stack: &str) -> Vec<(String, String)> {
     }
     out.sort();
     out
+}
+
+/// The lock table `up` and `down` create on first use (see src/lock.rs), made out of
+/// band so a test's first CreateTable is the stack's own.
+pub async fn create_lock_table(endpoint: &str) {
+    use aws_sdk_dynamodb::types::*;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk(endpoint).await);
+    ddb.create_table()
+        .table_name("stack_locks")
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("stack")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("stack")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
 }
 
 /// The stack's lock item (see src/lock.rs), if any, as attribute → value text.

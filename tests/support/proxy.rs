@@ -31,6 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+pub use super::real_aws::RealAws;
+use super::real_aws::{self, RealState, Verdict};
+
 /// What the proxy injects. `Faults::default()` injects nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -57,6 +60,10 @@ pub struct Faults {
     /// Services answered 501 InternalFailure, as LocalStack community does
     /// (credential-scope names: "elasticloadbalancing", "autoscaling", ...).
     pub unimplemented: Vec<String>,
+    /// Extra latency for some actions (to make one call of a race arrive last).
+    pub action_latency: BTreeMap<String, Duration>,
+    /// Answer as AWS does where moto is kinder (see `real_aws`).
+    pub real_aws: RealAws,
 }
 
 /// How long deleted load balancer interfaces linger.
@@ -71,6 +78,15 @@ pub enum Linger {
 }
 
 impl Faults {
+    /// No injected faults, but AWS's own rules where moto is kinder: what the engine
+    /// tests run against by default.
+    pub fn real() -> Faults {
+        Faults {
+            real_aws: RealAws::on(),
+            ..Faults::default()
+        }
+    }
+
     /// Everything AWS does that moto doesn't, at once: 20% throttling, 5% 5xx, fresh
     /// ids invisible for two calls, interfaces lingering for three, a load balancer
     /// provisioning and targets initial for three describes.
@@ -85,14 +101,14 @@ impl Faults {
             provisioning: 3,
             initial_targets: 3,
             fresh_profile_invalid: 2,
-            ..Faults::default()
+            ..Faults::real()
         }
     }
 
     pub fn unimplemented(services: &[&str]) -> Faults {
         Faults {
             unimplemented: services.iter().map(|s| s.to_string()).collect(),
-            ..Faults::default()
+            ..Faults::real()
         }
     }
 }
@@ -241,6 +257,7 @@ struct State {
     /// Faults injected, by kind ("throttle", "5xx", "not_found", "dependency",
     /// "provisioning", "initial", "501").
     injected: BTreeMap<String, u64>,
+    real: Arc<Mutex<RealState>>,
 }
 
 impl State {
@@ -258,8 +275,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A recording proxy that answers 501 for `unimplemented` services, or for
-    /// everything when `upstream` is None.
+    /// A recording proxy in real-AWS mode that answers 501 for `unimplemented`
+    /// services, or for everything when `upstream` is None.
     pub async fn start(upstream: Option<u16>, unimplemented: &[&str]) -> Proxy {
         Proxy::with_faults(upstream, Faults::unimplemented(unimplemented)).await
     }
@@ -334,13 +351,13 @@ impl Proxy {
 
 // ---- HTTP ----
 
-struct Request {
-    head: String,
-    body: Vec<u8>,
+pub struct Request {
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl Request {
-    fn method(&self) -> &str {
+    pub fn method(&self) -> &str {
         self.head.split(' ').next().unwrap_or_default()
     }
     fn target(&self) -> &str {
@@ -422,11 +439,11 @@ fn complete_chunked(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
@@ -508,6 +525,11 @@ fn s3_action(req: &Request) -> String {
         ("PUT", 1) => "CreateBucket",
         ("DELETE", 1) => "DeleteBucket",
         ("HEAD", 1) => "HeadBucket",
+        ("POST", _) if sub("uploads") => "CreateMultipartUpload",
+        ("PUT", _) if sub("uploadId") => "UploadPart",
+        ("POST", _) if sub("uploadId") => "CompleteMultipartUpload",
+        ("DELETE", _) if sub("uploadId") => "AbortMultipartUpload",
+        ("GET", _) if sub("uploadId") => "ListParts",
         ("PUT", _) if sub("tagging") => "PutObjectTagging",
         ("GET", _) if sub("tagging") => "GetObjectTagging",
         ("PUT", _) => "PutObject",
@@ -548,8 +570,36 @@ fn request_id() -> String {
     )
 }
 
+/// A 200 answer with a body.
+pub fn response_with_body(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    response(
+        status,
+        "OK",
+        &[("Content-Type", content_type.to_string())],
+        body,
+        head_only,
+    )
+}
+
+/// The region of the SigV4 credential scope.
+pub fn credential_region(head: &str) -> String {
+    header(head, "authorization")
+        .unwrap_or_default()
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// An AWS error as `service` would send it.
-fn aws_error(service: &str, status: u16, code: &str, message: &str, head_only: bool) -> Vec<u8> {
+pub fn aws_error(
+    service: &str,
+    status: u16,
+    code: &str,
+    message: &str,
+    head_only: bool,
+) -> Vec<u8> {
     let reason = match status {
         400 => "Bad Request",
         500 => "Internal Server Error",
@@ -921,6 +971,28 @@ fn observe(st: &mut State, service: &str, action: &str, body: &str, resp: Vec<u8
     }
 }
 
+/// A successful response as the real-AWS mode rewrites it.
+fn real_after(
+    cfg: &RealAws,
+    st: &Arc<Mutex<RealState>>,
+    service: &str,
+    action: &str,
+    body: &str,
+    resp: Vec<u8>,
+) -> Vec<u8> {
+    let Some(end) = find(&resp, b"\r\n\r\n") else {
+        return resp;
+    };
+    if !(resp.starts_with(b"HTTP/1.1 2") || resp.starts_with(b"HTTP/1.0 2")) {
+        return resp;
+    }
+    let text = String::from_utf8_lossy(&resp[end + 4..]).into_owned();
+    match real_aws::after(cfg, st, service, action, body, &text) {
+        Some(new) if new != text => rewrite(&resp, end, &new),
+        _ => resp,
+    }
+}
+
 /// The same response with a new body (and length).
 fn rewrite(resp: &[u8], end: usize, body: &str) -> Vec<u8> {
     let head = String::from_utf8_lossy(&resp[..end]);
@@ -979,6 +1051,16 @@ async fn serve(
         {
             return Ok(());
         }
+        let extra = state
+            .lock()
+            .unwrap()
+            .faults
+            .action_latency
+            .get(&action)
+            .copied();
+        if let Some(d) = extra {
+            tokio::time::sleep(d).await;
+        }
         let decision = decide(
             &mut state.lock().unwrap(),
             &service,
@@ -987,11 +1069,30 @@ async fn serve(
             head_only,
             upstream.is_some(),
         );
+        let (real_cfg, real_state) = {
+            let st = state.lock().unwrap();
+            (st.faults.real_aws.clone(), st.real.clone())
+        };
+        let decision = match (decision, upstream) {
+            (Decision::Forward, Some(port)) => {
+                match real_aws::before(&real_cfg, &real_state, port, &req, &service, &action, &body)
+                    .await
+                {
+                    Verdict::Answer(r) => {
+                        state.lock().unwrap().inject("real_aws");
+                        Decision::Answer(r)
+                    }
+                    Verdict::Forward => Decision::Forward,
+                }
+            }
+            (d, _) => d,
+        };
         let response = match decision {
             Decision::Answer(r) => r,
             Decision::Forward => {
                 let port = upstream.expect("an upstream when forwarding");
                 let r = forward(port, &req).await?;
+                let r = real_after(&real_cfg, &real_state, &service, &action, &body, r);
                 let r = observe(&mut state.lock().unwrap(), &service, &action, &body, r);
                 let after = take_hold(&state.lock().unwrap(), &action, When::After);
                 if let Some(h) = after

@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::logging;
@@ -55,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         // Operations.
         .route("/health", get(ops::health))
         .route("/info", get(ops::info))
-        .route("/info/stress", get(ops::stress).post(ops::stress))
+        .route("/info/stress", post(ops::stress))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
