@@ -7,7 +7,7 @@ use crate::aws::{self, ConnectOptions, Error};
 use crate::engine::{self, Goal, Prepared};
 use crate::lock;
 use crate::model::{Kind, Live};
-use crate::plan::Plan;
+use crate::plan::{Action, Plan};
 use crate::render::{self, Progress, Style};
 use crate::resources::Ctx;
 use crate::spec::Spec;
@@ -29,36 +29,46 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    global: Global,
 }
 
+/// Where to reach AWS: only the commands that call it take these.
 #[derive(Args, Debug, Clone)]
-struct Global {
+struct AwsArgs {
     /// AWS profile (else AWS_PROFILE / the default chain, SSO included).
-    #[arg(long, global = true, env = "AWS_PROFILE")]
+    #[arg(long, env = "AWS_PROFILE")]
     profile: Option<String>,
-    /// AWS region (else the stack file's `region:`, else the AWS config chain).
-    #[arg(long, global = true)]
+    /// AWS region; must agree with the stack file's `region:` when that is set.
+    #[arg(long)]
     region: Option<String>,
     /// Send every AWS call to this endpoint (an emulator). Also read from AWS_ENDPOINT_URL.
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint_url: Option<String>,
     /// Use the local emulator at http://localhost:4566 with test credentials unless set.
-    #[arg(long, global = true)]
+    #[arg(long)]
     local: bool,
     /// Print the AWS API calls made, per service and operation, on stderr at the end.
-    #[arg(long, global = true)]
+    #[arg(long)]
     stats: bool,
+    /// Show errors with their whole cause chain.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a stack file without calling AWS.
-    Validate { file: PathBuf },
+    Validate {
+        /// The stack file (YAML).
+        file: PathBuf,
+        /// Print one JSON document (the result, or every located error).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what `up` would change.
     Plan {
+        /// The stack file (YAML).
         file: PathBuf,
+        /// Print the plan as one JSON document.
         #[arg(long)]
         json: bool,
         /// Exit 0 when there are no changes, 2 when there are, 1 on error.
@@ -67,18 +77,26 @@ enum Command {
         /// Save the plan; `up --plan FILE` applies exactly it.
         #[arg(long, value_name = "PLAN")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Create or update the stack to match the file.
     Up {
+        /// The stack file (YAML).
         file: PathBuf,
         /// Apply without asking.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Print the plan and what was done as one JSON document.
         #[arg(long)]
         json: bool,
         /// Apply a plan saved by `plan --out`; refused if anything moved since.
         #[arg(long, value_name = "PLAN")]
         plan: Option<PathBuf>,
+        /// Allow a replacement or removal that destroys a table's items or a bucket's
+        /// objects.
+        #[arg(long)]
+        force: bool,
         /// Operations run at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
@@ -87,44 +105,65 @@ enum Command {
         ready_timeout: u64,
         #[command(flatten)]
         lock: LockArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Delete everything the stack owns (and nothing else).
     Down {
+        /// The stack file (YAML).
         file: PathBuf,
+        /// Destroy without asking.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Print the plan and what was done as one JSON document.
         #[arg(long)]
         json: bool,
-        /// Empty a non-empty bucket first (every object version).
+        /// Delete a table holding items and a bucket holding objects (every version).
         #[arg(long)]
         force: bool,
+        /// Operations run at once.
         #[arg(long, default_value_t = 10)]
         parallelism: usize,
         #[command(flatten)]
         lock: LockArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Print the stack's outputs (the load balancer URL first).
     Outputs {
+        /// The stack file (YAML).
         file: PathBuf,
+        /// Print the outputs as one JSON document.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Build (or read) the app binary the stack ships; print its path, digest and key.
     Build {
+        /// The stack file (YAML).
         file: PathBuf,
+        /// Print the builds as one JSON document.
         #[arg(long)]
         json: bool,
     },
     /// Show what is running: each resource, instance counts, target health.
     Status {
+        /// The stack file (YAML).
         file: PathBuf,
+        /// Print the status as one JSON document.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// Print the stack file's JSON Schema (for editors; kept in schema/stack.schema.json).
     Schema,
     /// Print shell completions.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The stack's lock (see `lock.rs`), taken by `up` and `down` when they have work to do.
@@ -147,10 +186,13 @@ impl LockArgs {
     }
 }
 
-/// Exit codes: 0 success, 1 error, 2 changes pending (`plan --detailed-exitcode`),
-/// 130 interrupted.
+/// Exit codes: 0 success, 1 error (usage errors too), 2 changes pending
+/// (`plan --detailed-exitcode`), 130 interrupted.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -161,12 +203,54 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let stats = cli.global.stats;
+    let stats = cli.command.aws().is_some_and(|a| a.stats);
+    if let Some(a) = cli.command.aws() {
+        aws::set_verbose(a.verbose);
+    }
     let code = runtime.block_on(run(cli));
     if stats {
         print_stats();
     }
     ExitCode::from(code)
+}
+
+/// A mistyped flag is an error (exit 1), never the 2 that means "changes pending";
+/// `--help` and `--version` succeed. With `--json` on the line, the error is also one
+/// JSON document on stdout.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if !e.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    if std::env::args().any(|a| a == "--json") {
+        let message = e.to_string();
+        print_json(&error_doc(
+            "UsageError",
+            message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: "),
+            None,
+        ));
+    }
+    ExitCode::from(1)
+}
+
+impl Command {
+    fn aws(&self) -> Option<&AwsArgs> {
+        match self {
+            Command::Plan { aws, .. }
+            | Command::Up { aws, .. }
+            | Command::Down { aws, .. }
+            | Command::Outputs { aws, .. }
+            | Command::Status { aws, .. } => Some(aws),
+            Command::Validate { .. }
+            | Command::Build { .. }
+            | Command::Schema
+            | Command::Completions { .. } => None,
+        }
+    }
 }
 
 fn print_stats() {
@@ -180,59 +264,117 @@ fn print_stats() {
     }
 }
 
-fn connect_options(g: &Global) -> ConnectOptions {
+fn connect_options(a: &AwsArgs) -> ConnectOptions {
     ConnectOptions {
-        profile: g.profile.clone(),
-        region: g.region.clone(),
-        endpoint_url: g.endpoint_url.clone().filter(|s| !s.is_empty()),
-        local: g.local,
+        profile: a.profile.clone(),
+        region: a.region.clone(),
+        endpoint_url: a.endpoint_url.clone().filter(|s| !s.is_empty()),
+        local: a.local,
     }
 }
 
-fn load(file: &Path) -> Result<Spec, u8> {
-    Spec::load(file).map_err(|e| {
-        eprintln!("{e}");
-        eprintln!(
-            "stack: {} has {} error(s); nothing was sent to AWS",
-            file.display(),
-            e.0.len()
-        );
-        1
-    })
+/// The JSON document every `--json` command prints when it fails.
+fn error_doc(code: &str, message: &str, extra: Option<serde_json::Value>) -> serde_json::Value {
+    let mut error = json!({ "code": code, "message": message });
+    if let (Some(map), Some(serde_json::Value::Object(more))) = (error.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    json!({ "format_version": render::JSON_SCHEMA_VERSION, "error": error })
 }
 
-fn fail(e: &Error) -> u8 {
-    eprintln!("stack: {e}");
-    1
+/// Where a command's failure goes: a line on stderr, and with `--json` also one
+/// JSON document on stdout, so a pipeline never parses empty input.
+#[derive(Clone, Copy)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn fail(self, e: &Error) -> u8 {
+        if self.json {
+            let extra = match e {
+                Error::Aws { resource, .. }
+                | Error::Refused { resource, .. }
+                | Error::Timeout { resource, .. }
+                | Error::Interrupted { resource, .. } => Some(json!({ "resource": resource })),
+                Error::Config(_) | Error::Cancelled => None,
+            };
+            print_json(&error_doc(e.kind_code(), &e.to_string(), extra));
+        }
+        eprintln!("stack: {e}");
+        1
+    }
+
+    fn load(self, file: &Path) -> Result<Spec, u8> {
+        Spec::load(file).map_err(|e| {
+            if self.json {
+                let located: Vec<serde_json::Value> =
+                    e.0.iter()
+                        .map(|d| {
+                            json!({
+                                "file": d.file,
+                                "line": d.line,
+                                "column": d.column,
+                                "message": d.message,
+                            })
+                        })
+                        .collect();
+                print_json(&error_doc(
+                    "InvalidStackFile",
+                    &format!("{} has {} error(s)", file.display(), e.0.len()),
+                    Some(json!({ "diagnostics": located })),
+                ));
+            }
+            eprintln!("{e}");
+            eprintln!(
+                "stack: {} has {} error(s); nothing was sent to AWS",
+                file.display(),
+                e.0.len()
+            );
+            1
+        })
+    }
 }
 
 async fn run(cli: Cli) -> u8 {
-    let opts = connect_options(&cli.global);
     match cli.command {
-        Command::Validate { file } => match load(&file) {
-            Ok(spec) => {
-                println!(
-                    "{}: valid — stack `{}`, {} service(s), {} subnet(s)",
-                    file.display(),
-                    spec.stack,
-                    spec.services.len(),
-                    spec.subnets.len()
-                );
-                0
+        Command::Validate { file, json } => {
+            let out = Out { json };
+            match out.load(&file) {
+                Ok(spec) => {
+                    if json {
+                        print_json(&json!({
+                            "format_version": render::JSON_SCHEMA_VERSION,
+                            "valid": true,
+                            "stack": spec.stack,
+                            "services": spec.services.len(),
+                            "subnets": spec.subnets.len(),
+                        }));
+                    } else {
+                        println!(
+                            "{}: valid — stack `{}`, {} service(s), {} subnet(s)",
+                            file.display(),
+                            spec.stack,
+                            spec.services.len(),
+                            spec.subnets.len()
+                        );
+                    }
+                    0
+                }
+                Err(code) => code,
             }
-            Err(code) => code,
-        },
+        }
         Command::Build { file, json } => {
-            let spec = match load(&file) {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
             let Some(app) = &spec.app else {
-                eprintln!(
-                    "stack: {} has no `app:` section; nothing to build",
+                return out.fail(&Error::Config(format!(
+                    "{} has no `app:` section; nothing to build",
                     file.display()
-                );
-                return 1;
+                )));
             };
             // No AWS call here: the architectures come from the instance types' names
             // (`plan` and `up` ask AWS).
@@ -245,7 +387,7 @@ async fn run(cli: Cli) -> u8 {
             for arch in archs {
                 match crate::artifact::produce(app, arch).await {
                     Ok(a) => built.push(a),
-                    Err(e) => return fail(&e),
+                    Err(e) => return out.fail(&e),
                 }
             }
             if json {
@@ -283,38 +425,42 @@ async fn run(cli: Cli) -> u8 {
             file,
             json,
             detailed_exitcode,
-            out,
+            out: save,
+            aws,
         } => {
-            let spec = match load(&file) {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let p = match engine::prepare(&spec, &opts, Goal::Converge).await {
+            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Converge).await {
                 Ok(p) => p,
-                Err(e) => return fail(&e),
+                Err(e) => return out.fail(&e),
             };
+            let refusal = refusal(&p.plan, Goal::Converge);
             if json {
-                print_json(&render::plan_json(
-                    &p.plan,
-                    json!({ "outputs": outputs(&spec, &p.live) }),
-                ));
+                let mut extra = json!({ "outputs": outputs(&spec, &p.live) });
+                if let Some((code, message)) = &refusal {
+                    extra["error"] = json!({ "code": code, "message": message });
+                }
+                print_json(&render::plan_json(&p.plan, extra));
             } else {
                 print!("{}", render::plan_text(&p.plan, Style::detect()));
             }
-            if let Some(out) = out {
-                if let Err(e) = saved::write(&out, &file, &p) {
-                    return fail(&e);
+            if let Some(save) = save {
+                if let Err(e) = saved::write(&save, &file, &p) {
+                    return Out { json: false }.fail(&e);
                 }
                 if !json {
                     println!(
                         "\nSaved the plan to {}. Apply exactly it with: stack up {} --plan {}",
-                        out.display(),
+                        save.display(),
                         file.display(),
-                        out.display()
+                        save.display()
                     );
                 }
             }
-            if !p.plan.missing_services.is_empty() || !p.plan.conflicts.is_empty() {
+            if refusal.is_some() {
                 1
             } else if detailed_exitcode && !p.plan.is_empty() {
                 2
@@ -327,11 +473,14 @@ async fn run(cli: Cli) -> u8 {
             yes,
             json,
             plan,
+            force,
             parallelism,
             ready_timeout,
             lock,
+            aws,
         } => {
-            let spec = match load(&file) {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
@@ -339,13 +488,14 @@ async fn run(cli: Cli) -> u8 {
                 yes,
                 json,
                 parallelism,
-                force: false,
+                force,
                 ready_timeout: Duration::from_secs(ready_timeout),
             };
             let check = |p: &Prepared| match &plan {
                 Some(saved_plan) => saved::check(saved_plan, &file, p),
                 None => Ok(()),
             };
+            let opts = connect_options(&aws);
             apply_locked(&spec, &opts, Goal::Converge, &settings, &lock, &check).await
         }
         Command::Down {
@@ -355,8 +505,10 @@ async fn run(cli: Cli) -> u8 {
             force,
             parallelism,
             lock,
+            aws,
         } => {
-            let spec = match load(&file) {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
@@ -367,16 +519,18 @@ async fn run(cli: Cli) -> u8 {
                 force,
                 ready_timeout: Duration::from_secs(900),
             };
+            let opts = connect_options(&aws);
             apply_locked(&spec, &opts, Goal::Destroy, &settings, &lock, &|_| Ok(())).await
         }
-        Command::Outputs { file, json } => {
-            let spec = match load(&file) {
+        Command::Outputs { file, json, aws } => {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let p = match engine::prepare(&spec, &opts, Goal::Observe).await {
+            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Observe).await {
                 Ok(p) => p,
-                Err(e) => return fail(&e),
+                Err(e) => return out.fail(&e),
             };
             let outs = outputs(&spec, &p.live);
             if json {
@@ -388,18 +542,19 @@ async fn run(cli: Cli) -> u8 {
             }
             0
         }
-        Command::Status { file, json } => {
-            let spec = match load(&file) {
+        Command::Status { file, json, aws } => {
+            let out = Out { json };
+            let spec = match out.load(&file) {
                 Ok(s) => s,
                 Err(c) => return c,
             };
-            let p = match engine::prepare(&spec, &opts, Goal::Observe).await {
+            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Observe).await {
                 Ok(p) => p,
-                Err(e) => return fail(&e),
+                Err(e) => return out.fail(&e),
             };
             let status = match crate::status::read(&spec, &p).await {
                 Ok(s) => s,
-                Err(e) => return fail(&e),
+                Err(e) => return out.fail(&e),
             };
             if json {
                 print_json(&render::status_json(&status));
@@ -455,6 +610,86 @@ fn confirm(question: &str) -> Result<bool, String> {
     Ok(line.trim() == "yes")
 }
 
+/// Why `up`/`down` (or `plan`'s exit code) refuses this plan, if it does: the code
+/// and message of the JSON error document. Every such refusal is known before the
+/// first write.
+fn refusal(plan: &Plan, goal: Goal) -> Option<(&'static str, String)> {
+    let verb = if goal == Goal::Destroy {
+        "destroy"
+    } else {
+        "apply"
+    };
+    if !plan.missing_services.is_empty() {
+        let names: Vec<&str> = plan
+            .missing_services
+            .iter()
+            .map(|m| m.service.name())
+            .collect();
+        return Some((
+            "MissingServices",
+            format!(
+                "refusing to {verb}: the endpoint does not implement {}; nothing was changed",
+                names.join(" and ")
+            ),
+        ));
+    }
+    if goal == Goal::Converge && !plan.conflicts.is_empty() {
+        let names: Vec<String> = plan
+            .conflicts
+            .iter()
+            .map(|f| format!("{} `{}`", f.kind.as_str(), f.name))
+            .collect();
+        return Some((
+            "NameConflict",
+            format!(
+                "refusing to apply: {} already exist(s) and belong(s) to no stack of this name; nothing was changed",
+                names.join(", ")
+            ),
+        ));
+    }
+    None
+}
+
+/// Data a plan would destroy that neither `--force` nor the file allows.
+fn data_refusal(plan: &Plan, goal: Goal, force: bool) -> Option<(&'static str, String)> {
+    if force {
+        return None;
+    }
+    let lost: Vec<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| {
+            let loss = c.destroys.as_ref().filter(|l| !l.allowed_by_file)?;
+            let how = if c.action == Action::Replace {
+                "replacing"
+            } else {
+                "removing"
+            };
+            Some(format!("{how} {} {}", c.address, loss.describe()))
+        })
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    Some((
+        "DataLoss",
+        format!(
+            "refusing to {}: {}; nothing was changed. Run again with --force to allow it{}",
+            if goal == Goal::Destroy {
+                "destroy"
+            } else {
+                "apply"
+            },
+            lost.join(", "),
+            if goal == Goal::Destroy {
+                " (or set `force_destroy: true` on the bucket)"
+            } else {
+                ""
+            }
+        ),
+    ))
+}
+
 /// `up` and `down`: a run with nothing to do (or refused) takes no lock and writes
 /// nothing; otherwise the stack's lock is taken, AWS is read again under it (another
 /// run may have changed it meanwhile), the plan applied and the lock released, also on
@@ -467,15 +702,16 @@ async fn apply_locked(
     lock_args: &LockArgs,
     check: &dyn Fn(&Prepared) -> Result<(), Error>,
 ) -> u8 {
+    let out = Out { json: s.json };
     let p = match engine::prepare(spec, opts, goal).await {
         Ok(p) => p,
-        Err(e) => return fail(&e),
+        Err(e) => return out.fail(&e),
     };
     if let Err(e) = check(&p) {
-        return fail(&e);
+        return out.fail(&e);
     }
-    let refused = !p.plan.missing_services.is_empty()
-        || (goal == Goal::Converge && !p.plan.conflicts.is_empty());
+    let refused =
+        refusal(&p.plan, goal).is_some() || data_refusal(&p.plan, goal, s.force).is_some();
     if refused || (p.plan.is_empty() && !lock_args.break_lock) {
         let session = lock::Session::start(None);
         let code = apply_plan(spec, p, s, goal, &session).await;
@@ -487,15 +723,15 @@ async fn apply_locked(
     let held =
         match lock::acquire(&p.clients, &spec.stack, command, &lock_args.options(), &say).await {
             Ok(l) => l,
-            Err(e) => return fail(&e),
+            Err(e) => return out.fail(&e),
         };
     let session = lock::Session::start(Some(held));
     let code = match engine::prepare(spec, opts, goal).await {
         Ok(p) => match check(&p) {
             Ok(()) => apply_plan(spec, p, s, goal, &session).await,
-            Err(e) => fail(&e),
+            Err(e) => out.fail(&e),
         },
-        Err(e) => fail(&e),
+        Err(e) => out.fail(&e),
     };
     session.finish().await;
     code
@@ -516,6 +752,10 @@ async fn apply_plan(
     } = p;
     let style = Style::detect();
     if !s.json {
+        if goal == Goal::Destroy && plan.is_empty() && plan.missing_services.is_empty() {
+            println!("Nothing to destroy: {} has no resources.", plan.target());
+            return 0;
+        }
         if goal == Goal::Destroy && !plan.is_empty() {
             println!(
                 "Destroying stack `{}`: only resources tagged stack:name={} are touched.\n",
@@ -524,36 +764,15 @@ async fn apply_plan(
         }
         print!("{}", render::plan_text(&plan, style));
     }
-    if !plan.missing_services.is_empty() {
-        let names: Vec<&str> = plan
-            .missing_services
-            .iter()
-            .map(|m| m.service.name())
-            .collect();
-        let msg = format!(
-            "refusing to {}: the endpoint does not implement {}; nothing was changed",
-            if goal == Goal::Destroy {
-                "destroy"
-            } else {
-                "apply"
-            },
-            names.join(" and ")
-        );
-        return json_or_error(s.json, &plan, &msg);
-    }
-    if goal == Goal::Converge && !plan.conflicts.is_empty() {
-        return json_or_error(
-            s.json,
-            &plan,
-            "refusing to apply: a name the stack needs is taken (see above); nothing was changed",
-        );
+    if let Some((code, msg)) = refusal(&plan, goal).or_else(|| data_refusal(&plan, goal, s.force)) {
+        return json_or_error(s.json, &plan, code, &msg);
     }
     if plan.is_empty() {
         let outs = outputs(spec, &live);
         if s.json {
             print_json(&render::plan_json(
                 &plan,
-                json!({ "applied": true, "steps": [], "outputs": outs }),
+                json!({ "applied": true, "steps": [], "outputs": outs, "api_calls": aws::calls::snapshot() }),
             ));
         } else if goal == Goal::Converge {
             print_outputs(&outs);
@@ -562,11 +781,11 @@ async fn apply_plan(
     }
     if !s.yes {
         let q = if goal == Goal::Destroy {
-            "\nDestroy these resources?"
+            format!("\nDestroy these resources of {}?", plan.target())
         } else {
-            "\nApply these changes?"
+            format!("\nApply these changes to {}?", plan.target())
         };
-        match confirm(q) {
+        match confirm(&q) {
             Ok(true) => {}
             Ok(false) => {
                 eprintln!("stack: cancelled; nothing was changed");
@@ -608,12 +827,26 @@ async fn apply_plan(
     )
     .await;
     let outs = outputs(spec, &outcome.live);
+    let done = |op: Op, a: &crate::model::Address| {
+        outcome
+            .steps
+            .iter()
+            .any(|r| r.op == op && &r.address == a && r.status == Status::Done)
+    };
+    // A replacement is one deletion and one creation of the same address.
+    let replaced = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Replace)
+        .filter(|c| done(Op::Delete, &c.address) && done(Op::Create, &c.address))
+        .count();
     let count = |op: Op| {
         outcome
             .steps
             .iter()
             .filter(|r| r.op == op && r.status == Status::Done)
             .count()
+            - if op == Op::Update { 0 } else { replaced }
     };
     if s.json {
         print_json(&render::plan_json(
@@ -630,7 +863,7 @@ async fn apply_plan(
             format!("{} destroyed", count(Op::Delete))
         } else {
             format!(
-                "{} created, {} updated, {} destroyed",
+                "{} created, {} updated, {replaced} replaced, {} destroyed",
                 count(Op::Create),
                 count(Op::Update),
                 count(Op::Delete)
@@ -669,11 +902,16 @@ async fn apply_plan(
     }
 }
 
-fn json_or_error(json: bool, plan: &Plan, msg: &str) -> u8 {
+fn json_or_error(json: bool, plan: &Plan, code: &str, msg: &str) -> u8 {
     if json {
         print_json(&render::plan_json(
             plan,
-            json!({ "applied": false, "errors": [msg] }),
+            json!({
+                "applied": false,
+                "errors": [msg],
+                "error": { "code": code, "message": msg },
+                "api_calls": aws::calls::snapshot(),
+            }),
         ));
     }
     eprintln!("stack: {msg}");
@@ -725,7 +963,12 @@ fn print_outputs(outs: &serde_json::Map<String, serde_json::Value>) {
     }
     println!("Outputs:");
     let width = outs.keys().map(String::len).max().unwrap_or(0);
-    for (k, v) in outs {
+    // The URL first: it is what a person looks for.
+    let url_first = outs
+        .iter()
+        .filter(|(k, _)| *k == "url")
+        .chain(outs.iter().filter(|(k, _)| *k != "url"));
+    for (k, v) in url_first {
         let v = match v {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),

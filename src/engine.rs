@@ -49,11 +49,28 @@ pub struct Prepared {
 
 pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<Prepared, Error> {
     let mut opts = opts.clone();
-    if opts.region.is_none() {
-        opts.region = spec.region.clone();
+    if let Some(r) = &opts.region
+        && !crate::aws::region_is_well_formed(r)
+    {
+        return Err(Error::Config(format!(
+            "`{r}` is not an AWS region name (like us-east-1)"
+        )));
+    }
+    match (&opts.region, &spec.region) {
+        (Some(flag), Some(file)) if flag != file => {
+            return Err(Error::Config(format!(
+                "--region {flag} differs from `region: {file}` in {}: the stack file says where the stack lives; drop --region or change the file",
+                spec.file.display()
+            )));
+        }
+        (None, file) => opts.region = file.clone(),
+        _ => {}
     }
     let clients = Clients::connect(&opts).await?;
-    let missing = missing_services(&clients, &ALL_SERVICES).await?;
+    // The probe's error (nothing answers at the endpoint) says more than STS's would.
+    let (missing, who) = tokio::join!(missing_services(&clients, &ALL_SERVICES), caller(&clients));
+    let missing = missing?;
+    let (account, partition) = who?;
     let skip: Vec<Service> = missing.iter().map(|m| m.service).collect();
     let desired = match goal {
         Goal::Destroy | Goal::Observe => Vec::new(),
@@ -78,9 +95,8 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
                 }
                 Ok::<_, Error>(out)
             };
-            let (amis, (account_id, partition), instance_profile_arn, artifacts) = tokio::try_join!(
+            let (amis, instance_profile_arn, artifacts) = tokio::try_join!(
                 resolve_amis(&clients, spec, &archs),
-                caller(&clients),
                 resolve_instance_profile(&clients, spec),
                 artifacts,
             )?;
@@ -88,7 +104,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
                 region: clients.region.clone(),
                 amis,
                 endpoint_url: clients.endpoint_url.clone(),
-                account_id,
+                account_id: account.clone(),
                 partition,
                 artifacts,
                 archs,
@@ -103,10 +119,40 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     let hints = Hints {
         bucket_names: spec.bucket.iter().map(|b| b.name.clone()).collect(),
     };
-    let found = resources::discover(&clients, &spec.stack, &hints, &skip).await?;
+    let mut found = resources::discover(&clients, &spec.stack, &hints, &skip).await?;
     let live = plan::index_live(found.live);
+    if goal == Goal::Converge {
+        let wanted: Vec<Desired> = desired
+            .iter()
+            .filter(|d| !skip.contains(&service_of(d.address.kind)))
+            .cloned()
+            .collect();
+        found
+            .foreign
+            .extend(resources::conflicts::find(&clients, &wanted, &live).await?);
+    }
     let mut plan = plan::diff(&desired, &live);
+    plan.stack = spec.stack.clone();
+    plan.account = account;
+    plan.region = clients.region.clone();
+    plan.endpoint = clients.endpoint_url.clone();
     plan.missing_services = missing;
+    // What a replacement or removal would destroy, known before any write.
+    for change in plan.changes.iter_mut() {
+        if !matches!(change.action, plan::Action::Replace | plan::Action::Delete) {
+            continue;
+        }
+        if let Some(l) = live.get(&change.address) {
+            change.destroys = resources::data_at_risk(&clients, l).await?;
+            if let Some(loss) = change.destroys.as_mut() {
+                // The file's `force_destroy: true` on the bucket allows it too.
+                loss.allowed_by_file |= desired.iter().any(|d| {
+                    d.address == change.address
+                        && d.attrs.get("force_destroy").and_then(|v| v.as_bool()) == Some(true)
+                });
+            }
+        }
+    }
     // A name the stack would create but someone else holds is a conflict, not a change.
     plan.conflicts = found
         .foreign
@@ -114,7 +160,9 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
         .filter(|f| {
             desired.iter().any(|d| {
                 d.address.kind == f.kind
-                    && d.attrs.get("name").and_then(|v| v.as_str()) == Some(f.name.as_str())
+                    && ["name", "group_name"]
+                        .iter()
+                        .any(|k| d.attrs.get(*k).and_then(|v| v.as_str()) == Some(f.name.as_str()))
             })
         })
         .collect();

@@ -46,10 +46,46 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub attributes: Vec<AttrChange>,
+    /// Data a replacement or removal destroys (a table's items, a bucket's objects):
+    /// `up` and `down` refuse it without `--force`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroys: Option<Loss>,
+}
+
+/// The data a change would destroy, as counted while planning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Loss {
+    /// How many were counted (up to one page: `more` says there are others).
+    pub count: u64,
+    pub more: bool,
+    /// `items` or `objects`.
+    pub of: String,
+    /// The stack file allows it (`force_destroy: true` on the bucket).
+    #[serde(default)]
+    pub allowed_by_file: bool,
+}
+
+impl Loss {
+    /// "destroys all 3 items", "deletes more than 1000 objects".
+    pub fn describe(&self) -> String {
+        let verb = if self.of == "items" {
+            "destroys all"
+        } else {
+            "deletes"
+        };
+        let more = if self.more { "more than " } else { "" };
+        format!("{verb} {more}{} {}", self.count, self.of)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
+    /// Where the plan applies: the stack, the account and region of the credentials,
+    /// and the endpoint when it is not AWS.
+    pub stack: String,
+    pub account: String,
+    pub region: String,
+    pub endpoint: Option<String>,
     pub changes: Vec<Change>,
     /// Resources that match the stack file.
     pub unchanged: usize,
@@ -60,6 +96,19 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// "stack `web` in account 123456789012, region us-east-1" (and the endpoint).
+    pub fn target(&self) -> String {
+        let mut t = format!("stack `{}` in ", self.stack);
+        if !self.account.is_empty() {
+            t.push_str(&format!("account {}, ", self.account));
+        }
+        t.push_str(&format!("region {}", self.region));
+        if let Some(e) = &self.endpoint {
+            t.push_str(&format!(" (endpoint {e})"));
+        }
+        t
+    }
+
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
     }
@@ -129,6 +178,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                         forces_replacement: false,
                     })
                     .collect(),
+                destroys: None,
             });
             continue;
         };
@@ -165,6 +215,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             action,
             id: Some(l.id.clone()),
             attributes: changes,
+            destroys: None,
         });
     }
     let wanted: BTreeSet<&Address> = desired.iter().map(|d| &d.address).collect();
@@ -184,6 +235,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                         forces_replacement: false,
                     })
                     .collect(),
+                destroys: None,
             });
         }
     }

@@ -64,6 +64,7 @@ fn show(name: &str, v: &Value) -> String {
 /// The plan as a person reads it.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "Plan for {}.\n", plan.target());
     for m in &plan.missing_services {
         let _ = writeln!(
             out,
@@ -128,6 +129,13 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
         style.paint("1", &c.address.to_string()),
         style.paint("2", what)
     );
+    if let Some(loss) = &c.destroys {
+        let _ = writeln!(
+            out,
+            "      {}",
+            style.paint("31;1", &format!("# {}", loss.describe()))
+        );
+    }
     let width = c.attributes.iter().map(|a| a.name.len()).max().unwrap_or(0);
     for a in &c.attributes {
         let line = match (&a.before, &a.after) {
@@ -165,6 +173,10 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
 pub fn plan_json(plan: &Plan, extra: serde_json::Value) -> serde_json::Value {
     let mut v = serde_json::json!({
         "format_version": JSON_SCHEMA_VERSION,
+        "stack": plan.stack,
+        "account": plan.account,
+        "region": plan.region,
+        "endpoint": plan.endpoint,
         "summary": {
             "add": plan.count(Action::Create),
             "change": plan.count(Action::Update),

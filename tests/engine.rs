@@ -164,7 +164,7 @@ async fn in_place_update_changes_capacity_and_adds_a_rule() {
     let up = stack(&aws.url(), &["up", &file, "--yes"]);
     assert_ok(&up);
     assert!(
-        text(&up).contains("1 created, 2 updated, 0 destroyed"),
+        text(&up).contains("1 created, 2 updated, 0 replaced, 0 destroyed"),
         "{}",
         text(&up)
     );
@@ -369,14 +369,20 @@ async fn non_empty_bucket_is_refused_unless_forced() {
             .unwrap();
     }
 
+    // Refused before the first write: nothing is destroyed, not even what comes first.
+    let before = tagged(&moto.url(), "directory").await;
+    aws.calls.clear();
     let down = stack(&aws.url(), &["down", &file, "--yes"]);
     assert_eq!(down.status.code(), Some(1), "{}", text(&down));
     let out = text(&down);
     assert!(
-        out.contains("bucket is not empty (2 object versions)"),
+        out.contains("removing s3_bucket.main deletes 2 objects"),
         "{out}"
     );
+    assert!(out.contains("# deletes 2 objects"), "{out}");
     assert!(out.contains("--force"), "{out}");
+    assert!(aws.calls.writes().is_empty(), "{:?}", aws.calls.writes());
+    assert_eq!(tagged(&moto.url(), "directory").await, before);
     assert!(
         s3.head_bucket()
             .bucket("directory-photos-demo")

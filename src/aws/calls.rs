@@ -48,9 +48,9 @@ pub fn snapshot() -> BTreeMap<String, BTreeMap<String, u64>> {
     out
 }
 
-/// Whether an operation changes anything (reads are Describe/List/Get/Head).
+/// Whether an operation changes anything (reads are Describe/List/Get/Head/Scan/Query).
 pub fn is_write(operation: &str) -> bool {
-    !["Describe", "List", "Get", "Head"]
+    !["Describe", "List", "Get", "Head", "Scan", "Query"]
         .iter()
         .any(|p| operation.starts_with(p))
 }

@@ -57,19 +57,82 @@ pub struct ProbeClients {
     pub iam: aws_sdk_iam::Client,
 }
 
+/// The endpoint URL, checked: a scheme and a host, or a one-line error saying what
+/// to type instead.
+pub fn check_endpoint(url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') && !r.contains(' ') => Ok(()),
+        Some(_) => Err(Error::Config(format!(
+            "--endpoint-url `{url}` has no host (like http://localhost:4566)"
+        ))),
+        None => Err(Error::Config(format!(
+            "--endpoint-url `{url}` needs a scheme: did you mean http://{}?",
+            url.split("://").last().unwrap_or(url)
+        ))),
+    }
+}
+
+/// Whether an AWS region name is well formed (`us-east-1`, `us-gov-west-1`,
+/// `ap-southeast-4`): checked before any call, so a typo is not a DNS failure later.
+pub fn region_is_well_formed(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok_and(|n| n > 0)
+}
+
+/// Whether the endpoint is this machine: an emulator, never AWS.
+pub fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .filter(|(h, p)| !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    matches!(host, "localhost" | "[::1]" | "::1") || host.starts_with("127.")
+}
+
 impl Clients {
     pub async fn connect(opts: &ConnectOptions) -> Result<Clients, Error> {
         let mut endpoint = opts.endpoint_url.clone();
         if endpoint.is_none() && opts.local {
             endpoint = Some(LOCAL_ENDPOINT.to_string());
         }
+        if let Some(e) = &endpoint {
+            check_endpoint(e)?;
+        }
+        if let Some(r) = &opts.region
+            && !region_is_well_formed(r)
+        {
+            return Err(Error::Config(format!(
+                "`{r}` is not an AWS region name (like us-east-1)"
+            )));
+        }
+        // An emulator on this machine never needs the instance metadata service, which
+        // the default chains would otherwise probe (seconds of timeouts off EC2).
+        let local = opts.local || endpoint.as_deref().is_some_and(is_loopback);
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(p) = &opts.profile {
             loader = loader.profile_name(p);
         }
         if let Some(r) = &opts.region {
             loader = loader.region(Region::new(r.clone()));
-        } else if opts.local && std::env::var_os("AWS_REGION").is_none() {
+        } else if local
+            && std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             loader = loader.region(Region::new("us-east-1"));
         }
         if let Some(e) = &endpoint {
@@ -78,7 +141,7 @@ impl Clients {
         let no_creds_in_env = std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
             && std::env::var_os("AWS_PROFILE").is_none()
             && opts.profile.is_none();
-        if opts.local && no_creds_in_env {
+        if local && no_creds_in_env {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test",
                 "test",
@@ -100,6 +163,30 @@ impl Clients {
                     .into(),
             )
         })?;
+        if !region_is_well_formed(&region) {
+            return Err(Error::Config(format!(
+                "`{region}` (from the AWS configuration) is not an AWS region name (like us-east-1)"
+            )));
+        }
+        // Credentials are resolved once, here, so a missing or broken profile is one
+        // line naming it rather than an SDK error chain on the first call.
+        if let Some(provider) = conf.credentials_provider() {
+            use aws_credential_types::provider::ProvideCredentials;
+            if let Err(e) = provider.provide_credentials().await {
+                let whose = match &opts.profile {
+                    Some(p) => format!("for AWS profile `{p}`"),
+                    None => "from the environment, ~/.aws/config or SSO".to_string(),
+                };
+                return Err(Error::Config(format!(
+                    "no AWS credentials {whose} ({}): run `aws sso login`{}, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --local for the emulator",
+                    root_cause(&e),
+                    opts.profile
+                        .as_ref()
+                        .map(|p| format!(" --profile {p}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
         let probe_conf = conf
             .to_builder()
             .retry_config(RetryConfig::disabled())
@@ -231,16 +318,51 @@ impl Error {
         }
     }
 
+    /// The code a JSON error document carries: AWS's own, or the kind of failure.
+    pub fn kind_code(&self) -> &str {
+        match self {
+            Error::Aws { code, .. } => code,
+            Error::Timeout { .. } => "Timeout",
+            Error::Config(_) => "Config",
+            Error::Refused { .. } => "Refused",
+            Error::Cancelled | Error::Interrupted { .. } => "Interrupted",
+        }
+    }
+
     pub fn is_code(&self, codes: &[&str]) -> bool {
         self.code().is_some_and(|c| codes.contains(&c))
     }
+}
+
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `-v`: errors carry their whole cause chain, not only the root cause.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The innermost cause of an error (`Connection refused (os error 111)`), or with
+/// `-v` the whole chain.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    if verbose() {
+        return aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+    }
+    let mut last: &dyn std::error::Error = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// The code and message of an SDK failure; transport failures get a code of our own.
 pub fn classify<E, R>(err: &SdkError<E, R>) -> (String, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
+    R: fmt::Debug + 'static,
 {
     match err {
         SdkError::ServiceError(se) => {
@@ -260,23 +382,14 @@ where
             };
             (
                 "ConnectionError".into(),
-                format!(
-                    "{what}: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(err)
-                ),
+                format!("{what}: {}", root_cause(err)),
             )
         }
         SdkError::ResponseError(_) => (
             "ResponseError".into(),
-            format!(
-                "unreadable response: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(err)
-            ),
+            format!("unreadable response: {}", root_cause(err)),
         ),
-        _ => (
-            "UnknownError".into(),
-            aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
-        ),
+        _ => ("UnknownError".into(), root_cause(err)),
     }
 }
 

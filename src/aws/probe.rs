@@ -82,6 +82,25 @@ where
     }
 }
 
+/// One line that says what did not answer and what to do about it.
+fn unreachable(c: &Clients, service: Service, e: &Error) -> Error {
+    let cause = match e {
+        Error::Aws { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Error::Config(match &c.endpoint_url {
+        Some(url) => format!(
+            "nothing answers at {url} ({cause}): start the emulator (`localstack/moto.sh start`) or check --endpoint-url"
+        ),
+        None => format!(
+            "cannot reach AWS {} in {} ({cause}): check the network, and that `{}` is a region your account can use",
+            service.name(),
+            c.region,
+            c.region
+        ),
+    })
+}
+
 /// The services among `need` that the endpoint lacks. Fails if the endpoint cannot be
 /// reached at all.
 pub async fn missing_services(c: &Clients, need: &[Service]) -> Result<Vec<Missing>, Error> {
@@ -137,7 +156,7 @@ pub async fn missing_services(c: &Clients, need: &[Service]) -> Result<Vec<Missi
                 code,
                 message,
             }),
-            Answer::Unreachable(e) => return Err(e),
+            Answer::Unreachable(e) => return Err(unreachable(c, service, &e)),
         }
     }
     Ok(missing)

@@ -347,14 +347,25 @@ pub async fn update(
 /// Replaces running instances so they run the new template. Emulators without
 /// instance refresh get a warning: new instances still use the new template.
 async fn roll(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
-    let r = ctx
+    let call = ctx
         .c
         .asg
         .start_instance_refresh()
-        .auto_scaling_group_name(name)
-        .send()
-        .await
-        .ctx("starting an instance refresh of", a);
+        .auto_scaling_group_name(name);
+    // Emulators answer an operation they lack with an error page (HTTP 500), which
+    // the SDK would retry as transient for half a minute: ask them once.
+    let r = if ctx.c.endpoint_url.is_some() {
+        call.customize()
+            .config_override(
+                aws_sdk_autoscaling::config::Builder::new()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+    } else {
+        call.send().await
+    }
+    .ctx("starting an instance refresh of", a);
     match r {
         Ok(_) => {
             ctx.report(
@@ -375,7 +386,8 @@ async fn roll(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
             ctx.report(
                 a,
                 format!(
-                    "instance refresh unavailable here ({e}); new instances use the new template"
+                    "instance refresh unavailable at this endpoint ({}); new instances use the new template",
+                    e.kind_code()
                 ),
             );
             Ok(())

@@ -5,7 +5,9 @@
 
 use super::{Created, Ctx, Foreign, absent_ok, attr_bool, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::ARTIFACT_PREFIX;
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use crate::plan::Loss;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
     ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
@@ -345,6 +347,34 @@ pub(crate) async fn delete_versions(
             .ctx("deleting objects of", a)?;
     }
     Ok(())
+}
+
+/// How many object versions a bucket holds besides the stack's own builds (which
+/// `s3_object.app` deletes), up to one page.
+pub async fn count_objects(c: &Clients, live: &Live) -> Result<Option<Loss>, Error> {
+    let r = match c
+        .s3
+        .list_object_versions()
+        .bucket(&live.id)
+        .max_keys(1000)
+        .send()
+        .await
+        .ctx("counting the objects of", &live.address)
+    {
+        Err(e) if e.is_code(&["NoSuchBucket"]) => return Ok(None),
+        other => other?,
+    };
+    let count = r
+        .versions()
+        .iter()
+        .filter(|v| !v.key().unwrap_or_default().starts_with(ARTIFACT_PREFIX))
+        .count() as u64;
+    Ok((count > 0).then(|| Loss {
+        count,
+        more: r.is_truncated() == Some(true),
+        of: "objects".into(),
+        allowed_by_file: attr_bool(&live.attrs, "force_destroy"),
+    }))
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {

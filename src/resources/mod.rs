@@ -5,6 +5,7 @@
 mod artifact;
 mod asg;
 mod bucket;
+pub mod conflicts;
 mod elbv2;
 mod iam_role;
 mod igw;
@@ -82,6 +83,30 @@ impl Shared {
             .or_default()
             .clone();
         cell.get_or_init(send).await.clone()
+    }
+}
+
+/// The data replacing or removing `live` would destroy: a table's items, a bucket's
+/// objects. Counted while planning, so `up` and `down` refuse before any write.
+pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan::Loss>, Error> {
+    match live.address.kind {
+        Kind::Table => table::count_items(c, live).await,
+        Kind::Bucket => bucket::count_objects(c, live).await,
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LoadBalancer
+        | Kind::TargetGroup
+        | Kind::Listener
+        | Kind::ListenerRule
+        | Kind::Role
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::AutoScalingGroup
+        | Kind::ScalingPolicy
+        | Kind::Artifact => Ok(None),
     }
 }
 

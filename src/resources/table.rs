@@ -5,6 +5,7 @@
 use super::{Created, Ctx, Foreign, attr_bool, attr_i64, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use crate::plan::Loss;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus, Tag,
@@ -205,6 +206,31 @@ async fn wait_active(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
         },
     )
     .await
+}
+
+/// How many items a table holds, up to one page of a COUNT scan (DescribeTable's
+/// ItemCount is refreshed only every six hours, so a fresh table reads 0).
+pub async fn count_items(c: &Clients, live: &Live) -> Result<Option<Loss>, Error> {
+    let r = match c
+        .ddb
+        .scan()
+        .table_name(&live.id)
+        .select(aws_sdk_dynamodb::types::Select::Count)
+        .limit(1000)
+        .send()
+        .await
+        .ctx("counting the items of", &live.address)
+    {
+        Err(e) if e.is_code(&["ResourceNotFoundException"]) => return Ok(None),
+        other => other?,
+    };
+    let count = r.count().max(0) as u64;
+    Ok((count > 0).then(|| Loss {
+        count,
+        more: r.last_evaluated_key().is_some(),
+        of: "items".into(),
+        allowed_by_file: false,
+    }))
 }
 
 /// DynamoDB's code for a table that is `CREATING`, `UPDATING` or `DELETING`: it

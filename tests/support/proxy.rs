@@ -121,7 +121,7 @@ pub struct Calls {
 }
 
 fn is_read(action: &str) -> bool {
-    ["Describe", "List", "Get", "Head"]
+    ["Describe", "List", "Get", "Head", "Scan", "Query"]
         .iter()
         .any(|p| action.starts_with(p))
 }
