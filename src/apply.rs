@@ -7,7 +7,7 @@
 
 use crate::aws::Error;
 use crate::model::{Address, Desired, Kind, Live};
-use crate::plan::{Action, Plan, is_reference_attr, resolve};
+use crate::plan::{Action, Plan, deposed, is_reference_attr, resolve};
 use crate::resources::{self, Ctx};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,13 +185,14 @@ fn graph(
             Action::Delete => &[Op::Delete],
         };
         for &op in ops {
-            g.insert(
-                Step {
-                    address: c.address.clone(),
-                    op,
-                },
-                BTreeSet::new(),
-            );
+            // The old self of a create-before-destroy replacement is deleted under its
+            // deposed address (see `execute`).
+            let address = if op == Op::Delete && c.create_before_destroy {
+                deposed(&c.address)
+            } else {
+                c.address.clone()
+            };
+            g.insert(Step { address, op }, BTreeSet::new());
         }
     }
     // Live references: which live resource holds the id of which.
@@ -280,6 +281,17 @@ fn graph(
                 }
             }
             Op::Delete => {
+                // A deposed resource goes only once its successor stands.
+                if let Some(c) = plan
+                    .changes
+                    .iter()
+                    .find(|c| c.create_before_destroy && deposed(&c.address) == s.address)
+                {
+                    deps.insert(Step {
+                        address: c.address.clone(),
+                        op: Op::Create,
+                    });
+                }
                 for holder in holders.get(&s.address).into_iter().flatten() {
                     for op in [Op::Delete, Op::Update] {
                         if has(&g, holder, op) {
@@ -334,6 +346,15 @@ pub async fn execute(
         .into_iter()
         .map(|d| (d.address.clone(), d))
         .collect();
+    // The old selves of create-before-destroy replacements move aside: their
+    // successors take the address, and what holds their ids still finds them.
+    let mut live = live;
+    for c in plan.changes.iter().filter(|c| c.create_before_destroy) {
+        if let Some(mut old) = live.remove(&c.address) {
+            old.address = deposed(&c.address);
+            live.insert(old.address.clone(), old);
+        }
+    }
     let mut waits = graph(plan, &desired, &live);
     let mut ctx = ctx;
     ctx.shared = Arc::new(resources::Shared::for_plan(plan, &live));
@@ -525,5 +546,95 @@ async fn run_step(
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Value;
+    use crate::plan::{AttrChange, Change};
+
+    fn step(a: &Address, op: Op) -> Step {
+        Step {
+            address: a.clone(),
+            op,
+        }
+    }
+
+    #[test]
+    fn create_before_destroy_orders_new_then_users_then_old() {
+        let sub = Address::new(Kind::Subnet, "a");
+        let lb = Address::new(Kind::LoadBalancer, "main");
+        let change = |a: &Address, action, cbd| Change {
+            address: a.clone(),
+            action,
+            id: Some("x".into()),
+            attributes: vec![AttrChange {
+                name: "n".into(),
+                before: None,
+                after: None,
+                forces_replacement: false,
+            }],
+            create_before_destroy: cbd,
+            destroys: None,
+        };
+        let plan = Plan {
+            changes: vec![
+                change(&sub, Action::Replace, true),
+                change(&lb, Action::Update, false),
+            ],
+            ..Plan::default()
+        };
+        let desired: BTreeMap<Address, Desired> = [
+            (
+                sub.clone(),
+                Desired {
+                    address: sub.clone(),
+                    attrs: Default::default(),
+                    payload: None,
+                    after: vec![],
+                },
+            ),
+            (
+                lb.clone(),
+                Desired {
+                    address: lb.clone(),
+                    attrs: [("subnets".to_string(), Value::List(vec![Value::r(&sub)]))].into(),
+                    payload: None,
+                    after: vec![],
+                },
+            ),
+        ]
+        .into();
+        let old = deposed(&sub);
+        let live: BTreeMap<Address, Live> = [
+            (
+                old.clone(),
+                Live {
+                    address: old.clone(),
+                    id: "subnet-old".into(),
+                    attrs: Default::default(),
+                    extra: Default::default(),
+                },
+            ),
+            (
+                lb.clone(),
+                Live {
+                    address: lb.clone(),
+                    id: "arn:lb".into(),
+                    attrs: [("subnets".to_string(), Value::strs(["subnet-old"]))].into(),
+                    extra: Default::default(),
+                },
+            ),
+        ]
+        .into();
+        let g = graph(&plan, &desired, &live);
+        assert!(g[&step(&sub, Op::Create)].is_empty());
+        assert!(g[&step(&lb, Op::Update)].contains(&step(&sub, Op::Create)));
+        let delete_old = &g[&step(&old, Op::Delete)];
+        assert!(delete_old.contains(&step(&sub, Op::Create)));
+        assert!(delete_old.contains(&step(&lb, Op::Update)));
+        assert!(!g.contains_key(&step(&sub, Op::Delete)));
     }
 }

@@ -838,7 +838,10 @@ async fn apply_plan(
         .changes
         .iter()
         .filter(|c| c.action == Action::Replace)
-        .filter(|c| done(Op::Delete, &c.address) && done(Op::Create, &c.address))
+        .filter(|c| {
+            (done(Op::Delete, &c.address) || done(Op::Delete, &crate::plan::deposed(&c.address)))
+                && done(Op::Create, &c.address)
+        })
         .count();
     let count = |op: Op| {
         outcome

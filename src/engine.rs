@@ -120,7 +120,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
         bucket_names: spec.bucket.iter().map(|b| b.name.clone()).collect(),
     };
     let mut found = resources::discover(&clients, &spec.stack, &hints, &skip).await?;
-    let live = plan::index_live(found.live);
+    let live = plan::index_live(found.live, &desired);
     if goal == Goal::Converge {
         let wanted: Vec<Desired> = desired
             .iter()

@@ -3,9 +3,15 @@
 
 use crate::aws::probe::Missing;
 use crate::model::{Address, Attrs, Desired, Live, Value};
-use crate::resources::{Foreign, forces_replacement};
+use crate::resources::{Foreign, create_before_destroy as create_first, forces_replacement};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The name under which a replaced resource's old self is kept while its successor is
+/// created first (Terraform calls it deposed).
+pub fn deposed(a: &Address) -> Address {
+    Address::new(a.kind, format!("{} (old)", a.name))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +52,10 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub attributes: Vec<AttrChange>,
+    /// A replacement that creates the new resource first, moves what uses it over in
+    /// place, and only then deletes the old one (`+/-`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_destroy: bool,
     /// Data a replacement or removal destroys (a table's items, a bucket's objects):
     /// `up` and `down` refuse it without `--force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,8 +151,22 @@ pub fn is_reference_attr(name: &str) -> bool {
 }
 
 /// Live resources keyed by address. A second resource claiming an address (left by a
-/// crash, or tags copied by hand) gets its own address, so the plan removes it.
-pub fn index_live(live: Vec<Live>) -> BTreeMap<Address, Live> {
+/// crash, or tags copied by hand) gets its own address, so the plan removes it. Of
+/// several, the address goes to the one closest to what the file wants (a run
+/// stopped mid-replacement leaves the new one and the old one: the new one stays).
+pub fn index_live(live: Vec<Live>, desired: &[Desired]) -> BTreeMap<Address, Live> {
+    let differences = |l: &Live| {
+        let Some(d) = desired.iter().find(|d| d.address == l.address) else {
+            return 0;
+        };
+        d.attrs
+            .iter()
+            .filter(|(_, v)| v.is_known())
+            .filter(|(k, v)| l.attrs.get(*k).map(Value::normalized) != Some(v.normalized()))
+            .count()
+    };
+    let mut live = live;
+    live.sort_by_key(|l| (l.address.clone(), differences(l)));
     let mut out: BTreeMap<Address, Live> = BTreeMap::new();
     for mut l in live {
         if out.contains_key(&l.address) {
@@ -161,7 +185,9 @@ pub fn index_live(live: Vec<Live>) -> BTreeMap<Address, Live> {
 pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
     let mut plan = Plan::default();
     let mut stable: BTreeMap<&Address, &str> = BTreeMap::new();
-    let mut replaced: BTreeSet<&Address> = BTreeSet::new();
+    // Replaced resources, and whether the new one comes first: only then can what
+    // holds the old id move over in place; otherwise it is replaced too.
+    let mut replaced: BTreeMap<&Address, bool> = BTreeMap::new();
     for d in desired {
         let resolved = resolve(&d.attrs, &stable);
         let Some(l) = live.get(&d.address) else {
@@ -178,6 +204,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                         forces_replacement: false,
                     })
                     .collect(),
+                create_before_destroy: false,
                 destroys: None,
             });
             continue;
@@ -190,7 +217,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             }
             let mut refs = Vec::new();
             d.attrs[name].refs(&mut refs);
-            let dep_replaced = refs.iter().any(|r| replaced.contains(r));
+            let dep_replaced = refs.iter().any(|r| replaced.get(r) == Some(&false));
             changes.push(AttrChange {
                 name: name.clone(),
                 before: before.cloned(),
@@ -203,8 +230,10 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             stable.insert(&d.address, &l.id);
             continue;
         }
+        let mut create_before_destroy = false;
         let action = if changes.iter().any(|c| c.forces_replacement) {
-            replaced.insert(&d.address);
+            create_before_destroy = create_first(d.address.kind, l, &resolved, live);
+            replaced.insert(&d.address, create_before_destroy);
             Action::Replace
         } else {
             stable.insert(&d.address, &l.id);
@@ -215,6 +244,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             action,
             id: Some(l.id.clone()),
             attributes: changes,
+            create_before_destroy,
             destroys: None,
         });
     }
@@ -235,6 +265,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                         forces_replacement: false,
                     })
                     .collect(),
+                create_before_destroy: false,
                 destroys: None,
             });
         }
@@ -295,17 +326,20 @@ mod tests {
                 ],
             ),
         ];
-        let live = index_live(vec![
-            l(&vpc, "vpc-1", &[("cidr_block", Value::s("10.0.0.0/16"))]),
-            l(
-                &sub,
-                "subnet-1",
-                &[
-                    ("vpc_id", Value::s("vpc-1")),
-                    ("map_public_ip_on_launch", Value::Bool(false)),
-                ],
-            ),
-        ]);
+        let live = index_live(
+            vec![
+                l(&vpc, "vpc-1", &[("cidr_block", Value::s("10.0.0.0/16"))]),
+                l(
+                    &sub,
+                    "subnet-1",
+                    &[
+                        ("vpc_id", Value::s("vpc-1")),
+                        ("map_public_ip_on_launch", Value::Bool(false)),
+                    ],
+                ),
+            ],
+            &desired,
+        );
         let plan = diff(&desired, &live);
         assert_eq!(plan.change(&vpc).unwrap().action, Action::Replace);
         let s = plan.change(&sub).unwrap();
@@ -320,14 +354,94 @@ mod tests {
         let sg = Address::new(Kind::SecurityGroup, "alb");
         let old = Address::new(Kind::SecurityGroup, "gone");
         let desired = vec![d(&sg, &[("ingress", Value::strs(["b", "a"]))])];
-        let live = index_live(vec![
-            l(&sg, "sg-1", &[("ingress", Value::strs(["a", "b"]))]),
-            l(&old, "sg-2", &[]),
-        ]);
+        let live = index_live(
+            vec![
+                l(&sg, "sg-1", &[("ingress", Value::strs(["a", "b"]))]),
+                l(&old, "sg-2", &[]),
+            ],
+            &desired,
+        );
         let plan = diff(&desired, &live);
         assert_eq!(plan.unchanged, 1);
         assert_eq!(plan.changes.len(), 1);
         assert_eq!(plan.changes[0].action, Action::Delete);
         assert_eq!(plan.changes[0].address, old);
+    }
+
+    #[test]
+    fn a_subnet_with_a_new_cidr_is_created_first_and_its_users_move_in_place() {
+        let sub = Address::new(Kind::Subnet, "a");
+        let other = Address::new(Kind::Subnet, "b");
+        let lb = Address::new(Kind::LoadBalancer, "main");
+        let subnet = |cidr: &str| {
+            [
+                ("vpc_id", Value::s("vpc-1")),
+                ("cidr_block", Value::s(cidr)),
+            ]
+        };
+        let desired = vec![
+            d(&sub, &subnet("10.0.3.0/24")),
+            d(&other, &subnet("10.0.2.0/24")),
+            d(
+                &lb,
+                &[
+                    ("name", Value::s("x-alb")),
+                    (
+                        "subnets",
+                        Value::List(vec![Value::r(&sub), Value::r(&other)]),
+                    ),
+                ],
+            ),
+        ];
+        let live_with = |old_cidr: &str| {
+            index_live(
+                vec![
+                    l(&sub, "subnet-1", &subnet(old_cidr)),
+                    l(&other, "subnet-2", &subnet("10.0.2.0/24")),
+                    l(
+                        &lb,
+                        "arn:lb",
+                        &[
+                            ("name", Value::s("x-alb")),
+                            ("subnets", Value::strs(["subnet-1", "subnet-2"])),
+                        ],
+                    ),
+                ],
+                &desired,
+            )
+        };
+        let plan = diff(&desired, &live_with("10.0.1.0/24"));
+        let s = plan.change(&sub).unwrap();
+        assert_eq!(s.action, Action::Replace);
+        assert!(s.create_before_destroy);
+        let l = plan.change(&lb).unwrap();
+        assert_eq!(l.action, Action::Update, "{:?}", l.attributes);
+        // A new CIDR overlapping a live subnet cannot stand beside it: the old way.
+        let plan = diff(&desired, &live_with("10.0.3.0/25"));
+        assert!(!plan.change(&sub).unwrap().create_before_destroy);
+        assert_eq!(plan.change(&lb).unwrap().action, Action::Replace);
+    }
+
+    #[test]
+    fn of_two_claiming_an_address_the_one_matching_the_file_keeps_it() {
+        let sub = Address::new(Kind::Subnet, "a");
+        let desired = vec![d(&sub, &[("cidr_block", Value::s("10.0.3.0/24"))])];
+        let live = index_live(
+            vec![
+                l(
+                    &sub,
+                    "subnet-old",
+                    &[("cidr_block", Value::s("10.0.1.0/24"))],
+                ),
+                l(
+                    &sub,
+                    "subnet-new",
+                    &[("cidr_block", Value::s("10.0.3.0/24"))],
+                ),
+            ],
+            &desired,
+        );
+        assert_eq!(live[&sub].id, "subnet-new");
+        assert_eq!(live.len(), 2);
     }
 }

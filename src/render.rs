@@ -3,7 +3,7 @@
 //! bars on a terminal or one plain line per event elsewhere.
 
 use crate::apply::{Event, Observer, Op};
-use crate::model::{Address, Value};
+use crate::model::{Address, Kind, Value};
 use crate::plan::{Action, Change, Plan};
 use crate::status::Status;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -119,16 +119,27 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
     let what = match c.action {
         Action::Create => "will be created",
         Action::Update => "will be updated in place",
+        Action::Replace if c.create_before_destroy => {
+            "must be replaced: the new one is created first, what uses it moves over in place, then the old one goes"
+        }
         Action::Replace => "must be replaced",
         Action::Delete => "will be destroyed",
+    };
+    let symbol = if c.create_before_destroy {
+        style.paint("35", "+/-")
+    } else {
+        style.action(c.action)
     };
     let _ = writeln!(
         out,
         "  {} {}{id} {}",
-        style.action(c.action),
+        symbol,
         style.paint("1", &c.address.to_string()),
         style.paint("2", what)
     );
+    if let Some(note) = downtime(c) {
+        let _ = writeln!(out, "      {}", style.paint("31;1", &format!("# {note}")));
+    }
     if let Some(loss) = &c.destroys {
         let _ = writeln!(
             out,
@@ -166,6 +177,37 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
             String::new()
         };
         let _ = writeln!(out, "      {line}{note}");
+    }
+}
+
+/// What a replacement that cannot keep the old resource meanwhile interrupts.
+fn downtime(c: &Change) -> Option<&'static str> {
+    if c.action != Action::Replace || c.create_before_destroy {
+        return None;
+    }
+    match c.address.kind {
+        Kind::LoadBalancer => {
+            Some("downtime: the load balancer is deleted first; the new one has a new DNS name")
+        }
+        Kind::Listener | Kind::TargetGroup => {
+            Some("downtime: requests fail until the new one is in place")
+        }
+        Kind::AutoScalingGroup => {
+            Some("downtime: every instance of the group is terminated before new ones launch")
+        }
+        Kind::Subnet => Some("downtime: what runs in the subnet is replaced with it"),
+        Kind::Vpc
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::ListenerRule
+        | Kind::Role
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::ScalingPolicy
+        | Kind::Table
+        | Kind::Bucket
+        | Kind::Artifact => None,
     }
 }
 

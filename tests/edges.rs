@@ -363,3 +363,96 @@ async fn a_missing_instance_refresh_is_asked_once() {
     assert_ok(&up);
     assert_eq!(aws.calls.action("StartInstanceRefresh"), 1, "{}", text(&up));
 }
+
+/// A new CIDR for one subnet replaces only the subnet: the new one is created first,
+/// the load balancer and the groups move to it in place, then the old one goes. The
+/// load balancer keeps its ARN and DNS name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    let before = json(&stack(&aws.url(), &["outputs", &file, "--json"]));
+    w.edit(
+        WEB,
+        "{ az: a, cidr: 10.20.1.0/24 }",
+        "{ az: a, cidr: 10.20.3.0/24 }",
+    );
+
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    let action = |a: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == a)
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_string(),
+                    c["create_before_destroy"] == true,
+                )
+            })
+    };
+    assert_eq!(action("subnet.a"), Some(("replace".into(), true)), "{plan}");
+    for a in [
+        "load_balancer.main",
+        "autoscaling_group.web",
+        "autoscaling_group.admin",
+        "route_table.public",
+    ] {
+        assert_eq!(action(a), Some(("update".into(), false)), "{a}: {plan}");
+    }
+    assert_eq!(plan["summary"]["replace"], 1, "{plan}");
+    let human = text(&stack(&aws.url(), &["plan", &file]));
+    assert!(human.contains("+/- subnet.a"), "{human}");
+
+    let up = stack(&aws.url(), &["up", &file, "--yes"]);
+    assert_ok(&up);
+    let after = json(&stack(&aws.url(), &["outputs", &file, "--json"]));
+    assert_eq!(
+        before["outputs"]["load_balancer_dns"], after["outputs"]["load_balancer_dns"],
+        "the load balancer was kept"
+    );
+    let conf = sdk(&moto.url()).await;
+    let subnets = aws_sdk_ec2::Client::new(&conf)
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:stack:name")
+                .values("directory")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut cidrs: Vec<&str> = subnets
+        .subnets()
+        .iter()
+        .filter_map(|s| s.cidr_block())
+        .collect();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.20.2.0/24", "10.20.3.0/24"]);
+    let new_a = subnets
+        .subnets()
+        .iter()
+        .find(|s| s.cidr_block() == Some("10.20.3.0/24"))
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_string();
+    let groups = aws_sdk_autoscaling::Client::new(&conf)
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    for g in groups.auto_scaling_groups() {
+        assert!(
+            g.vpc_zone_identifier().unwrap_or_default().contains(&new_a),
+            "{:?}",
+            g.vpc_zone_identifier()
+        );
+    }
+    let again = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}

@@ -128,25 +128,34 @@ pub async fn update(
     attrs: &Attrs,
     changes: &[String],
 ) -> Result<(), Error> {
+    // A subnet or group created moments ago (a subnet replaced create-first) can be
+    // unknown to ELBv2 for a while.
+    let fresh = &["SubnetNotFound", "InvalidSecurityGroup"];
     if changed(changes, "subnets") {
-        ctx.c
-            .elb
-            .set_subnets()
-            .load_balancer_arn(&live.id)
-            .set_subnets(Some(attr_list(attrs, "subnets")))
-            .send()
-            .await
-            .ctx("setting subnets of", &live.address)?;
+        retry_codes(fresh, Patience::FRESH_ID, || async {
+            ctx.c
+                .elb
+                .set_subnets()
+                .load_balancer_arn(&live.id)
+                .set_subnets(Some(attr_list(attrs, "subnets")))
+                .send()
+                .await
+                .ctx("setting subnets of", &live.address)
+        })
+        .await?;
     }
     if changed(changes, "security_groups") {
-        ctx.c
-            .elb
-            .set_security_groups()
-            .load_balancer_arn(&live.id)
-            .set_security_groups(Some(attr_list(attrs, "security_groups")))
-            .send()
-            .await
-            .ctx("setting security groups of", &live.address)?;
+        retry_codes(fresh, Patience::FRESH_ID, || async {
+            ctx.c
+                .elb
+                .set_security_groups()
+                .load_balancer_arn(&live.id)
+                .set_security_groups(Some(attr_list(attrs, "security_groups")))
+                .send()
+                .await
+                .ctx("setting security groups of", &live.address)
+        })
+        .await?;
     }
     Ok(())
 }

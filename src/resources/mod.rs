@@ -110,6 +110,39 @@ pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan
     }
 }
 
+/// Whether a replacement can create the new resource before deleting the old one, so
+/// that whatever uses it moves over in place (a subnet: the load balancer's SetSubnets,
+/// the groups' VPCZoneIdentifier) instead of being replaced with it.
+pub fn create_before_destroy(
+    kind: Kind,
+    live: &Live,
+    wanted: &Attrs,
+    all: &BTreeMap<Address, Live>,
+) -> bool {
+    match kind {
+        Kind::Subnet => subnet::create_before_destroy(live, wanted, all),
+        // Names unique per account or VPC (target groups, groups, templates, tables,
+        // buckets, roles) cannot exist twice; the rest is held by nothing that could
+        // move over.
+        Kind::Vpc
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LoadBalancer
+        | Kind::TargetGroup
+        | Kind::Listener
+        | Kind::ListenerRule
+        | Kind::Role
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::AutoScalingGroup
+        | Kind::ScalingPolicy
+        | Kind::Table
+        | Kind::Bucket
+        | Kind::Artifact => false,
+    }
+}
+
 /// Values only one resource may hold at a time (a listener rule's priority on its
 /// listener): a step taking one must wait for the live holder to let it go.
 pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {

@@ -10,6 +10,30 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
 
+/// A subnet with a new CIDR can stand beside the old one while the load balancer and
+/// the groups move to it, as long as it stays in the same VPC and overlaps no live
+/// subnet (AWS refuses overlapping subnets: `InvalidSubnet.Conflict`).
+pub fn create_before_destroy(
+    live: &Live,
+    wanted: &Attrs,
+    all: &std::collections::BTreeMap<Address, Live>,
+) -> bool {
+    let Ok(new) = attr_str(wanted, "cidr_block").parse::<ipnet::Ipv4Net>() else {
+        return false;
+    };
+    let same_vpc = wanted.get("vpc_id") == live.attrs.get("vpc_id");
+    let overlaps = all
+        .values()
+        .filter(|l| l.address.kind == crate::model::Kind::Subnet)
+        .filter_map(|l| {
+            attr_str(&l.attrs, "cidr_block")
+                .parse::<ipnet::Ipv4Net>()
+                .ok()
+        })
+        .any(|old| old.contains(&new) || new.contains(&old));
+    same_vpc && !overlaps
+}
+
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
         .ec2
