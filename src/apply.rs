@@ -577,6 +577,7 @@ mod tests {
                 forces_replacement: false,
             }],
             create_before_destroy: cbd,
+            notes: Vec::new(),
             destroys: None,
         };
         let plan = Plan {

@@ -137,6 +137,9 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     plan.region = clients.region.clone();
     plan.endpoint = clients.endpoint_url.clone();
     plan.missing_services = missing;
+    for change in plan.changes.iter_mut() {
+        change.notes = notes(change, &desired, &live);
+    }
     // What a replacement or removal would destroy, known before any write.
     for change in plan.changes.iter_mut() {
         if !matches!(change.action, plan::Action::Replace | plan::Action::Delete) {
@@ -302,4 +305,49 @@ async fn resolve_amis(
             Some((s.name.clone(), images.get(arch)?.clone()))
         })
         .collect())
+}
+
+/// What a person needs to judge a change beyond its attributes: the rendered user
+/// data's lines that change (the plan compares only its digest), and how many running
+/// instances a roll of a group replaces.
+fn notes(
+    change: &plan::Change,
+    desired: &[Desired],
+    live: &BTreeMap<Address, Live>,
+) -> Vec<String> {
+    let changed = |name: &str| change.attributes.iter().any(|a| a.name == name);
+    let Some(l) = live.get(&change.address) else {
+        return Vec::new();
+    };
+    match change.address.kind {
+        crate::model::Kind::LaunchTemplate if changed("user_data_sha256") => {
+            let old = l
+                .extra
+                .get("user_data")
+                .map(String::as_str)
+                .unwrap_or_default();
+            let new = desired
+                .iter()
+                .find(|d| d.address == change.address)
+                .and_then(|d| d.payload.as_deref())
+                .unwrap_or_default();
+            let mut out = vec!["user data:".to_string()];
+            out.extend(crate::render::line_diff(old, new, 1));
+            out
+        }
+        crate::model::Kind::AutoScalingGroup
+            if changed("launch_template_digest") && change.action == plan::Action::Update =>
+        {
+            let n = l
+                .extra
+                .get("instances_in_service")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            vec![format!(
+                "rolls its {n} running instance{} onto the new template",
+                if n == 1 { "" } else { "s" }
+            )]
+        }
+        _ => Vec::new(),
+    }
 }

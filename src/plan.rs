@@ -56,6 +56,10 @@ pub struct Change {
     /// place, and only then deletes the old one (`+/-`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_before_destroy: bool,
+    /// Lines a person needs to judge the change: the rendered user data's diff, the
+    /// instances a roll replaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Data a replacement or removal destroys (a table's items, a bucket's objects):
     /// `up` and `down` refuse it without `--force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,6 +189,16 @@ pub fn index_live(live: Vec<Live>, desired: &[Desired]) -> BTreeMap<Address, Liv
 pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
     let mut plan = Plan::default();
     let mut stable: BTreeMap<&Address, &str> = BTreeMap::new();
+    // Resources whose id is the name the file gives them: a reference to one is known
+    // before it exists, so the plan shows the name, not "(known after apply)".
+    for d in desired {
+        if id_is_name(d.address.kind)
+            && let Some(name) = d.attrs.get("name").and_then(Value::as_str)
+            && live.get(&d.address).is_none_or(|l| l.id == name)
+        {
+            stable.insert(&d.address, name);
+        }
+    }
     // Replaced resources, and whether the new one comes first: only then can what
     // holds the old id move over in place; otherwise it is replaced too.
     let mut replaced: BTreeMap<&Address, bool> = BTreeMap::new();
@@ -205,6 +219,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                     })
                     .collect(),
                 create_before_destroy: false,
+                notes: Vec::new(),
                 destroys: None,
             });
             continue;
@@ -245,6 +260,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             id: Some(l.id.clone()),
             attributes: changes,
             create_before_destroy,
+            notes: Vec::new(),
             destroys: None,
         });
     }
@@ -266,12 +282,34 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                     })
                     .collect(),
                 create_before_destroy: false,
+                notes: Vec::new(),
                 destroys: None,
             });
         }
     }
     plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
     plan
+}
+
+/// Kinds whose AWS id is the name they are created with.
+fn id_is_name(kind: crate::model::Kind) -> bool {
+    use crate::model::Kind;
+    match kind {
+        Kind::Role | Kind::AutoScalingGroup | Kind::Table | Kind::Bucket => true,
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::InternetGateway
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LoadBalancer
+        | Kind::TargetGroup
+        | Kind::Listener
+        | Kind::ListenerRule
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::ScalingPolicy
+        | Kind::Artifact => false,
+    }
 }
 
 /// Refs to resources that keep their id become that id; others are known after apply.

@@ -61,6 +61,77 @@ fn show(name: &str, v: &Value) -> String {
     }
 }
 
+/// The lines that differ between two texts, with `context` unchanged lines around
+/// each change (`- old`, `+ new`, `  same`, `…` between hunks). A longest-common-
+/// subsequence diff: fine for the scripts and policies plans show.
+pub fn line_diff(old: &str, new: &str, context: usize) -> Vec<String> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut ops: Vec<(char, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', b[j]));
+            j += 1;
+        }
+    }
+    let near_change = |k: usize| {
+        let lo = k.saturating_sub(context);
+        let hi = (k + context).min(ops.len().saturating_sub(1));
+        (lo..=hi).any(|m| ops[m].0 != ' ')
+    };
+    let mut out = Vec::new();
+    let mut skipped = false;
+    for (k, (op, line)) in ops.iter().enumerate() {
+        if *op == ' ' && !near_change(k) {
+            skipped = true;
+            continue;
+        }
+        if skipped && !out.is_empty() {
+            out.push("…".to_string());
+        }
+        skipped = false;
+        out.push(format!("{op} {line}"));
+    }
+    out
+}
+
+/// A JSON document (a policy) spread over lines, for a line diff.
+fn json_lines(v: &Value) -> Option<String> {
+    let text = v.as_str()?;
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let parsed: serde_json::Value = serde_json::from_str(text).ok()?;
+    serde_json::to_string_pretty(&parsed).ok()
+}
+
+/// An attribute with nothing in it (an unset sort key, no inline policy).
+fn is_empty(v: Option<&Value>) -> bool {
+    match v {
+        None => true,
+        Some(Value::Str(s)) => s.is_empty(),
+        Some(Value::List(l)) => l.is_empty(),
+        Some(_) => false,
+    }
+}
+
 /// The plan as a person reads it.
 pub fn plan_text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
@@ -137,6 +208,9 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
         style.paint("1", &c.address.to_string()),
         style.paint("2", what)
     );
+    for note in &c.notes {
+        let _ = writeln!(out, "      {}", style.paint("36", &format!("# {note}")));
+    }
     if let Some(note) = downtime(c) {
         let _ = writeln!(out, "      {}", style.paint("31;1", &format!("# {note}")));
     }
@@ -149,6 +223,31 @@ fn change_text(out: &mut String, c: &Change, style: Style) {
     }
     let width = c.attributes.iter().map(|a| a.name.len()).max().unwrap_or(0);
     for a in &c.attributes {
+        if is_empty(a.before.as_ref()) && is_empty(a.after.as_ref()) {
+            continue;
+        }
+        // A JSON document (a policy) is shown as the lines that change.
+        let documents = (
+            a.before.as_ref().and_then(json_lines),
+            a.after.as_ref().and_then(json_lines),
+        );
+        if !is_sensitive(&a.name) && (documents.0.is_some() || documents.1.is_some()) {
+            let (sign, colour) = match (&a.before, &a.after) {
+                (None, _) => ("+", "32"),
+                (_, None) => ("-", "31"),
+                _ => ("~", "33"),
+            };
+            let _ = writeln!(out, "      {} {} =", style.paint(colour, sign), a.name);
+            let lines = line_diff(
+                documents.0.as_deref().unwrap_or_default(),
+                documents.1.as_deref().unwrap_or_default(),
+                1,
+            );
+            for l in lines {
+                let _ = writeln!(out, "          {l}");
+            }
+            continue;
+        }
         let line = match (&a.before, &a.after) {
             (None, Some(v)) => format!(
                 "{} {:width$} = {}",
@@ -508,4 +607,20 @@ impl Observer for Progress {
 /// The one-word label of an op for summaries.
 pub fn op_label(op: Op) -> &'static str {
     op.done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_diff_shows_changes_with_context_and_gaps() {
+        let old = "a\nb\nc\nd\ne\nf\ng";
+        let new = "a\nB\nc\nd\ne\nf\nG";
+        assert_eq!(
+            line_diff(old, new, 1),
+            ["  a", "- b", "+ B", "  c", "…", "  f", "- g", "+ G"]
+        );
+        assert!(line_diff("same\n", "same\n", 1).is_empty());
+    }
 }

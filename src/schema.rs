@@ -422,6 +422,8 @@ mod tests {
             "bad-az.yaml",
             "path-without-slash.yaml",
             "bucket-uppercase.yaml",
+            "ingress-not-a-list.yaml",
+            "not-a-boolean.yaml",
         ] {
             let path = root().join("tests/invalid").join(name);
             let doc = yaml(&path);

@@ -38,10 +38,25 @@ async fn replacing_a_table_that_holds_items_needs_force() {
 
     let plan = stack(&aws.url(), &["plan", &file]);
     assert_ok(&plan);
+    let human = text(&plan);
+    assert!(human.contains("# destroys all 2 items"), "{human}");
+    // Readable: the policy as the lines that change, the user data's diff, the
+    // instances a roll replaces.
+    assert!(human.contains("~ policy =\n"), "{human}");
     assert!(
-        text(&plan).contains("# destroys all 2 items"),
-        "{}",
-        text(&plan)
+        human.contains(
+            "-         \"arn:aws:dynamodb:us-east-1:123456789012:table/directory-employees\""
+        ),
+        "{human}"
+    );
+    assert!(human.contains("# user data:"), "{human}");
+    assert!(
+        human.contains("# + write_if_changed \"$ENV_FILE\" \"APP_TABLE=directory-staff"),
+        "{human}"
+    );
+    assert!(
+        human.contains("# rolls its 2 running instances onto the new template"),
+        "{human}"
     );
     let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
     let table = plan["changes"]
@@ -455,4 +470,69 @@ async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
     }
     let again = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}
+
+/// Ctrl-C at the confirmation prompt (a real terminal, through `script`'s pty) quits
+/// with one message and exit code 130, having changed nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_at_the_prompt_exits_130_with_one_message() {
+    use std::io::{Read, Write};
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let command = format!("{} up {}", env!("CARGO_BIN_EXE_stack"), w.file(WEB));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("AWS_ENDPOINT_URL", aws.url())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("NO_COLOR", "1")
+        .env("STACK_PATIENCE_SCALE", "0.02")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs the command in a terminal");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let output = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    eventually("the confirmation prompt", || {
+        output().contains("Only 'yes' will be accepted")
+    });
+    assert!(output().contains("Apply these changes to stack `directory`"));
+    aws.calls.clear();
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    // Polled rather than `wait`ed: `wait` would close stdin, an end of input that
+    // `script` passes on to the prompt as a second answer.
+    let mut status = None;
+    eventually("the run to end", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let status = status.unwrap();
+    drop(child.stdin.take());
+    reader.join().unwrap();
+    let out = output();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert_eq!(out.matches("interrupted").count(), 1, "{out}");
+    assert!(!out.contains("cancelled"), "{out}");
+    // Nothing but the release of the stack's lock, taken before the prompt.
+    let writes = aws.calls.writes();
+    assert!(
+        writes
+            .iter()
+            .all(|(s, a)| s == "dynamodb" && a == "DeleteItem"),
+        "{writes:?}"
+    );
+    assert!(tagged(&moto.url(), "directory").await.is_empty());
 }

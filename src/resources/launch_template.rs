@@ -111,10 +111,17 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 ),
             ),
         ]);
-        let extra = BTreeMap::from([(
-            "latest_version".to_string(),
-            t.latest_version_number().unwrap_or_default().to_string(),
-        )]);
+        let extra = BTreeMap::from([
+            (
+                "latest_version".to_string(),
+                t.latest_version_number().unwrap_or_default().to_string(),
+            ),
+            // Kept so a plan can show what changes in the script, not only its digest.
+            (
+                "user_data".to_string(),
+                String::from_utf8_lossy(&user_data).into_owned(),
+            ),
+        ]);
         out.push(Live {
             address,
             id,

@@ -24,6 +24,10 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A file that cannot be read has no line to point at.
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -262,7 +266,12 @@ impl Spec {
                 file: path.to_path_buf(),
                 line: loc.map_or(0, |l| l.line()),
                 column: loc.map_or(0, |l| l.column()),
-                message: plain_message(&e),
+                message: in_stack_file_words(
+                    &plain_message(&e),
+                    text,
+                    loc.map_or(0, |l| l.line()),
+                    loc.map_or(0, |l| l.column()),
+                ),
             }])
         })?;
         let mut v = Validator {
@@ -283,6 +292,66 @@ impl Spec {
 
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The key and the value written at a location of the file: `port: eighty` at the
+/// column of `eighty` gives (`port`, `eighty`).
+fn written_at(text: &str, line: u64, column: u64) -> (Option<String>, String) {
+    let Some(l) = text.lines().nth(line.saturating_sub(1) as usize) else {
+        return (None, String::new());
+    };
+    let at = l
+        .char_indices()
+        .nth(column.saturating_sub(1) as usize)
+        .map_or(l.len(), |(i, _)| i);
+    let value = l[at..]
+        .split([',', '}', ']', '#'])
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let before = l[..at].trim_end();
+    let key = before.strip_suffix(':').map(|k| {
+        k.rsplit(['{', ',', ' ', '-'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    });
+    (key.filter(|k| !k.is_empty()), value)
+}
+
+/// A parser's message in the stack file's words: which key, what was found there,
+/// what it expects.
+fn in_stack_file_words(message: &str, text: &str, line: u64, column: u64) -> String {
+    let (key, found) = written_at(text, line, column);
+    let key = key.map_or_else(|| "this value".to_string(), |k| format!("`{k}`"));
+    let found = if found.is_empty() {
+        String::new()
+    } else {
+        format!("; found `{found}`")
+    };
+    let expects = |what: &str| format!("{key} expects {what}{found}");
+    match message {
+        "expected sequence start" => expects("a list, like [0.0.0.0/0] or one `- item` per line"),
+        "expected mapping start" => expects("a mapping, like { name: value }"),
+        "expected a whole number from 0 to 65535" => expects("a whole number from 0 to 65535"),
+        "expected a whole number from 0 to 4294967295" => expects("a whole number"),
+        "expected a number" | "invalid floating point" => expects("a number"),
+        "invalid boolean" => expects("true or false"),
+        m if m.starts_with("duplicate mapping key: ") => {
+            let k = m["duplicate mapping key: ".len()..]
+                .split(',')
+                .next()
+                .unwrap_or_default();
+            format!("`{k}` appears twice in the same mapping; keep one")
+        }
+        m if m.starts_with("missing field ") => format!(
+            "{} is missing here: add it, or check that this block is indented like its neighbours",
+            &m["missing field ".len()..]
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -323,11 +392,7 @@ impl Validator {
     fn check(&mut self, raw: RawStack) -> Spec {
         let stack = self.stack_name(&raw.stack);
         let region = raw.region.as_ref().map(|r| {
-            let ok = r.value.split('-').count() >= 3
-                && r.value
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !ok {
+            if !crate::aws::region_is_well_formed(&r.value) {
                 self.error(
                     r.referenced,
                     format!("`{}` is not an AWS region name (like us-east-1)", r.value),
@@ -371,7 +436,15 @@ impl Validator {
         let app = raw.app.as_ref().and_then(|a| self.app(a, bucket.is_some()));
         for (name, raw_svc) in &raw.services.value.0 {
             if let Some(svc) = services.iter().find(|s| s.name == name.value) {
-                self.artifact_placeholders(svc, &raw_svc.user_data, raw.app.is_some());
+                self.placeholders_have_values(
+                    svc,
+                    &raw_svc.user_data,
+                    &[
+                        ("artifact", raw.app.is_some(), "app"),
+                        ("table", raw.table.is_some(), "table"),
+                        ("bucket", raw.bucket.is_some(), "bucket"),
+                    ],
+                );
             }
         }
         let instance_profile = raw
@@ -456,22 +529,29 @@ impl Validator {
         }
     }
 
-    /// A template that installs the artifact needs a stack that ships one.
-    fn artifact_placeholders(&mut self, svc: &ServiceSpec, user_data: &S<String>, has_app: bool) {
-        if has_app {
-            return;
-        }
-        if let Some(name) = userdata::used(&svc.user_data_template)
-            .into_iter()
-            .find(|n| n.starts_with("artifact_"))
-        {
+    /// A placeholder must have something to render: a template that installs the
+    /// artifact needs a stack that ships one, one that names the table or the bucket
+    /// needs those sections (else the instance boots with an empty value).
+    fn placeholders_have_values(
+        &mut self,
+        svc: &ServiceSpec,
+        user_data: &S<String>,
+        has: &[(&str, bool, &str)],
+    ) {
+        for name in userdata::used(&svc.user_data_template) {
+            let Some((_, _, section)) = has.iter().find(|(prefix, present, _)| {
+                !present && (name == *prefix || name.starts_with(&format!("{prefix}_")))
+            }) else {
+                continue;
+            };
             self.error(
                 user_data.referenced,
                 format!(
-                    "user data template `{}` uses `{{{{ {name} }}}}` but the stack has no `app:` section to ship",
+                    "user data template `{}` uses `{{{{ {name} }}}}` but the stack has no `{section}:` section to fill it",
                     user_data.value
                 ),
             );
+            return;
         }
     }
 
@@ -843,6 +923,16 @@ impl Validator {
                 ingress.push(net);
             }
         }
+        // AWS's default quota: 60 inbound rules per security group.
+        if lb.ingress.value.len() > 60 {
+            self.error(
+                lb.ingress.referenced,
+                format!(
+                    "ingress lists {} CIDR blocks; a security group takes at most 60 inbound rules",
+                    lb.ingress.value.len()
+                ),
+            );
+        }
         if lb.ingress.value.is_empty() {
             self.error(
                 lb.ingress.referenced,
@@ -873,7 +963,27 @@ impl Validator {
                 priorities.insert(p, r.priority.referenced);
             }
             let name = match &r.name {
-                Some(n) => n.value.clone(),
+                Some(n) => {
+                    let ok = n
+                        .value
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_lowercase())
+                        && n.value.len() <= 64
+                        && n.value
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                    if !ok {
+                        self.error(
+                            n.referenced,
+                            format!(
+                                "rule name `{}` must start with a lowercase letter and hold only lowercase letters, digits and hyphens (at most 64)",
+                                n.value
+                            ),
+                        );
+                    }
+                    n.value.clone()
+                }
                 None => r.service.value.clone(),
             };
             if rules.iter().any(|x| x.name == name) {
@@ -894,6 +1004,17 @@ impl Validator {
                 service: r.service.value.clone(),
                 priority: p,
             });
+        }
+        // AWS's default quota: 100 rules per listener (the default rule not counted).
+        if lb.rules.len() > 100 {
+            let at = lb.rules[100].priority.referenced;
+            self.error(
+                at,
+                format!(
+                    "{} rules; a listener takes at most 100 besides its default",
+                    lb.rules.len()
+                ),
+            );
         }
         LoadBalancerSpec {
             ingress,
@@ -957,6 +1078,17 @@ impl Validator {
         }
         let partition_key = self.key(&t.partition_key);
         let sort_key = t.sort_key.as_ref().map(|k| self.key(k));
+        if let Some(sk) = &t.sort_key
+            && sk.name.value == t.partition_key.name.value
+        {
+            self.error(
+                sk.name.referenced,
+                format!(
+                    "sort key `{}` has the partition key's name; DynamoDB wants two different attributes",
+                    sk.name.value
+                ),
+            );
+        }
         let billing = match t.billing.as_ref().map(|b| b.value.as_str()) {
             None | Some("pay_per_request") => {
                 for c in [&t.read_capacity, &t.write_capacity].into_iter().flatten() {
