@@ -67,10 +67,10 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
         _ => {}
     }
     let clients = Clients::connect(&opts).await?;
-    // The probe's error (nothing answers at the endpoint) says more than STS's would.
-    let (missing, who) = tokio::join!(missing_services(&clients, &ALL_SERVICES), caller(&clients));
-    let missing = missing?;
-    let (account, partition) = who?;
+    // The probe first: when nothing answers, it says so at once, while STS's client
+    // would retry the dead endpoint for half a minute.
+    let missing = missing_services(&clients, &ALL_SERVICES).await?;
+    let (account, partition) = caller(&clients).await?;
     let skip: Vec<Service> = missing.iter().map(|m| m.service).collect();
     let desired = match goal {
         Goal::Destroy | Goal::Observe => Vec::new(),

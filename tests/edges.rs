@@ -311,6 +311,7 @@ fn common_mistakes_get_one_line_with_the_next_step() {
         "{}",
         text(&profile)
     );
+    assert_eq!(text(&profile).lines().count(), 1, "{}", text(&profile));
     // A loopback endpoint needs no credentials (test ones are used, no metadata
     // service is asked): what fails is that nothing listens there.
     let closed = {

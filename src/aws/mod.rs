@@ -177,9 +177,19 @@ impl Clients {
                     Some(p) => format!("for AWS profile `{p}`"),
                     None => "from the environment, ~/.aws/config or SSO".to_string(),
                 };
+                let cause = root_cause(&e);
+                let cause = if verbose() {
+                    cause
+                } else {
+                    let first = cause.lines().next().unwrap_or_default();
+                    first
+                        .trim_end_matches("Attempted:")
+                        .trim_end()
+                        .trim_end_matches('.')
+                        .to_string()
+                };
                 return Err(Error::Config(format!(
-                    "no AWS credentials {whose} ({}): run `aws sso login`{}, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --local for the emulator",
-                    root_cause(&e),
+                    "no AWS credentials {whose} ({cause}): run `aws sso login{}`, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --local for the emulator (-v shows every source tried)",
                     opts.profile
                         .as_ref()
                         .map(|p| format!(" --profile {p}"))

@@ -329,71 +329,40 @@ pub async fn update(
                 .ctx("detaching target groups from", a)?;
         }
     }
+    // The template digest is what the fleet was rolled to: it changes only once the
+    // roll succeeded, so a roll that failed or was interrupted stays in the next plan.
+    let rolls = changed(changes, "launch_template_digest")
+        && !attr_str(&live.attrs, "launch_template_digest").is_empty();
+    let mut before_roll = attrs.clone();
+    if rolls {
+        before_roll.insert(
+            "launch_template_digest".into(),
+            Value::s(attr_str(&live.attrs, "launch_template_digest")),
+        );
+    }
+    set_tags(ctx, a, &before_roll).await?;
+    if rolls {
+        super::roll::roll(
+            ctx,
+            a,
+            name,
+            attr_i64(attrs, "health_check_grace_period") as i32,
+        )
+        .await?;
+        set_tags(ctx, a, attrs).await?;
+    }
+    Ok(())
+}
+
+async fn set_tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<(), Error> {
     ctx.c
         .asg
         .create_or_update_tags()
         .set_tags(Some(tags(ctx, a, attrs)))
         .send()
         .await
-        .ctx("tagging", a)?;
-    if changed(changes, "launch_template_digest")
-        && !attr_str(&live.attrs, "launch_template_digest").is_empty()
-    {
-        roll(ctx, a, name).await?;
-    }
-    Ok(())
-}
-
-/// Replaces running instances so they run the new template. Emulators without
-/// instance refresh get a warning: new instances still use the new template.
-async fn roll(ctx: &Ctx, a: &Address, name: &str) -> Result<(), Error> {
-    let call = ctx
-        .c
-        .asg
-        .start_instance_refresh()
-        .auto_scaling_group_name(name);
-    // Emulators answer an operation they lack with an error page (HTTP 500), which
-    // the SDK would retry as transient for half a minute: ask them once.
-    let r = if ctx.c.endpoint_url.is_some() {
-        call.customize()
-            .config_override(
-                aws_sdk_autoscaling::config::Builder::new()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await
-    } else {
-        call.send().await
-    }
-    .ctx("starting an instance refresh of", a);
-    match r {
-        Ok(_) => {
-            ctx.report(
-                a,
-                "instance refresh started: instances are replaced in the background",
-            );
-            Ok(())
-        }
-        Err(e) if e.is_code(&["InstanceRefreshInProgress"]) => Ok(()),
-        Err(e)
-            if e.is_code(&[
-                "UnknownError",
-                "ResponseError",
-                "InternalFailure",
-                "NotImplemented",
-            ]) =>
-        {
-            ctx.report(
-                a,
-                format!(
-                    "instance refresh unavailable at this endpoint ({}); new instances use the new template",
-                    e.kind_code()
-                ),
-            );
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+        .ctx("tagging", a)
+        .map(drop)
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {

@@ -14,6 +14,7 @@ mod launch_template;
 mod listener;
 mod listener_rule;
 mod load_balancer;
+mod roll;
 mod route_table;
 mod scaling_policy;
 mod security_group;

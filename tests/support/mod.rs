@@ -305,7 +305,7 @@ impl Workdir {
 pub mod proxy;
 pub mod real_aws;
 #[allow(unused_imports)]
-pub use proxy::{Calls, Faults, Hold, Linger, Proxy, RealAws, When};
+pub use proxy::{Calls, Faults, Hold, Linger, Proxy, RealAws, RefreshScript, When};
 
 /// SDK clients on the emulator, for checks and setup outside the tool.
 pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {

@@ -60,10 +60,25 @@ pub struct Faults {
     /// Services answered 501 InternalFailure, as LocalStack community does
     /// (credential-scope names: "elasticloadbalancing", "autoscaling", ...).
     pub unimplemented: Vec<String>,
+    /// AWS's instance refresh, scripted (moto lacks it).
+    pub refresh: Option<RefreshScript>,
     /// Extra latency for some actions (to make one call of a race arrive last).
     pub action_latency: BTreeMap<String, Duration>,
     /// Answer as AWS does where moto is kinder (see `real_aws`).
     pub real_aws: RealAws,
+}
+
+/// Instance refresh as AWS runs it, scripted: moto 5.2.5 answers its calls with an
+/// error page (Auto Scaling API Reference: StartInstanceRefresh,
+/// DescribeInstanceRefreshes, CancelInstanceRefresh).
+#[derive(Debug, Clone, Default)]
+pub struct RefreshScript {
+    /// Error codes answered to the first StartInstanceRefresh calls, in order
+    /// (`InstanceRefreshInProgress` also leaves an older refresh running).
+    pub start_errors: Vec<String>,
+    /// What successive describes of a started refresh read: (status, percentage
+    /// complete, status reason); the last one stays.
+    pub states: Vec<(String, u32, String)>,
 }
 
 /// How long deleted load balancer interfaces linger.
@@ -258,6 +273,11 @@ struct State {
     /// "provisioning", "initial", "501").
     injected: BTreeMap<String, u64>,
     real: Arc<Mutex<RealState>>,
+    /// Scripted instance refreshes: start request bodies, describes per id, and the
+    /// older refresh an `InstanceRefreshInProgress` left (cancelled or not).
+    refresh_starts: Vec<String>,
+    refresh_seen: HashMap<String, usize>,
+    older_refresh: Option<bool>,
 }
 
 impl State {
@@ -342,6 +362,11 @@ impl Proxy {
             .get(kind)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The bodies of the StartInstanceRefresh calls the script answered.
+    pub fn refresh_starts(&self) -> Vec<String> {
+        self.state.lock().unwrap().refresh_starts.clone()
     }
 
     pub fn injected_all(&self) -> BTreeMap<String, u64> {
@@ -828,6 +853,12 @@ fn decide(
         st.inject("5xx");
         return Decision::Answer(server_error(service, rng.bool(), head_only));
     }
+    if let Some(script) = &f.refresh
+        && service == "autoscaling"
+        && let Some(answer) = refresh(st, script, action, body, head_only)
+    {
+        return Decision::Answer(answer);
+    }
     if action == "CreateAutoScalingGroup" && n <= f.fresh_profile_invalid {
         st.inject("profile_invalid");
         return Decision::Answer(aws_error(
@@ -884,6 +915,107 @@ fn decide(
         }
     }
     Decision::Forward
+}
+
+/// The scripted instance refresh calls; None for other actions.
+fn refresh(
+    st: &mut State,
+    script: &RefreshScript,
+    action: &str,
+    body: &str,
+    head_only: bool,
+) -> Option<Vec<u8>> {
+    let param = |k: &str| {
+        body.split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ok = |name: &str, result: String| {
+        response(
+            200,
+            "OK",
+            &[("Content-Type", "text/xml".into())],
+            &format!(
+                "<{name}Response xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><{name}Result>{result}</{name}Result><ResponseMetadata><RequestId>scripted</RequestId></ResponseMetadata></{name}Response>"
+            ),
+            head_only,
+        )
+    };
+    let member = |id: &str, group: &str, status: &str, pct: u32, reason: &str| {
+        format!(
+            "<member><InstanceRefreshId>{id}</InstanceRefreshId><AutoScalingGroupName>{group}</AutoScalingGroupName><Status>{status}</Status><StatusReason>{reason}</StatusReason><PercentageComplete>{pct}</PercentageComplete><InstancesToUpdate>{}</InstancesToUpdate></member>",
+            if pct >= 100 { 0 } else { 1 }
+        )
+    };
+    match action {
+        "StartInstanceRefresh" => {
+            st.inject("refresh");
+            let errors_left = script
+                .start_errors
+                .len()
+                .saturating_sub(st.injected.get("refresh_error").copied().unwrap_or(0) as usize);
+            if errors_left > 0 {
+                let code = &script.start_errors[script.start_errors.len() - errors_left];
+                *st.injected.entry("refresh_error".into()).or_default() += 1;
+                if code == "InstanceRefreshInProgress" {
+                    st.older_refresh = Some(false);
+                }
+                let status = if code == "AccessDenied" { 403 } else { 400 };
+                return Some(aws_error(
+                    "autoscaling",
+                    status,
+                    code,
+                    "scripted answer to StartInstanceRefresh",
+                    head_only,
+                ));
+            }
+            st.refresh_starts.push(body.to_string());
+            let id = format!("refresh-{}", st.refresh_starts.len());
+            st.refresh_seen.insert(id.clone(), 0);
+            Some(ok(
+                "StartInstanceRefresh",
+                format!("<InstanceRefreshId>{id}</InstanceRefreshId>"),
+            ))
+        }
+        "CancelInstanceRefresh" => {
+            st.older_refresh = st.older_refresh.map(|_| true);
+            Some(ok(
+                "CancelInstanceRefresh",
+                "<InstanceRefreshId>refresh-older</InstanceRefreshId>".into(),
+            ))
+        }
+        "DescribeInstanceRefreshes" => {
+            let group = param("AutoScalingGroupName");
+            let id = param("InstanceRefreshIds.member.1");
+            let members = if let Some(seen) = st.refresh_seen.get_mut(&id) {
+                let (status, pct, reason) = script
+                    .states
+                    .get(*seen)
+                    .or(script.states.last())
+                    .cloned()
+                    .unwrap_or(("Successful".into(), 100, String::new()));
+                *seen += 1;
+                member(&id, &group, &status, pct, &reason)
+            } else {
+                match st.older_refresh {
+                    Some(cancelled) => member(
+                        "refresh-older",
+                        &group,
+                        if cancelled { "Cancelled" } else { "InProgress" },
+                        30,
+                        "",
+                    ),
+                    None => String::new(),
+                }
+            };
+            Some(ok(
+                "DescribeInstanceRefreshes",
+                format!("<InstanceRefreshes>{members}</InstanceRefreshes>"),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Whether a (decoded) request body names `id` as a whole value.

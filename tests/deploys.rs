@@ -1,0 +1,125 @@
+//! Safe deploys: a new template rolls the fleet launching before it terminates, `up`
+//! waits for the roll and fails with AWS's reason when it fails, and the template
+//! digest is recorded only after success. AWS's instance refresh is scripted by the
+//! proxy (moto lacks it; tests/edges.rs covers the emulator's answer).
+
+mod support;
+
+use support::*;
+
+const WEB: &str = "stacks/web.yaml";
+
+fn state(s: &str, pct: u32, reason: &str) -> (String, u32, String) {
+    (s.to_string(), pct, reason.to_string())
+}
+
+/// Up, then a template change (a new instance type) under a scripted refresh.
+async fn deploy(script: RefreshScript) -> (Moto, Proxy, Workdir, std::process::Output) {
+    let moto = Moto::start();
+    let aws = Proxy::with_faults(
+        Some(moto.port),
+        Faults {
+            refresh: Some(script),
+            ..Faults::real()
+        },
+    )
+    .await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    w.edit(WEB, "type: t3.micro", "type: t3.small");
+    let up = stack(&aws.url(), &["up", &file, "--yes"]);
+    (moto, aws, w, up)
+}
+
+fn roll_pending(aws: &Proxy, w: &Workdir) -> bool {
+    let plan = json(&stack(&aws.url(), &["plan", &w.file(WEB), "--json"]));
+    plan["changes"].as_array().unwrap().iter().any(|c| {
+        c["address"] == "autoscaling_group.web"
+            && c["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["name"] == "launch_template_digest")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roll_launches_before_it_terminates_and_up_waits_for_it() {
+    let (_moto, aws, w, up) = deploy(RefreshScript {
+        start_errors: vec![],
+        states: vec![
+            state("Pending", 0, ""),
+            state("InProgress", 50, ""),
+            state("Successful", 100, ""),
+        ],
+    })
+    .await;
+    assert_ok(&up);
+    let starts = aws.refresh_starts();
+    assert_eq!(starts.len(), 1, "one refresh, for web: {starts:?}");
+    for body in &starts {
+        for pref in [
+            "Preferences.MinHealthyPercentage=100",
+            "Preferences.MaxHealthyPercentage=200",
+            "Preferences.SkipMatching=true",
+            "Preferences.InstanceWarmup=120",
+        ] {
+            assert!(body.contains(pref), "{pref} missing from {body}");
+        }
+    }
+    assert!(text(&up).contains("50% done"), "{}", text(&up));
+    assert!(
+        !roll_pending(&aws, &w),
+        "the digest is recorded after success"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_roll_fails_up_with_the_reason_and_stays_pending() {
+    let (_moto, aws, w, up) = deploy(RefreshScript {
+        start_errors: vec![],
+        states: vec![
+            state("InProgress", 20, ""),
+            state(
+                "RollbackSuccessful",
+                0,
+                "Instances failed to pass health checks",
+            ),
+        ],
+    })
+    .await;
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    let out = text(&up);
+    assert!(out.contains("InstanceRefreshRollbackSuccessful"), "{out}");
+    assert!(
+        out.contains("Instances failed to pass health checks"),
+        "{out}"
+    );
+    assert!(roll_pending(&aws, &w), "the next plan still shows the roll");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_already_running_is_cancelled_then_ours_starts() {
+    let (_moto, aws, w, up) = deploy(RefreshScript {
+        start_errors: vec!["InstanceRefreshInProgress".into()],
+        states: vec![state("Successful", 100, "")],
+    })
+    .await;
+    assert_ok(&up);
+    assert!(text(&up).contains("cancelling it first"), "{}", text(&up));
+    assert_eq!(aws.calls.action("CancelInstanceRefresh"), 1);
+    assert!(!roll_pending(&aws, &w));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_denied_on_start_records_nothing_as_done() {
+    let (_moto, aws, w, up) = deploy(RefreshScript {
+        start_errors: vec!["AccessDenied".into(), "AccessDenied".into()],
+        states: vec![state("Successful", 100, "")],
+    })
+    .await;
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    assert!(text(&up).contains("AccessDenied"), "{}", text(&up));
+    assert!(roll_pending(&aws, &w));
+}
