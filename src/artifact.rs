@@ -122,6 +122,20 @@ fn toolchain_dir() -> Option<PathBuf> {
     Some(cache.join("toolchain/bin"))
 }
 
+/// Where every `stack` command builds the app: one per-user directory whatever the
+/// caller's `CARGO_TARGET_DIR` or working directory, so any command reuses the build
+/// (a release build of the app takes minutes). `STACK_BUILD_DIR` overrides it.
+pub fn build_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("STACK_BUILD_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("stack-target"))
+}
+
 fn on_path(name: &str, path: &std::ffi::OsStr) -> bool {
     std::env::split_paths(path).any(|d| d.join(name).is_file())
 }
@@ -166,6 +180,10 @@ async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<Path
     if let Some(b) = bin {
         cmd.args(["--bin", b]);
     }
+    match build_dir() {
+        Some(dir) => cmd.env("CARGO_TARGET_DIR", dir),
+        None => cmd.env_remove("CARGO_TARGET_DIR"),
+    };
     // Run from `cargo run` or a test, we inherit the variables cargo sets for one crate;
     // some crates read them at compile time, so they would make every build a rebuild.
     for (name, _) in std::env::vars_os() {

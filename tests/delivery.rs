@@ -45,6 +45,37 @@ fn highest_glibc(bin: &Path) -> (u32, u32) {
         .expect("a glibc-linked binary names GLIBC versions")
 }
 
+/// Every `stack` command builds the app in one per-user directory, whatever the
+/// caller's `CARGO_TARGET_DIR` and working directory: a second build from elsewhere
+/// compiles nothing.
+#[test]
+fn the_app_is_built_in_one_place_whoever_asks() {
+    let work = Workdir::new();
+    work.use_real_app();
+    let file = work.file("stacks/web.yaml");
+    let build = |dir: &Path, target: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stack"));
+        c.args(["build", &file, "--json"]).current_dir(dir);
+        match target {
+            Some(t) => c.env("CARGO_TARGET_DIR", t),
+            None => c.env_remove("CARGO_TARGET_DIR"),
+        };
+        c.output().unwrap()
+    };
+    let first = build(&root(), None);
+    assert_ok(&first);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let second = build(elsewhere.path(), Some(&elsewhere.path().join("target")));
+    assert_ok(&second);
+    assert_eq!(json(&first)["path"], json(&second)["path"]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!stderr.contains("Compiling"), "rebuilt:\n{stderr}");
+    assert!(
+        !elsewhere.path().join("target").exists(),
+        "built in the caller's directory"
+    );
+}
+
 #[test]
 fn the_app_build_runs_on_amazon_linux_2023() {
     let work = Workdir::new();
