@@ -59,7 +59,8 @@ start() {
     log "already answering on 127.0.0.1:$port"
     return 0
   fi
-  nohup "$BIN" -H 127.0.0.1 -p "$port" >"$CACHE/moto-$port.log" 2>&1 &
+  # AWS's managed policies exist in every account; moto loads them only when asked.
+  MOTO_IAM_LOAD_MANAGED_POLICIES=true nohup "$BIN" -H 127.0.0.1 -p "$port" >"$CACHE/moto-$port.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 300); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null; then

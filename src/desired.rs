@@ -78,6 +78,9 @@ pub fn arch_of_key(key: &str) -> Arch {
     }
 }
 
+/// Every instance's root volume (Security Hub EC2.3: encrypted EBS).
+pub const ROOT_VOLUME: &str = "gp3 8GiB encrypted";
+
 /// Where artifacts live in the stack's bucket. Instances may read it, never write it.
 pub const ARTIFACT_PREFIX: &str = "artifacts/";
 
@@ -215,6 +218,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         attrs([
             ("name", Value::s(load_balancer_name(stack))),
             ("scheme", Value::s("internet-facing")),
+            ("drop_invalid_header_fields", Value::Bool(true)),
             ("subnets", Value::List(subnets.clone())),
             ("security_groups", Value::List(vec![Value::r(&alb_sg())])),
         ]),
@@ -235,6 +239,15 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                         Value::s(assume_role_policy(inputs.partition())),
                     ),
                     ("policy", Value::s(instance_policy(spec, inputs))),
+                    // The SSM agent's permissions (Security Hub SSM.1): a shell through
+                    // Session Manager instead of SSH.
+                    (
+                        "managed_policies",
+                        Value::strs([format!(
+                            "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                            inputs.partition()
+                        )]),
+                    ),
                 ]),
                 None,
             );
@@ -309,6 +322,8 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ),
                 ("security_group_ids", Value::List(vec![Value::r(&sg)])),
                 ("http_tokens", Value::s("required")),
+                ("metadata_hop_limit", Value::Int(1)),
+                ("root_volume", Value::s(ROOT_VOLUME)),
                 ("iam_instance_profile_arn", profile_arn.clone()),
             ]),
             Some(user_data.clone()),
@@ -319,7 +334,11 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             _ => iam_name(stack, &inputs.region),
         };
         let digest = sha256_hex(
-            format!("{image}\n{}\n{profile}\n{user_data}", svc.instance_type).as_bytes(),
+            format!(
+                "{image}\n{}\n{profile}\n{user_data}\n{ROOT_VOLUME}\nhop-limit-1",
+                svc.instance_type
+            )
+            .as_bytes(),
         );
         let sc = &svc.scaling;
         push(
@@ -400,6 +419,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ),
             ),
             ("point_in_time_recovery", Value::Bool(t.pitr)),
+            ("deletion_protection", Value::Bool(true)),
         ]);
         match t.billing {
             Billing::PayPerRequest => {

@@ -139,12 +139,73 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
 
     for service in ["web", "admin"] {
         let data = template_data(&conf, &format!("directory-{service}")).await;
-        let tokens = data
-            .metadata_options()
-            .and_then(|m| m.http_tokens())
-            .map(|t| t.as_str());
+        let metadata = data.metadata_options();
+        let tokens = metadata.and_then(|m| m.http_tokens()).map(|t| t.as_str());
         assert_eq!(tokens, Some("required"), "{service} allows IMDSv1");
+        // Metadata hop limit 1: the app runs on the host, nothing a hop further.
+        assert_eq!(
+            metadata.and_then(|m| m.http_put_response_hop_limit()),
+            Some(1),
+            "{service}"
+        );
+        // EC2.3: encrypted root volumes.
+        let root = data
+            .block_device_mappings()
+            .iter()
+            .find(|m| m.device_name() == Some("/dev/xvda"))
+            .and_then(|m| m.ebs())
+            .unwrap_or_else(|| panic!("EC2.3: {service} has no root volume mapping"));
+        assert_eq!(root.encrypted(), Some(true), "EC2.3: {service}");
+        assert_eq!(root.volume_type().map(|t| t.as_str()), Some("gp3"));
     }
+
+    // ELB.4: invalid header fields are dropped.
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let lb = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let attributes = elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attributes.attributes().iter().any(|a| a.key()
+            == Some("routing.http.drop_invalid_header_fields.enabled")
+            && a.value() == Some("true")),
+        "ELB.4: {:?}",
+        attributes.attributes()
+    );
+
+    // DynamoDB.6: deletion protection.
+    let ddb = aws_sdk_dynamodb::Client::new(&conf);
+    let table = ddb
+        .describe_table()
+        .table_name("directory-employees")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        table.table().and_then(|t| t.deletion_protection_enabled()),
+        Some(true),
+        "DynamoDB.6"
+    );
+
+    // SSM.1: the instances can be managed by Systems Manager.
+    let attached = aws_sdk_iam::Client::new(&conf)
+        .list_attached_role_policies()
+        .role_name("directory-us-east-1-instance")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached
+            .attached_policies()
+            .iter()
+            .any(|p| p.policy_arn() == Some("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")),
+        "SSM.1: {:?}",
+        attached.attached_policies()
+    );
 
     // The role's policy: every resource it allows is the stack's table or bucket.
     let iam = aws_sdk_iam::Client::new(&conf);

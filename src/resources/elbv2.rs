@@ -94,7 +94,9 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     for lb in &lbs {
         let arn = lb.load_balancer_arn().unwrap_or_default();
         if let Some(address) = owner(stack, tags.get(arn)) {
-            out.push(load_balancer::live(address, lb));
+            let mut l = load_balancer::live(address, lb);
+            load_balancer::read_attributes(c, &mut l).await?;
+            out.push(l);
             owned_lbs.push(arn.to_string());
         }
     }

@@ -4,7 +4,7 @@
 //! carry the region, and discovery lists by that path: the same stack name in another
 //! region has its own role. Ownership is still decided by the tags.
 
-use super::{Created, Ctx, absent_ok, attr_str};
+use super::{Created, Ctx, absent_ok, attr_list, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
 use crate::model::{Address, Attrs, Live, Value, owned_address};
@@ -107,7 +107,21 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 Err(e) if e.is_code(&["NoSuchEntity"]) => String::new(),
                 Err(e) => return Err(e),
             };
+            let attached = c
+                .iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .send()
+                .await
+                .ctx("reading the managed policies of", &address)?;
+            let managed: Vec<String> = attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn())
+                .map(str::to_string)
+                .collect();
             let attrs = Attrs::from([
+                ("managed_policies".into(), Value::strs(managed)),
                 ("name".into(), Value::s(name)),
                 ("path".into(), Value::s(role.path())),
                 (
@@ -182,7 +196,46 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .await
         .ctx("creating", a)?;
     put_policy(ctx, a, name, attr_str(attrs, "policy")).await?;
+    set_managed(ctx, a, name, &[], &attr_list(attrs, "managed_policies")).await?;
     Ok((name.to_string(), Default::default()))
+}
+
+/// Attaches and detaches AWS managed policies (the SSM agent's, Security Hub SSM.1).
+async fn set_managed(
+    ctx: &Ctx,
+    a: &Address,
+    role: &str,
+    have: &[String],
+    want: &[String],
+) -> Result<(), Error> {
+    for arn in want.iter().filter(|p| !have.contains(p)) {
+        // A role a second old can answer NoSuchEntity (IAM is eventually consistent).
+        retry_codes(&["NoSuchEntity"], Patience::FRESH_ID, || async {
+            ctx.c
+                .iam
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .ctx("attaching a managed policy to", a)
+        })
+        .await?;
+    }
+    for arn in have.iter().filter(|p| !want.contains(p)) {
+        absent_ok(
+            ctx.c
+                .iam
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .ctx("detaching a managed policy from", a),
+            &["NoSuchEntity"],
+        )?;
+    }
+    Ok(())
 }
 
 pub async fn update(
@@ -205,11 +258,30 @@ pub async fn update(
     if super::changed(changed, "policy") {
         put_policy(ctx, a, &live.id, attr_str(attrs, "policy")).await?;
     }
+    if super::changed(changed, "managed_policies") {
+        set_managed(
+            ctx,
+            a,
+            &live.id,
+            &attr_list(&live.attrs, "managed_policies"),
+            &attr_list(attrs, "managed_policies"),
+        )
+        .await?;
+    }
     Ok(())
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
+    // AWS refuses to delete a role with managed policies attached (DeleteConflict).
+    set_managed(
+        ctx,
+        a,
+        &live.id,
+        &attr_list(&live.attrs, "managed_policies"),
+        &[],
+    )
+    .await?;
     absent_ok(
         ctx.c
             .iam

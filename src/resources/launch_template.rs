@@ -4,16 +4,18 @@
 //! A change makes a new version and sets it as the default; the ASG then rolls.
 
 use super::{
-    Created, Ctx, EC2_NOT_YET, absent_ok, attr_list, attr_str, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, absent_ok, attr_i64, attr_list, attr_str, ec2_owned,
+    ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_ec2::types::{
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
     LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag,
+    VolumeType,
 };
 use base64::Engine as _;
 use std::collections::BTreeMap;
@@ -102,6 +104,16 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                         .unwrap_or_default(),
                 ),
             ),
+            ("root_volume".into(), Value::s(root_volume_of(data))),
+            (
+                "metadata_hop_limit".into(),
+                Value::Int(
+                    data.and_then(|d| d.metadata_options())
+                        .and_then(|m| m.http_put_response_hop_limit())
+                        .unwrap_or_default()
+                        .into(),
+                ),
+            ),
             (
                 "iam_instance_profile_arn".into(),
                 Value::s(
@@ -133,6 +145,58 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
 }
 
 /// The full template data: every version carries all of it, never a delta.
+/// The root device of Amazon Linux 2023 images.
+const ROOT_DEVICE: &str = "/dev/xvda";
+
+/// The root volume, `gp3 8GiB encrypted` (Security Hub EC2.3), deleted with the
+/// instance. The size is the AL2023 image's own: AWS refuses a root volume smaller
+/// than its image's snapshot.
+fn root_volume(attrs: &Attrs) -> LaunchTemplateBlockDeviceMappingRequest {
+    let spec = attr_str(attrs, "root_volume");
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let volume_type = words.first().copied().unwrap_or("gp3");
+    let size = words
+        .iter()
+        .find_map(|w| w.strip_suffix("GiB"))
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(8);
+    LaunchTemplateBlockDeviceMappingRequest::builder()
+        .device_name(ROOT_DEVICE)
+        .ebs(
+            LaunchTemplateEbsBlockDeviceRequest::builder()
+                .volume_type(VolumeType::from(volume_type))
+                .volume_size(size)
+                .encrypted(words.contains(&"encrypted"))
+                .delete_on_termination(true)
+                .build(),
+        )
+        .build()
+}
+
+/// `gp3 8GiB encrypted` as the template holds it.
+fn root_volume_of(data: Option<&aws_sdk_ec2::types::ResponseLaunchTemplateData>) -> String {
+    let Some(ebs) = data
+        .map(|d| d.block_device_mappings())
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.device_name() == Some(ROOT_DEVICE))
+        .and_then(|m| m.ebs())
+    else {
+        return String::new();
+    };
+    let mut out = ebs
+        .volume_type()
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_default();
+    if let Some(size) = ebs.volume_size() {
+        out.push_str(&format!(" {size}GiB"));
+    }
+    if ebs.encrypted() == Some(true) {
+        out.push_str(" encrypted");
+    }
+    out
+}
+
 fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunchTemplateData {
     let tags: Vec<Tag> = ctx
         .tags(a)
@@ -162,9 +226,11 @@ fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunch
                     "http_tokens",
                 )))
                 .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
-                .http_put_response_hop_limit(2)
+                // The app runs on the host: no container hop may reach the metadata.
+                .http_put_response_hop_limit(attr_i64(attrs, "metadata_hop_limit") as i32)
                 .build(),
         )
+        .block_device_mappings(root_volume(attrs))
         .tag_specifications(tag_spec(ResourceType::Instance))
         .tag_specifications(tag_spec(ResourceType::Volume))
         .build()

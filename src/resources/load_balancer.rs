@@ -1,11 +1,12 @@
 //! The internet-facing Application Load Balancer. Creation waits until it is `active`;
 //! deletion waits until it is gone, so its subnets and security group can follow.
 
-use super::{Created, Ctx, attr_list, attr_str, changed, elbv2::elb_tags};
+use super::{Created, Ctx, attr_bool, attr_list, attr_str, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{
-    LoadBalancer, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
+    LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
+    LoadBalancerTypeEnum,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -119,7 +120,47 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         },
     )
     .await?;
+    set_attributes(ctx, a, &arn, attrs).await?;
     Ok((arn, live(a.clone(), &active).extra))
+}
+
+/// Load balancer attributes the stack sets: invalid header fields are dropped, not
+/// passed to the app (Security Hub ELB.4).
+const DROP_INVALID_HEADERS: &str = "routing.http.drop_invalid_header_fields.enabled";
+
+async fn set_attributes(ctx: &Ctx, a: &Address, arn: &str, attrs: &Attrs) -> Result<(), Error> {
+    ctx.c
+        .elb
+        .modify_load_balancer_attributes()
+        .load_balancer_arn(arn)
+        .attributes(
+            LoadBalancerAttribute::builder()
+                .key(DROP_INVALID_HEADERS)
+                .value(attr_bool(attrs, "drop_invalid_header_fields").to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .ctx("setting the attributes of", a)
+        .map(drop)
+}
+
+/// Reads back the attributes the stack sets into `live`.
+pub async fn read_attributes(c: &crate::aws::Clients, live: &mut Live) -> Result<(), Error> {
+    let r = c
+        .elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(&live.id)
+        .send()
+        .await
+        .ctx("reading the attributes of", &live.address)?;
+    let drop = r
+        .attributes()
+        .iter()
+        .any(|x| x.key() == Some(DROP_INVALID_HEADERS) && x.value() == Some("true"));
+    live.attrs
+        .insert("drop_invalid_header_fields".into(), Value::Bool(drop));
+    Ok(())
 }
 
 pub async fn update(
@@ -143,6 +184,9 @@ pub async fn update(
                 .ctx("setting subnets of", &live.address)
         })
         .await?;
+    }
+    if changed(changes, "drop_invalid_header_fields") {
+        set_attributes(ctx, &live.address, &live.id, attrs).await?;
     }
     if changed(changes, "security_groups") {
         retry_codes(fresh, Patience::FRESH_ID, || async {

@@ -103,6 +103,10 @@ fn to_live(address: Address, t: &TableDescription, pitr: bool) -> Live {
         ("sort_key".into(), Value::s(key_of(KeyType::Range))),
         ("billing_mode".into(), Value::s(&billing)),
         ("point_in_time_recovery".into(), Value::Bool(pitr)),
+        (
+            "deletion_protection".into(),
+            Value::Bool(t.deletion_protection_enabled().unwrap_or(false)),
+        ),
     ]);
     if billing == "PROVISIONED" {
         let p = t.provisioned_throughput();
@@ -170,6 +174,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .set_attribute_definitions(Some(keys.iter().map(|k| k.1.clone()).collect()))
         .billing_mode(BillingMode::from(attr_str(attrs, "billing_mode")))
         .set_provisioned_throughput(throughput(attrs))
+        .deletion_protection_enabled(attr_bool(attrs, "deletion_protection"))
         .set_tags(Some(tags))
         .send()
         .await
@@ -299,11 +304,43 @@ pub async fn update(
     if changed(changes, "point_in_time_recovery") {
         set_pitr(ctx, a, &live.id, attr_bool(attrs, "point_in_time_recovery")).await?;
     }
+    if changed(changes, "deletion_protection") {
+        set_deletion_protection(ctx, a, &live.id, attr_bool(attrs, "deletion_protection")).await?;
+    }
     Ok(())
+}
+
+/// Deletion protection (Security Hub DynamoDB.6): on while the stack keeps the table;
+/// switched off only by a delete the plan allowed (its items counted, `--force` given
+/// for any).
+async fn set_deletion_protection(
+    ctx: &Ctx,
+    a: &Address,
+    name: &str,
+    on: bool,
+) -> Result<(), Error> {
+    retry_codes(TABLE_BUSY, Patience::DEPENDENCY, || async {
+        ctx.c
+            .ddb
+            .update_table()
+            .table_name(name)
+            .deletion_protection_enabled(on)
+            .send()
+            .await
+            .ctx("setting deletion protection of", a)
+    })
+    .await?;
+    wait_active(ctx, a, name).await
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
+    if attr_bool(&live.attrs, "deletion_protection") {
+        match set_deletion_protection(ctx, a, &live.id, false).await {
+            Err(e) if e.is_code(&["ResourceNotFoundException"]) => return Ok(()),
+            other => other?,
+        }
+    }
     // A table still CREATING or UPDATING (a killed run) answers ResourceInUseException
     // until it is ACTIVE; DEPENDENCY's 15 minutes cover a table's creation.
     let r = retry_codes(TABLE_BUSY, Patience::DEPENDENCY, || async {

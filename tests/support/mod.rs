@@ -54,6 +54,8 @@ impl Moto {
         let port = free_port();
         let child = Command::new(moto_server_path())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // AWS's managed policies exist in every account; moto loads them on request.
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
