@@ -212,15 +212,10 @@ async fn user_data_installs_the_shipped_app_and_it_answers() {
     let built = built_app(&moto.url(), &work);
     let key = built["key"].as_str().unwrap();
     assert!(user_data.contains(key), "user data names {key}");
-    let listed = s3(&conf)
-        .list_objects_v2()
-        .bucket("directory-photos-demo")
-        .prefix("artifacts/")
-        .send()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(keys, vec![key]);
+    assert_eq!(
+        artifact_keys(&conf, "directory-photos-demo").await,
+        vec![key]
+    );
 
     // First boot: fetched from the emulator's S3, installed, unit written, started.
     let sandbox = Sandbox {

@@ -469,8 +469,7 @@ async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
             g.vpc_zone_identifier()
         );
     }
-    let again = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_converged(&aws.url(), &file);
 }
 
 /// Ctrl-C at the confirmation prompt (a real terminal, through `script`'s pty) quits

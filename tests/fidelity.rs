@@ -281,12 +281,9 @@ async fn kill_after_create_table(aws: &Proxy, moto: &Moto, file: &str) {
     hold.abandon();
 }
 
-/// A table a killed run left CREATING: `down` waits it out (DynamoDB answers
-/// ResourceInUseException until it is ACTIVE) instead of failing at once.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_table_left_creating_is_deleted_once_active() {
-    let moto = Moto::start();
-    let aws = Proxy::with_faults(
+/// A proxy whose tables stay CREATING/UPDATING for six calls.
+async fn busy_tables(moto: &Moto) -> Proxy {
+    Proxy::with_faults(
         Some(moto.port),
         Faults {
             real_aws: RealAws {
@@ -296,7 +293,15 @@ async fn a_table_left_creating_is_deleted_once_active() {
             ..Faults::real()
         },
     )
-    .await;
+    .await
+}
+
+/// A table a killed run left CREATING: `down` waits it out (DynamoDB answers
+/// ResourceInUseException until it is ACTIVE) instead of failing at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_left_creating_is_deleted_once_active() {
+    let moto = Moto::start();
+    let aws = busy_tables(&moto).await;
     let w = Workdir::new();
     let file = w.file(WEB);
     kill_after_create_table(&aws, &moto, &file).await;
@@ -314,17 +319,7 @@ async fn a_table_left_creating_is_deleted_once_active() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_left_creating_is_updated_once_active() {
     let moto = Moto::start();
-    let aws = Proxy::with_faults(
-        Some(moto.port),
-        Faults {
-            real_aws: RealAws {
-                table_busy_calls: 6,
-                ..RealAws::on()
-            },
-            ..Faults::real()
-        },
-    )
-    .await;
+    let aws = busy_tables(&moto).await;
     let w = Workdir::new();
     let file = w.file(WEB);
     kill_after_create_table(&aws, &moto, &file).await;
@@ -446,8 +441,7 @@ async fn the_same_stack_in_two_regions_keeps_its_own_iam() {
         .map(|p| p.instance_profile_name())
         .collect();
     assert_eq!(names, ["directory-us-east-1-instance"]);
-    let again = stack(&aws.url(), &["plan", &east, "--detailed-exitcode"]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_converged(&aws.url(), &east);
 }
 
 /// Graviton instance types need an arm64 image and an arm64 build: a binary of the
@@ -512,33 +506,14 @@ async fn graviton_services_get_an_arm64_image_and_build() {
     let web = template_data(&conf, "directory-web").await;
     assert_eq!(admin.image_id(), Some(image("arm64").await.as_str()));
     assert_eq!(web.image_id(), Some(image("x86_64").await.as_str()));
-    use base64::Engine as _;
-    let user_data = |d: &aws_sdk_ec2::types::ResponseLaunchTemplateData| {
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(d.user_data().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    assert!(
-        user_data(&admin).contains("KEY=\"artifacts/arm64/"),
-        "{}",
-        user_data(&admin)
-    );
-    assert!(!user_data(&web).contains("artifacts/arm64/"));
-    let objects = s3(&conf)
-        .list_objects_v2()
-        .bucket("directory-photos-demo")
-        .prefix("artifacts/")
-        .send()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    let admin_ud = template_user_data(&conf, "directory-admin").await;
+    assert!(admin_ud.contains("KEY=\"artifacts/arm64/"), "{admin_ud}");
+    let web_ud = template_user_data(&conf, "directory-web").await;
+    assert!(!web_ud.contains("artifacts/arm64/"), "{web_ud}");
+    let keys = artifact_keys(&conf, "directory-photos-demo").await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().any(|k| k.starts_with("artifacts/arm64/")));
-    let again = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_converged(&aws.url(), &file);
 }
 
 /// Building for arm64 needs that Rust target; without it `plan` says so, before any
@@ -603,14 +578,7 @@ async fn a_large_artifact_goes_up_in_parts_each_retried_on_its_own() {
     assert!(aws.injected("throttle") >= 1, "some part was throttled");
     assert_eq!(aws.calls.action("PutObject"), 0);
     let conf = sdk(&moto.url()).await;
-    let objects = s3(&conf)
-        .list_objects_v2()
-        .bucket("directory-photos-demo")
-        .prefix("artifacts/")
-        .send()
-        .await
-        .unwrap();
-    let key = objects.contents()[0].key().unwrap().to_string();
+    let key = artifact_keys(&conf, "directory-photos-demo").await[0].clone();
     let got = s3(&conf)
         .get_object()
         .bucket("directory-photos-demo")
@@ -639,17 +607,8 @@ async fn stress_is_off_unless_the_stack_file_turns_it_on() {
     let file = w.file(WEB);
     assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     let conf = sdk(&moto.url()).await;
-    use base64::Engine as _;
-    let user_data = |d: aws_sdk_ec2::types::ResponseLaunchTemplateData| {
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(d.user_data().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
     for svc in ["web", "admin"] {
-        let ud = user_data(template_data(&conf, &format!("directory-{svc}")).await);
+        let ud = template_user_data(&conf, &format!("directory-{svc}")).await;
         assert!(ud.contains("APP_STRESS_ENABLED=false"), "{svc}: {ud}");
     }
     w.edit(
@@ -658,8 +617,8 @@ async fn stress_is_off_unless_the_stack_file_turns_it_on() {
         "scaling: { min: 2, max: 6, desired: 2, cpu_target: 50 }\n    stress: true",
     );
     assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
-    let web = user_data(template_data(&conf, "directory-web").await);
-    let admin = user_data(template_data(&conf, "directory-admin").await);
+    let web = template_user_data(&conf, "directory-web").await;
+    let admin = template_user_data(&conf, "directory-admin").await;
     assert!(web.contains("APP_STRESS_ENABLED=true"), "{web}");
     assert!(admin.contains("APP_STRESS_ENABLED=false"), "{admin}");
 }

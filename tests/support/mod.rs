@@ -348,6 +348,40 @@ pub async fn template_data(
         .clone()
 }
 
+/// `plan --detailed-exitcode` says AWS matches the file.
+pub fn assert_converged(endpoint: &str, file: &str) {
+    let o = stack(endpoint, &["plan", file, "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A launch template's default user data, decoded.
+pub async fn template_user_data(conf: &aws_config::SdkConfig, name: &str) -> String {
+    use base64::Engine as _;
+    let data = template_data(conf, name).await;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data.user_data().unwrap_or_default())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The keys under `artifacts/` in a bucket.
+pub async fn artifact_keys(conf: &aws_config::SdkConfig, bucket: &str) -> Vec<String> {
+    let listed = s3(conf)
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("artifacts/")
+        .send()
+        .await
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
 /// Every resource of any kind that carries `stack:name = stack`, as "kind id" lines.
 pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
     let conf = sdk(endpoint).await;

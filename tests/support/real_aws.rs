@@ -107,6 +107,21 @@ async fn ask_moto(port: u16, req: &Request, form: &[(&str, &str)]) -> Option<Str
     Some(String::from_utf8_lossy(&resp[end + 4..]).into_owned())
 }
 
+/// moto's DescribeAutoScalingGroups answer for one group name.
+async fn group_xml(port: u16, req: &Request, name: &str) -> String {
+    ask_moto(
+        port,
+        req,
+        &[
+            ("Action", "DescribeAutoScalingGroups"),
+            ("Version", "2011-01-01"),
+            ("AutoScalingGroupNames.member.1", name),
+        ],
+    )
+    .await
+    .unwrap_or_default()
+}
+
 fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
@@ -234,17 +249,7 @@ pub async fn before(
             let Some(name) = form_value(body, "AutoScalingGroupName") else {
                 return Verdict::Forward;
             };
-            let existing = ask_moto(
-                port,
-                req,
-                &[
-                    ("Action", "DescribeAutoScalingGroups"),
-                    ("Version", "2011-01-01"),
-                    ("AutoScalingGroupNames.member.1", name),
-                ],
-            )
-            .await
-            .unwrap_or_default();
+            let existing = group_xml(port, req, name).await;
             if element(&existing, "AutoScalingGroupName").contains(&name) {
                 err(
                     400,
@@ -264,17 +269,7 @@ pub async fn before(
             if form_value(body, "ForceDelete") != Some("true") =>
         {
             let name = form_value(body, "AutoScalingGroupName").unwrap_or_default();
-            let g = ask_moto(
-                port,
-                req,
-                &[
-                    ("Action", "DescribeAutoScalingGroups"),
-                    ("Version", "2011-01-01"),
-                    ("AutoScalingGroupNames.member.1", name),
-                ],
-            )
-            .await
-            .unwrap_or_default();
+            let g = group_xml(port, req, name).await;
             if element(&g, "InstanceId").is_empty() {
                 Verdict::Forward
             } else {
