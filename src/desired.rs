@@ -442,6 +442,11 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ("block_public_access", Value::Bool(true)),
                 ("encryption", Value::s("AES256")),
                 ("force_destroy", Value::Bool(b.force_destroy)),
+                ("policy", Value::s(bucket_policy(b, inputs))),
+                (
+                    "lifecycle",
+                    Value::s(crate::resources::lifecycle_summary(b.versioning)),
+                ),
             ]),
             None,
         );
@@ -489,6 +494,32 @@ pub fn iam_stack_path(stack: &str) -> String {
 /// The name of the stack's role and instance profile (names are account-wide too).
 pub fn iam_name(stack: &str, region: &str) -> String {
     format!("{stack}-{region}-instance")
+}
+
+/// The bucket refuses every request not made over TLS (Security Hub S3.5). An
+/// endpoint reached over plain HTTP (an emulator) would then refuse every request,
+/// the stack's own included, so there the bucket gets no policy.
+fn bucket_policy(bucket: &crate::spec::BucketSpec, inputs: &Inputs) -> String {
+    if inputs
+        .endpoint_url
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"))
+    {
+        return String::new();
+    }
+    let arn = format!("arn:{}:s3:::{}", inputs.partition(), bucket.name);
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }],
+    })
+    .to_string()
 }
 
 /// Only EC2 instances may take the role. Service principals carry the partition's
@@ -616,6 +647,23 @@ mod tests {
             let group = find(&built, &service(Kind::AutoScalingGroup, svc));
             assert!(group.deps().contains(&route_table()), "{:?}", group.deps());
         }
+    }
+
+    #[test]
+    fn the_bucket_denies_requests_without_tls_except_on_a_plain_http_emulator() {
+        let on_aws = build(&web(), &Inputs::default());
+        let policy = find(&on_aws, &bucket()).attrs["policy"].to_string();
+        assert!(policy.contains("aws:SecureTransport"), "{policy}");
+        assert!(
+            policy.contains("arn:aws:s3:::directory-photos-demo/*"),
+            "{policy}"
+        );
+        let emulator = Inputs {
+            endpoint_url: Some("http://localhost:4566".into()),
+            ..Inputs::default()
+        };
+        let local = build(&web(), &emulator);
+        assert_eq!(find(&local, &bucket()).attrs["policy"], Value::s(""));
     }
 
     #[test]

@@ -159,6 +159,29 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         assert_eq!(root.volume_type().map(|t| t.as_str()), Some("gp3"));
     }
 
+    // S3.13: a lifecycle: noncurrent versions expire, unfinished uploads are removed.
+    // (S3.5, the TLS-only policy, is left out on a plain-HTTP emulator, where it would
+    // refuse every request: src/desired.rs tests it.)
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &lifecycle.rules()[0];
+    assert!(
+        rule.noncurrent_version_expiration()
+            .and_then(|e| e.noncurrent_days())
+            .is_some(),
+        "S3.13: {rule:?}"
+    );
+    assert!(
+        rule.abort_incomplete_multipart_upload()
+            .and_then(|a| a.days_after_initiation())
+            .is_some(),
+        "{rule:?}"
+    );
+
     // ELB.4: invalid header fields are dropped.
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
     let lbs = elb.describe_load_balancers().send().await.unwrap();

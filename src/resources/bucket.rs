@@ -9,10 +9,12 @@ use crate::desired::ARTIFACT_PREFIX;
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use crate::plan::Loss;
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete,
-    ObjectIdentifier, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
 };
 
 pub const FORCE_NEW: &[&str] = &["name"];
@@ -63,7 +65,7 @@ pub async fn discover(
         let force = tags
             .iter()
             .any(|t| t.key() == TAG_FORCE_DESTROY && t.value() == "true");
-        let (versioning, pab, enc) = tokio::try_join!(
+        let (versioning, pab, enc, policy, rules) = tokio::try_join!(
             async {
                 match c
                     .s3
@@ -122,6 +124,36 @@ pub async fn discover(
                     Err(e) => Err(e),
                 }
             },
+            async {
+                match c
+                    .s3
+                    .get_bucket_policy()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("reading the policy of", name)
+                {
+                    Ok(r) => Ok(super::iam_role::canonical_policy(
+                        r.policy().unwrap_or_default(),
+                    )),
+                    Err(e) if e.is_code(&["NoSuchBucketPolicy"]) => Ok(String::new()),
+                    Err(e) => Err(e),
+                }
+            },
+            async {
+                match c
+                    .s3
+                    .get_bucket_lifecycle_configuration()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("reading the lifecycle of", name)
+                {
+                    Ok(r) => Ok(summary_of(r.rules())),
+                    Err(e) if e.is_code(&["NoSuchLifecycleConfiguration"]) => Ok(String::new()),
+                    Err(e) => Err(e),
+                }
+            },
         )?;
         let attrs = Attrs::from([
             ("name".into(), Value::s(name)),
@@ -129,6 +161,8 @@ pub async fn discover(
             ("block_public_access".into(), Value::Bool(pab)),
             ("encryption".into(), Value::s(enc)),
             ("force_destroy".into(), Value::Bool(force)),
+            ("policy".into(), Value::s(policy)),
+            ("lifecycle".into(), Value::s(rules)),
         ]);
         live.push(Live {
             address,
@@ -189,11 +223,81 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .ctx("tagging", a)
     })
     .await?;
-    let all: Vec<String> = ["block_public_access", "encryption", "versioning"]
-        .map(String::from)
-        .to_vec();
+    let all: Vec<String> = [
+        "block_public_access",
+        "encryption",
+        "versioning",
+        "policy",
+        "lifecycle",
+    ]
+    .map(String::from)
+    .to_vec();
     configure(ctx, a, &name, attrs, &all, true).await?;
     Ok((name, Default::default()))
+}
+
+/// Days after which replaced object versions expire (versioned buckets).
+const NONCURRENT_DAYS: i32 = 30;
+/// Days after which an unfinished multipart upload's parts are removed.
+const ABORT_DAYS: i32 = 7;
+
+/// The lifecycle the stack sets (Security Hub S3.13), and how a plan shows it: parts
+/// of uploads that never finished are removed, and in a versioned bucket replaced
+/// versions expire.
+pub fn lifecycle_summary(versioning: bool) -> String {
+    let mut parts = vec![format!("incomplete uploads abort after {ABORT_DAYS} days")];
+    if versioning {
+        parts.push(format!(
+            "noncurrent versions expire after {NONCURRENT_DAYS} days"
+        ));
+    }
+    parts.join("; ")
+}
+
+fn lifecycle(versioning: bool) -> BucketLifecycleConfiguration {
+    let mut rule = LifecycleRule::builder()
+        .id("stack")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder()
+                .days_after_initiation(ABORT_DAYS)
+                .build(),
+        );
+    if versioning {
+        rule = rule.noncurrent_version_expiration(
+            NoncurrentVersionExpiration::builder()
+                .noncurrent_days(NONCURRENT_DAYS)
+                .build(),
+        );
+    }
+    BucketLifecycleConfiguration::builder()
+        .rules(rule.build().expect("status is set"))
+        .build()
+        .expect("rules are set")
+}
+
+/// The summary of a lifecycle as S3 holds it, in [`lifecycle_summary`]'s words.
+fn summary_of(rules: &[aws_sdk_s3::types::LifecycleRule]) -> String {
+    let mut parts = Vec::new();
+    for r in rules
+        .iter()
+        .filter(|r| r.status() == &ExpirationStatus::Enabled)
+    {
+        if let Some(d) = r
+            .abort_incomplete_multipart_upload()
+            .and_then(|x| x.days_after_initiation())
+        {
+            parts.push(format!("incomplete uploads abort after {d} days"));
+        }
+        if let Some(d) = r
+            .noncurrent_version_expiration()
+            .and_then(|x| x.noncurrent_days())
+        {
+            parts.push(format!("noncurrent versions expire after {d} days"));
+        }
+    }
+    parts.join("; ")
 }
 
 async fn configure(
@@ -240,6 +344,34 @@ async fn configure(
             .send()
             .await
             .ctx("setting default encryption of", a)?;
+    }
+    if changed(changes, "policy") {
+        let policy = attr_str(attrs, "policy");
+        if policy.is_empty() {
+            absent_ok(
+                s3.delete_bucket_policy()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .ctx("removing the policy of", a),
+                &["NoSuchBucketPolicy"],
+            )?;
+        } else {
+            s3.put_bucket_policy()
+                .bucket(name)
+                .policy(policy)
+                .send()
+                .await
+                .ctx("setting the policy of", a)?;
+        }
+    }
+    if changed(changes, "lifecycle") {
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(name)
+            .lifecycle_configuration(lifecycle(attr_bool(attrs, "versioning")))
+            .send()
+            .await
+            .ctx("setting the lifecycle of", a)?;
     }
     if changed(changes, "versioning") {
         let status = if attr_bool(attrs, "versioning") {

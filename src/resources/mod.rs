@@ -5,6 +5,7 @@
 mod artifact;
 mod asg;
 mod bucket;
+pub use bucket::lifecycle_summary;
 pub mod conflicts;
 mod elbv2;
 mod iam_role;
