@@ -156,6 +156,8 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             ("cidr_block", Value::s(spec.vpc_cidr.to_string())),
             ("enable_dns_support", Value::Bool(true)),
             ("enable_dns_hostnames", Value::Bool(true)),
+            // Security Hub EC2.2: the default security group allows nothing.
+            ("default_security_group_rules", Value::Int(0)),
         ]),
         None,
     );

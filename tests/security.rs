@@ -87,6 +87,30 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         .and_then(|g| g.group_id())
         .unwrap()
         .to_string();
+    // EC2.2: the VPC's default security group allows nothing.
+    let vpc = groups.security_groups()[0].vpc_id().unwrap();
+    let default = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let default = &default.security_groups()[0];
+    assert!(
+        default.ip_permissions().is_empty() && default.ip_permissions_egress().is_empty(),
+        "EC2.2: {default:?}"
+    );
     for g in groups.security_groups() {
         let name = g.group_name().unwrap();
         if name == "directory-alb" {

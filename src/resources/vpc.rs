@@ -7,7 +7,9 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, ResourceType, SecurityGroup, VpcAttributeName,
+};
 
 pub const FORCE_NEW: &[&str] = &["cidr_block"];
 
@@ -26,10 +28,14 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 continue;
             };
             let id = v.vpc_id().unwrap_or_default().to_string();
-            let (support, hostnames) = tokio::try_join!(
+            let (support, hostnames, default_group) = tokio::try_join!(
                 dns_attr(c, &id, VpcAttributeName::EnableDnsSupport),
                 dns_attr(c, &id, VpcAttributeName::EnableDnsHostnames),
+                default_group(c, &id),
             )?;
+            let rules = default_group.map_or(0, |g| {
+                g.ip_permissions().len() + g.ip_permissions_egress().len()
+            });
             let attrs = Attrs::from([
                 (
                     "cidr_block".into(),
@@ -37,6 +43,10 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 ),
                 ("enable_dns_support".into(), Value::Bool(support)),
                 ("enable_dns_hostnames".into(), Value::Bool(hostnames)),
+                (
+                    "default_security_group_rules".into(),
+                    Value::Int(rules as i64),
+                ),
             ]);
             out.push(Live {
                 address,
@@ -47,6 +57,59 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
         }
     }
     Ok(out)
+}
+
+/// The VPC's default security group, which AWS creates with every VPC (allowing all
+/// traffic among its members and all traffic out).
+async fn default_group(c: &Clients, vpc: &str) -> Result<Option<SecurityGroup>, Error> {
+    let filter = |name: &str, value: &str| Filter::builder().name(name).values(value).build();
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        c.ec2
+            .describe_security_groups()
+            .filters(filter("vpc-id", vpc))
+            .filters(filter("group-name", "default"))
+            .send()
+            .await
+            .ctx("reading the default security group of", &vpc)
+    })
+    .await?;
+    Ok(r.security_groups().first().cloned())
+}
+
+/// Strips every rule of the VPC's default security group (Security Hub EC2.2): nothing
+/// uses it, and a resource put into it by mistake must not be reachable.
+async fn close_default_group(ctx: &Ctx, a: &Address, vpc: &str) -> Result<(), Error> {
+    let Some(g) = default_group(&ctx.c, vpc).await? else {
+        return Ok(());
+    };
+    let id = g.group_id().unwrap_or_default();
+    if !g.ip_permissions().is_empty() {
+        absent_ok(
+            ctx.c
+                .ec2
+                .revoke_security_group_ingress()
+                .group_id(id)
+                .set_ip_permissions(Some(g.ip_permissions().to_vec()))
+                .send()
+                .await
+                .ctx("closing the default security group of", a),
+            &["InvalidPermission.NotFound"],
+        )?;
+    }
+    if !g.ip_permissions_egress().is_empty() {
+        absent_ok(
+            ctx.c
+                .ec2
+                .revoke_security_group_egress()
+                .group_id(id)
+                .set_ip_permissions(Some(g.ip_permissions_egress().to_vec()))
+                .send()
+                .await
+                .ctx("closing the default security group of", a),
+            &["InvalidPermission.NotFound"],
+        )?;
+    }
+    Ok(())
 }
 
 async fn dns_attr(c: &Clients, id: &str, name: VpcAttributeName) -> Result<bool, Error> {
@@ -91,6 +154,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         &["enable_dns_support".into(), "enable_dns_hostnames".into()],
     )
     .await?;
+    close_default_group(ctx, a, &id).await?;
     Ok((id, Default::default()))
 }
 
@@ -129,7 +193,11 @@ pub async fn update(
     attrs: &Attrs,
     changed: &[String],
 ) -> Result<(), Error> {
-    set_dns(ctx, &live.address, &live.id, attrs, changed).await
+    set_dns(ctx, &live.address, &live.id, attrs, changed).await?;
+    if super::changed(changed, "default_security_group_rules") {
+        close_default_group(ctx, &live.address, &live.id).await?;
+    }
+    Ok(())
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
