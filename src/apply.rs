@@ -578,6 +578,7 @@ mod tests {
             }],
             create_before_destroy: cbd,
             notes: Vec::new(),
+            protected: false,
             destroys: None,
         };
         let plan = Plan {

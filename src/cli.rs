@@ -650,10 +650,24 @@ fn refusal(plan: &Plan, goal: Goal) -> Option<(&'static str, String)> {
     None
 }
 
-/// Data a plan would destroy that neither `--force` nor the file allows.
+/// Data a plan would destroy that neither `--force` nor the file allows, and (on
+/// `up`) a protected load balancer it would replace.
 fn data_refusal(plan: &Plan, goal: Goal, force: bool) -> Option<(&'static str, String)> {
     if force {
         return None;
+    }
+    if goal == Goal::Converge
+        && let Some(c) = plan.changes.iter().find(|c| {
+            c.action == Action::Replace && c.address.kind == Kind::LoadBalancer && c.protected
+        })
+    {
+        return Some((
+            "Protected",
+            format!(
+                "refusing to apply: replacing {} deletes a resource with deletion protection (a new load balancer gets a new DNS name); nothing was changed. Run again with --force to allow it",
+                c.address
+            ),
+        ));
     }
     let lost: Vec<String> = plan
         .changes

@@ -221,6 +221,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             ("name", Value::s(load_balancer_name(stack))),
             ("scheme", Value::s("internet-facing")),
             ("drop_invalid_header_fields", Value::Bool(true)),
+            ("deletion_protection", Value::Bool(true)),
             ("subnets", Value::List(subnets.clone())),
             ("security_groups", Value::List(vec![Value::r(&alb_sg())])),
         ]),

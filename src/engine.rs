@@ -146,6 +146,8 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
             continue;
         }
         if let Some(l) = live.get(&change.address) {
+            change.protected =
+                l.attrs.get("deletion_protection") == Some(&crate::model::Value::Bool(true));
             change.destroys = resources::data_at_risk(&clients, l).await?;
             if let Some(loss) = change.destroys.as_mut() {
                 // The file's `force_destroy: true` on the bucket allows it too.

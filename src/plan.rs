@@ -60,6 +60,9 @@ pub struct Change {
     /// instances a roll replaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The live resource has deletion protection on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
     /// Data a replacement or removal destroys (a table's items, a bucket's objects):
     /// `up` and `down` refuse it without `--force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +223,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                     .collect(),
                 create_before_destroy: false,
                 notes: Vec::new(),
+                protected: false,
                 destroys: None,
             });
             continue;
@@ -261,6 +265,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
             attributes: changes,
             create_before_destroy,
             notes: Vec::new(),
+            protected: false,
             destroys: None,
         });
     }
@@ -283,6 +288,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
                     .collect(),
                 create_before_destroy: false,
                 notes: Vec::new(),
+                protected: false,
                 destroys: None,
             });
         }

@@ -206,7 +206,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         "{rule:?}"
     );
 
-    // ELB.4: invalid header fields are dropped.
+    // ELB.4 and ELB.6: invalid header fields are dropped, deletion is protected.
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
     let lbs = elb.describe_load_balancers().send().await.unwrap();
     let lb = lbs.load_balancers()[0].load_balancer_arn().unwrap();
@@ -216,11 +216,20 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         .send()
         .await
         .unwrap();
+    let attribute = |key: &str| {
+        attributes
+            .attributes()
+            .iter()
+            .any(|a| a.key() == Some(key) && a.value() == Some("true"))
+    };
     assert!(
-        attributes.attributes().iter().any(|a| a.key()
-            == Some("routing.http.drop_invalid_header_fields.enabled")
-            && a.value() == Some("true")),
+        attribute("routing.http.drop_invalid_header_fields.enabled"),
         "ELB.4: {:?}",
+        attributes.attributes()
+    );
+    assert!(
+        attribute("deletion_protection.enabled"),
+        "ELB.6: {:?}",
         attributes.attributes()
     );
 

@@ -124,21 +124,33 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
     Ok((arn, live(a.clone(), &active).extra))
 }
 
-/// Load balancer attributes the stack sets: invalid header fields are dropped, not
-/// passed to the app (Security Hub ELB.4).
-const DROP_INVALID_HEADERS: &str = "routing.http.drop_invalid_header_fields.enabled";
+/// Load balancer attributes the stack sets, by their AWS keys: invalid header fields
+/// are dropped, not passed to the app (Security Hub ELB.4), and the load balancer
+/// cannot be deleted by accident (ELB.6).
+const ATTRIBUTES: [(&str, &str); 2] = [
+    (
+        "drop_invalid_header_fields",
+        "routing.http.drop_invalid_header_fields.enabled",
+    ),
+    ("deletion_protection", "deletion_protection.enabled"),
+];
 
 async fn set_attributes(ctx: &Ctx, a: &Address, arn: &str, attrs: &Attrs) -> Result<(), Error> {
     ctx.c
         .elb
         .modify_load_balancer_attributes()
         .load_balancer_arn(arn)
-        .attributes(
-            LoadBalancerAttribute::builder()
-                .key(DROP_INVALID_HEADERS)
-                .value(attr_bool(attrs, "drop_invalid_header_fields").to_string())
-                .build(),
-        )
+        .set_attributes(Some(
+            ATTRIBUTES
+                .iter()
+                .map(|(attr, key)| {
+                    LoadBalancerAttribute::builder()
+                        .key(*key)
+                        .value(attr_bool(attrs, attr).to_string())
+                        .build()
+                })
+                .collect(),
+        ))
         .send()
         .await
         .ctx("setting the attributes of", a)
@@ -154,12 +166,13 @@ pub async fn read_attributes(c: &crate::aws::Clients, live: &mut Live) -> Result
         .send()
         .await
         .ctx("reading the attributes of", &live.address)?;
-    let drop = r
-        .attributes()
-        .iter()
-        .any(|x| x.key() == Some(DROP_INVALID_HEADERS) && x.value() == Some("true"));
-    live.attrs
-        .insert("drop_invalid_header_fields".into(), Value::Bool(drop));
+    for (attr, key) in ATTRIBUTES {
+        let on = r
+            .attributes()
+            .iter()
+            .any(|x| x.key() == Some(key) && x.value() == Some("true"));
+        live.attrs.insert(attr.into(), Value::Bool(on));
+    }
     Ok(())
 }
 
@@ -185,7 +198,7 @@ pub async fn update(
         })
         .await?;
     }
-    if changed(changes, "drop_invalid_header_fields") {
+    if changed(changes, "drop_invalid_header_fields") || changed(changes, "deletion_protection") {
         set_attributes(ctx, &live.address, &live.id, attrs).await?;
     }
     if changed(changes, "security_groups") {
@@ -206,6 +219,16 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
+    // Deletion protection goes first: a delete reaches here only when the plan allowed
+    // it (`down`, or a replacement with --force).
+    if attr_bool(&live.attrs, "deletion_protection") {
+        let mut unprotected = live.attrs.clone();
+        unprotected.insert("deletion_protection".into(), Value::Bool(false));
+        match set_attributes(ctx, a, &live.id, &unprotected).await {
+            Err(e) if e.is_code(&["LoadBalancerNotFound"]) => return Ok(()),
+            other => other?,
+        }
+    }
     match ctx
         .c
         .elb

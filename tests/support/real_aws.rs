@@ -170,6 +170,39 @@ pub async fn before(
                 "The load balancer name cannot begin with 'internal-'",
             )
         }
+        // ELBv2 API Reference, DeleteLoadBalancer: "If deletion protection is enabled,
+        // the load balancer cannot be deleted" (OperationNotPermitted). moto deletes it.
+        ("elasticloadbalancing", "DeleteLoadBalancer") => {
+            let arn = form_value(body, "LoadBalancerArn").unwrap_or_default();
+            let attributes = ask_moto(
+                port,
+                req,
+                &[
+                    ("Action", "DescribeLoadBalancerAttributes"),
+                    ("Version", "2015-12-01"),
+                    ("LoadBalancerArn", arn),
+                ],
+            )
+            .await
+            .unwrap_or_default();
+            static RE: OnceLock<Regex> = OnceLock::new();
+            let protected = re(
+                &RE,
+                r"<Key>deletion_protection\.enabled</Key>\s*<Value>true</Value>",
+            )
+            .is_match(&attributes);
+            if protected {
+                err(
+                    400,
+                    "OperationNotPermitted",
+                    &format!(
+                        "Load balancer '{arn}' cannot be deleted because deletion protection is enabled"
+                    ),
+                )
+            } else {
+                Verdict::Forward
+            }
+        }
         // ELBv2 API Reference, DescribeTags, ResourceArns: "Maximum number of 20 items".
         ("elasticloadbalancing", "DescribeTags")
             if form_values(body, "ResourceArns.member").len() > 20 =>
