@@ -5,10 +5,13 @@
 //! - [`model`]: addresses, attribute values, ownership tags.
 //! - [`desired`]: a checked spec to the resources it wants.
 //! - [`aws`]: clients, error codes, retry and wait helpers, the service probe, call counts.
-//! - [`resources`]: one file per resource kind: discovery by tag, create/update/delete.
+//! - [`resources`]: one file per resource kind: discovery by tag, create/update/delete;
+//!   beside them `conflicts` (names someone else holds, found before any write) and
+//!   `roll` (an Auto Scaling group's instance refresh, waited for).
 //! - [`artifact`]: the app binary a stack ships, built for Amazon Linux 2023 or prebuilt.
 //! - [`engine`]: connect, probe, discover and diff — what every command starts with.
-//! - [`plan`]: the differ and the plan, pure data.
+//! - [`plan`]: the differ and the plan, pure data: replacements created first where
+//!   the old resource can stay meanwhile, the data a change destroys, notes for people.
 //! - [`apply`]: the dependency-graph executor; emits events, never prints.
 //! - [`status`]: `stack status`, the live summary of a stack (read-only).
 //! - [`schema`]: the stack file's JSON Schema, derived from the [`spec`] parser types.
