@@ -782,6 +782,12 @@ async fn apply_plan(
         return json_or_error(s.json, &plan, code, &msg);
     }
     if plan.is_empty() {
+        // Nothing to change, but the services must still answer.
+        if goal == Goal::Converge
+            && let Err(e) = services_healthy(&clients, &live, s).await
+        {
+            return json_or_error(s.json, &plan, "Unhealthy", &e.to_string());
+        }
         let outs = outputs(spec, &live);
         if s.json {
             print_json(&render::plan_json(
@@ -830,6 +836,7 @@ async fn apply_plan(
         ready_timeout: s.ready_timeout,
         shared: Default::default(),
     };
+    let health_clients = ctx.c.clone();
     let outcome = apply::execute(
         ctx,
         &plan,
@@ -840,6 +847,14 @@ async fn apply_plan(
         interrupt.clone(),
     )
     .await;
+    // Every `up` ends with the services answering behind the load balancer.
+    let unhealthy = if goal == Goal::Converge && outcome.ok() && !interrupt.is_set() {
+        services_healthy(&health_clients, &outcome.live, s)
+            .await
+            .err()
+    } else {
+        None
+    };
     let outs = outputs(spec, &outcome.live);
     let done = |op: Op, a: &crate::model::Address| {
         outcome
@@ -866,10 +881,11 @@ async fn apply_plan(
             - if op == Op::Update { 0 } else { replaced }
     };
     if s.json {
-        print_json(&render::plan_json(
-            &plan,
-            json!({ "applied": outcome.ok(), "steps": outcome.steps, "outputs": outs, "api_calls": aws::calls::snapshot() }),
-        ));
+        let mut doc = json!({ "applied": outcome.ok(), "steps": outcome.steps, "outputs": outs, "api_calls": aws::calls::snapshot() });
+        if let Some(e) = &unhealthy {
+            doc["error"] = json!({ "code": "Unhealthy", "message": e.to_string() });
+        }
+        print_json(&render::plan_json(&plan, doc));
     } else {
         println!();
         if !outcome.ok() {
@@ -910,13 +926,35 @@ async fn apply_plan(
             );
         }
     }
+    if let Some(e) = &unhealthy {
+        eprintln!("stack: {e}");
+    }
     if interrupt.is_set() {
         130
-    } else if outcome.ok() {
+    } else if outcome.ok() && unhealthy.is_none() {
         0
     } else {
         1
     }
+}
+
+/// Waits, within `--ready-timeout`, for every group's targets to be healthy; reports
+/// what it waits for once per change.
+async fn services_healthy(
+    c: &aws::Clients,
+    live: &BTreeMap<crate::model::Address, Live>,
+    s: &Settings,
+) -> Result<(), Error> {
+    let said = std::sync::Mutex::new(String::new());
+    let quiet = s.json;
+    let progress = move |m: String| {
+        let mut last = said.lock().unwrap_or_else(|e| e.into_inner());
+        if !quiet && *last != m {
+            eprintln!("waiting for health checks: {m}");
+            *last = m;
+        }
+    };
+    crate::resources::wait_all_healthy(c, live, s.ready_timeout, &progress).await
 }
 
 fn json_or_error(json: bool, plan: &Plan, code: &str, msg: &str) -> u8 {

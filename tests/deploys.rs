@@ -123,3 +123,35 @@ async fn access_denied_on_start_records_nothing_as_done() {
     assert!(text(&up).contains("AccessDenied"), "{}", text(&up));
     assert!(roll_pending(&aws, &w));
 }
+
+/// Every `up` waits for the services' targets, also when nothing changes, and says
+/// why they are not healthy: AWS's reason per target group, and where to look.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_fails_with_the_health_check_reason_when_targets_are_unhealthy() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    aws.set_faults(|f| {
+        f.unhealthy_targets = Some((
+            "Target.ResponseCodeMismatch".into(),
+            "Health checks failed with these codes: [502]".into(),
+        ))
+    });
+    let up = stack(&aws.url(), &["up", &file, "--yes", "--ready-timeout", "20"]);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    let out = text(&up);
+    assert!(out.contains("autoscaling_group.web (directory-web): 0/2 targets healthy: Target.ResponseCodeMismatch: Health checks failed with these codes: [502]"), "{out}");
+    assert!(out.contains("stack status"), "{out}");
+    let doc = json(&stack(
+        &aws.url(),
+        &["up", &file, "--yes", "--ready-timeout", "20", "--json"],
+    ));
+    assert_eq!(doc["error"]["code"], "Unhealthy", "{doc}");
+    // Healthy again: the same `up` succeeds, writing nothing.
+    aws.set_faults(|f| f.unhealthy_targets = None);
+    aws.calls.clear();
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    assert!(aws.calls.writes().is_empty(), "{:?}", aws.calls.writes());
+}

@@ -275,6 +275,96 @@ async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result
     .await
 }
 
+/// After every `up`: each group's targets healthy behind the load balancer, within
+/// `timeout`. When they are not, the error names, per target group, how many are
+/// healthy and AWS's reason and description, and where to look.
+pub async fn wait_all_healthy(
+    c: &Clients,
+    live: &BTreeMap<Address, Live>,
+    timeout: Duration,
+    progress: &(dyn Fn(String) + Sync),
+) -> Result<(), Error> {
+    let groups: Vec<&Live> = live
+        .values()
+        .filter(|l| l.address.kind == crate::model::Kind::AutoScalingGroup)
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let last = std::sync::Mutex::new(Vec::<String>::new());
+    let waited = wait_for(
+        &"the stack's services",
+        "every target to pass its health check",
+        timeout,
+        || async {
+            let mut found = Vec::new();
+            let mut all_healthy = true;
+            for g in &groups {
+                let want: usize = g
+                    .extra
+                    .get("actual_desired_capacity")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                for tg in attr_list(&g.attrs, "target_group_arns") {
+                    let h = c
+                        .elb
+                        .describe_target_health()
+                        .target_group_arn(&tg)
+                        .send()
+                        .await
+                        .ctx("reading target health for", &g.address)?;
+                    let targets = h.target_health_descriptions();
+                    let healthy = targets
+                        .iter()
+                        .filter(|d| {
+                            d.target_health()
+                                .and_then(|t| t.state())
+                                .map(|s| s.as_str())
+                                == Some("healthy")
+                        })
+                        .count();
+                    if healthy < want {
+                        all_healthy = false;
+                        let why = targets
+                            .iter()
+                            .filter_map(|d| d.target_health())
+                            .find(|t| t.reason().is_some())
+                            .map(|t| {
+                                format!(
+                                    ": {}: {}",
+                                    t.reason().map(|r| r.as_str()).unwrap_or_default(),
+                                    t.description().unwrap_or_default()
+                                )
+                            })
+                            .unwrap_or_default();
+                        found.push(format!(
+                            "{} ({}): {healthy}/{want} targets healthy{why}",
+                            g.address, g.id
+                        ));
+                    }
+                }
+            }
+            if !all_healthy {
+                progress(found.join("; "));
+            }
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = found;
+            Ok(all_healthy.then_some(()))
+        },
+    )
+    .await;
+    match waited {
+        Err(Error::Timeout { after, .. }) => Err(Error::Refused {
+            resource: "the stack's services".into(),
+            reason: format!(
+                "not every target passed its health check after {}s: {}. Look at the boot log on an instance (/var/log/stack-userdata.log, through Session Manager) and run `stack status`",
+                after.as_secs(),
+                last.lock().unwrap_or_else(|e| e.into_inner()).join("; ")
+            ),
+        }),
+        other => other,
+    }
+}
+
 pub async fn update(
     ctx: &Ctx,
     live: &Live,

@@ -4,6 +4,7 @@
 
 mod artifact;
 mod asg;
+pub use asg::wait_all_healthy;
 mod bucket;
 pub use bucket::lifecycle_summary;
 pub mod conflicts;

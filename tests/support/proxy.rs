@@ -54,6 +54,9 @@ pub struct Faults {
     pub provisioning: u32,
     /// A target group's targets read `initial` for its first N health describes.
     pub initial_targets: u32,
+    /// Every target reads `unhealthy` with this (reason, description), as when the
+    /// app answers its health check with a 502.
+    pub unhealthy_targets: Option<(String, String)>,
     /// The first N CreateAutoScalingGroup calls answer ValidationError for the
     /// template's instance profile, as AWS does while a fresh profile propagates.
     pub fresh_profile_invalid: u64,
@@ -1089,6 +1092,19 @@ fn observe(st: &mut State, service: &str, action: &str, body: &str, resp: Vec<u8
             else {
                 return resp;
             };
+            if let Some((reason, description)) = st.faults.unhealthy_targets.clone() {
+                st.inject("unhealthy");
+                return rewrite(
+                    &resp,
+                    end,
+                    &text.replace(
+                        "<State>healthy</State>",
+                        &format!(
+                            "<State>unhealthy</State><Reason>{reason}</Reason><Description>{description}</Description>"
+                        ),
+                    ),
+                );
+            }
             let seen = st.target_describes.entry(arn).or_default();
             *seen += 1;
             if *seen <= st.faults.initial_targets && text.contains("<State>healthy</State>") {
