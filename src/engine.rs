@@ -70,7 +70,13 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     // The probe first: when nothing answers, it says so at once, while STS's client
     // would retry the dead endpoint for half a minute.
     let missing = missing_services(&clients, &ALL_SERVICES).await?;
-    let (account, partition) = caller(&clients).await?;
+    // The account names where a plan applies (and the instance role's ARNs);
+    // `outputs` and `status` only read what is there.
+    let (account, partition) = if goal == Goal::Observe {
+        (String::new(), String::new())
+    } else {
+        caller(&clients).await?
+    };
     let skip: Vec<Service> = missing.iter().map(|m| m.service).collect();
     let desired = match goal {
         Goal::Destroy | Goal::Observe => Vec::new(),
@@ -139,9 +145,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
     plan.missing_services = missing;
     for change in plan.changes.iter_mut() {
         change.notes = notes(change, &desired, &live);
-    }
-    // What a replacement or removal would destroy, known before any write.
-    for change in plan.changes.iter_mut() {
+        // What a replacement or removal would destroy, known before any write.
         if !matches!(change.action, plan::Action::Replace | plan::Action::Delete) {
             continue;
         }
@@ -219,10 +223,7 @@ async fn resolve_architectures(c: &Clients, spec: &Spec) -> Result<BTreeMap<Stri
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.ctx(
-            "looking up the instance types",
-            &"the stack file's services",
-        )?;
+        let page = page.ctx("looking up", &"the instance types the stack file names")?;
         for t in page.instance_types() {
             let archs = t
                 .processor_info()

@@ -536,3 +536,24 @@ async fn ctrl_c_at_the_prompt_exits_130_with_one_message() {
     );
     assert!(tagged(&moto.url(), "directory").await.is_empty());
 }
+
+/// An instance type AWS does not know is named by `plan` and `up` refuses before any
+/// write (DescribeInstanceTypes answers `InvalidInstanceType` for the whole call).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_instance_type_is_refused_before_any_write() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    w.edit(WEB, "type: t3.micro", "type: t3.gigantic");
+    for command in ["plan", "up"] {
+        let o = stack(
+            &aws.url(),
+            &[command, &file, "--yes"][..if command == "up" { 3 } else { 2 }],
+        );
+        assert_eq!(o.status.code(), Some(1), "{command}: {}", text(&o));
+        assert!(text(&o).contains("InvalidInstanceType"), "{}", text(&o));
+        assert!(text(&o).contains("t3.gigantic"), "{}", text(&o));
+    }
+    assert!(aws.calls.writes().is_empty(), "{:?}", aws.calls.writes());
+}

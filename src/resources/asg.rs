@@ -11,6 +11,7 @@ use super::{Created, Ctx, attr_i64, attr_list, attr_str, changed, scaling_policy
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
 use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -206,6 +207,29 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
     Ok((name, Default::default()))
 }
 
+/// The targets of a target group with their health.
+async fn target_health(
+    c: &Clients,
+    tg: &str,
+    a: &Address,
+) -> Result<Vec<TargetHealthDescription>, Error> {
+    let h = c
+        .elb
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .ctx("reading target health for", a)?;
+    Ok(h.target_health_descriptions().to_vec())
+}
+
+fn is_healthy(d: &TargetHealthDescription) -> bool {
+    d.target_health()
+        .and_then(|t| t.state())
+        .map(|s| s.as_str())
+        == Some("healthy")
+}
+
 /// In service and healthy behind the load balancer: what "the app answers" means per group.
 async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result<(), Error> {
     let want = attr_i64(attrs, "desired_capacity").max(attr_i64(attrs, "min_size")) as usize;
@@ -240,28 +264,15 @@ async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result
                 return Ok(None);
             }
             for tg in &tgs {
-                let h = ctx
-                    .c
-                    .elb
-                    .describe_target_health()
-                    .target_group_arn(tg)
-                    .send()
-                    .await
-                    .ctx("reading target health for", a)?;
-                let healthy = h
-                    .target_health_descriptions()
+                let healthy = target_health(&ctx.c, tg, a)
+                    .await?
                     .iter()
                     .filter(|d| {
                         d.target()
                             .and_then(|t| t.id())
                             .is_some_and(|id| ids.iter().any(|i| i == id))
                     })
-                    .filter(|d| {
-                        d.target_health()
-                            .and_then(|t| t.state())
-                            .map(|s| s.as_str())
-                            == Some("healthy")
-                    })
+                    .filter(|d| is_healthy(d))
                     .count();
                 if healthy < want {
                     ctx.report(a, format!("{healthy}/{want} targets healthy"));
@@ -306,23 +317,8 @@ pub async fn wait_all_healthy(
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0);
                 for tg in attr_list(&g.attrs, "target_group_arns") {
-                    let h = c
-                        .elb
-                        .describe_target_health()
-                        .target_group_arn(&tg)
-                        .send()
-                        .await
-                        .ctx("reading target health for", &g.address)?;
-                    let targets = h.target_health_descriptions();
-                    let healthy = targets
-                        .iter()
-                        .filter(|d| {
-                            d.target_health()
-                                .and_then(|t| t.state())
-                                .map(|s| s.as_str())
-                                == Some("healthy")
-                        })
-                        .count();
+                    let targets = target_health(c, &tg, &g.address).await?;
+                    let healthy = targets.iter().filter(|d| is_healthy(d)).count();
                     if healthy < want {
                         all_healthy = false;
                         let why = targets
