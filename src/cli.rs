@@ -139,6 +139,21 @@ enum Command {
         #[command(flatten)]
         aws: AwsArgs,
     },
+    /// Print the app's write credential (HTTP Basic password on /admin, bearer token on
+    /// API writes), or replace it with `--rotate`.
+    Token {
+        /// The stack file (YAML).
+        file: PathBuf,
+        /// Generate a new credential; the instances take it within 30 seconds and the
+        /// old one stops working then. Prints nothing.
+        #[arg(long)]
+        rotate: bool,
+        /// Print one JSON document (the parameter's name, and the value unless rotating).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
     /// Build (or read) the app binary the stack ships; print its path, digest and key.
     Build {
         /// The stack file (YAML).
@@ -244,6 +259,7 @@ impl Command {
             | Command::Up { aws, .. }
             | Command::Down { aws, .. }
             | Command::Outputs { aws, .. }
+            | Command::Token { aws, .. }
             | Command::Status { aws, .. } => Some(aws),
             Command::Validate { .. }
             | Command::Build { .. }
@@ -541,6 +557,22 @@ async fn run(cli: Cli) -> u8 {
                 print_outputs(&outs);
             }
             0
+        }
+        Command::Token {
+            file,
+            rotate,
+            json,
+            aws,
+        } => {
+            let out = Out { json };
+            let spec = match out.load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            match token(&spec, &connect_options(&aws), rotate, json).await {
+                Ok(()) => 0,
+                Err(e) => out.fail(&e),
+            }
         }
         Command::Status { file, json, aws } => {
             let out = Out { json };
@@ -973,6 +1005,55 @@ fn json_or_error(json: bool, plan: &Plan, code: &str, msg: &str) -> u8 {
     1
 }
 
+/// `stack token`: the write credential from SSM, or a new one. The value goes to stdout
+/// only when asked for, and nowhere else.
+async fn token(spec: &Spec, opts: &ConnectOptions, rotate: bool, json: bool) -> Result<(), Error> {
+    let p = engine::prepare(spec, opts, Goal::Observe).await?;
+    let Some(live) = p.live.values().find(|l| l.address.kind == Kind::Secret) else {
+        return Err(Error::Config(if spec.app.is_none() {
+            format!(
+                "stack {} ships no app (`app:` in {}), so it has no write credential",
+                spec.stack,
+                spec.file.display()
+            )
+        } else {
+            format!(
+                "stack {} has no write credential yet: run `stack up {}` first",
+                spec.stack,
+                spec.file.display()
+            )
+        }));
+    };
+    let name = live.id.as_str();
+    if rotate {
+        let version = crate::resources::secret::rotate(&p.clients, name).await?;
+        if json {
+            print_json(&json!({
+                "format_version": render::JSON_SCHEMA_VERSION,
+                "parameter": name,
+                "version": version,
+            }));
+        } else {
+            eprintln!(
+                "Rotated {name} (version {version}). Instances take the new credential within 30 s; the old one stops working then. `stack token {}` prints it.",
+                spec.file.display()
+            );
+        }
+        return Ok(());
+    }
+    let value = crate::resources::secret::reveal(&p.clients, name).await?;
+    if json {
+        print_json(&json!({
+            "format_version": render::JSON_SCHEMA_VERSION,
+            "parameter": name,
+            "value": value,
+        }));
+    } else {
+        println!("{value}");
+    }
+    Ok(())
+}
+
 /// The stack's outputs, URL first.
 fn outputs(
     spec: &Spec,
@@ -999,6 +1080,16 @@ fn outputs(
     }
     if let Some(b) = find(Kind::Bucket) {
         out.insert("bucket".into(), json!(b.id));
+    }
+    if let Some(t) = find(Kind::Secret) {
+        out.insert("write_token_parameter".into(), json!(t.id));
+        out.insert(
+            "write_token".into(),
+            json!(format!(
+                "`stack token {}` prints it: the password for /admin (any user name), `Authorization: Bearer` for API writes",
+                spec.file.display()
+            )),
+        );
     }
     let groups: Vec<&str> = live
         .values()

@@ -115,6 +115,10 @@ pub fn artifact(arch: Arch) -> Address {
         Arch::Arm64 => Address::new(Kind::Artifact, "app-arm64"),
     }
 }
+/// The app's write credential (an SSM SecureString; its value never leaves AWS).
+pub fn write_token() -> Address {
+    Address::new(Kind::Secret, "write_token")
+}
 pub fn role() -> Address {
     Address::new(Kind::Role, "instance")
 }
@@ -464,6 +468,21 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             );
         }
     }
+    // The app refuses writes without this credential; stacks without the app have
+    // nothing to protect with it.
+    if spec.app.is_some() {
+        push(
+            write_token(),
+            attrs([
+                (
+                    "name",
+                    Value::s(crate::resources::secret::write_token_name(stack)),
+                ),
+                ("type", Value::s("SecureString")),
+            ]),
+            None,
+        );
+    }
     for d in out.iter_mut() {
         match d.address.kind {
             // Templates name the artifact's key: write them only once it is uploaded.
@@ -589,6 +608,22 @@ fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
             "Resource": format!("{arn}/{ARTIFACT_PREFIX}*"),
         }));
     }
+    if spec.app.is_some() {
+        // Only the one parameter; decrypting under the AWS managed key `aws/ssm` needs
+        // no KMS grant for principals of the account.
+        statements.push(serde_json::json!({
+            "Sid": "WriteToken",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": format!(
+                "arn:{}:ssm:{}:{}:parameter{}",
+                inputs.partition(),
+                inputs.region,
+                inputs.account_id,
+                crate::resources::secret::write_token_name(&spec.stack)
+            ),
+        }));
+    }
     if statements.is_empty() {
         // Nothing to allow: the role gets no inline policy at all.
         return String::new();
@@ -619,6 +654,13 @@ fn template_vars<'a>(
         vars.insert("artifact_sha256", a.sha256.clone());
     }
     vars.insert("stress", svc.stress.to_string());
+    if spec.app.is_some() {
+        // The name only: the app reads the value from SSM with the instance role.
+        vars.insert(
+            "write_token_parameter",
+            crate::resources::secret::write_token_name(&spec.stack),
+        );
+    }
     if let Some(e) = &inputs.endpoint_url {
         vars.insert("endpoint_url", e.clone());
     }

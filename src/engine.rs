@@ -20,13 +20,14 @@ pub fn al2023_parameter(arch: Arch) -> String {
     )
 }
 
-pub const ALL_SERVICES: [Service; 6] = [
+pub const ALL_SERVICES: [Service; 7] = [
     Service::Ec2,
     Service::Elbv2,
     Service::AutoScaling,
     Service::DynamoDb,
     Service::S3,
     Service::Iam,
+    Service::Ssm,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,10 +26,11 @@ pub enum Kind {
     Table,
     Bucket,
     Artifact,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -47,6 +48,7 @@ impl Kind {
         Kind::Table,
         Kind::Bucket,
         Kind::Artifact,
+        Kind::Secret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +70,7 @@ impl Kind {
             Kind::Table => "dynamodb_table",
             Kind::Bucket => "s3_bucket",
             Kind::Artifact => "s3_object",
+            Kind::Secret => "ssm_parameter",
         }
     }
 

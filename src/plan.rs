@@ -301,7 +301,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
 fn id_is_name(kind: crate::model::Kind) -> bool {
     use crate::model::Kind;
     match kind {
-        Kind::Role | Kind::AutoScalingGroup | Kind::Table | Kind::Bucket => true,
+        Kind::Role | Kind::AutoScalingGroup | Kind::Table | Kind::Bucket | Kind::Secret => true,
         Kind::Vpc
         | Kind::Subnet
         | Kind::InternetGateway

@@ -306,7 +306,8 @@ fn downtime(c: &Change) -> Option<&'static str> {
         | Kind::ScalingPolicy
         | Kind::Table
         | Kind::Bucket
-        | Kind::Artifact => None,
+        | Kind::Artifact
+        | Kind::Secret => None,
     }
 }
 

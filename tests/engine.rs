@@ -49,6 +49,7 @@ async fn full_cycle_plan_up_noop_down() {
         "scaling_policy.admin",
         "dynamodb_table.main",
         "s3_bucket.main",
+        "ssm_parameter.write_token",
     ] {
         assert!(
             adds.contains(&expected.to_string()),
@@ -66,7 +67,7 @@ async fn full_cycle_plan_up_noop_down() {
     let up = stack(&proxy.url(), &["up", &file, "--yes"]);
     assert_ok(&up);
     let out = text(&up);
-    assert!(out.contains("Apply complete: 24 created"), "{out}");
+    assert!(out.contains("Apply complete: 25 created"), "{out}");
     let url_line = out
         .lines()
         .find(|l| l.trim_start().starts_with("url"))
@@ -92,7 +93,7 @@ async fn full_cycle_plan_up_noop_down() {
     assert!(tagged(&moto.url(), "directory").await.len() >= 15);
     let down = stack(&proxy.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
-    assert!(text(&down).contains("24 destroyed"), "{}", text(&down));
+    assert!(text(&down).contains("25 destroyed"), "{}", text(&down));
     let left = tagged(&moto.url(), "directory").await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }

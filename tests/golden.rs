@@ -328,7 +328,11 @@ async fn status_summarises_resources_groups_and_target_health() {
         "status wrote: {:?}",
         proxy.calls.writes()
     );
-    assert_eq!(proxy.calls.count("ssm") + proxy.calls.count("sts"), 0);
+    // No AMI lookup, no identity call: status only reads what the stack owns.
+    assert_eq!(
+        proxy.calls.action("GetParameter") + proxy.calls.count("sts"),
+        0
+    );
 
     let s = json(&machine);
     assert_eq!(s["format_version"], 1);

@@ -27,24 +27,6 @@ fn stack_with_secret(endpoint: &str, args: &[&str]) -> std::process::Output {
         .expect("run stack")
 }
 
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     let moto = Moto::start();
@@ -289,6 +271,8 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         format!("arn:aws:s3:::{bucket}"),
         format!("arn:aws:s3:::{bucket}/*"),
         format!("arn:aws:s3:::{bucket}/artifacts/*"),
+        // The app's write credential, and nothing else in Parameter Store.
+        "arn:aws:ssm:us-east-1:123456789012:parameter/stack/directory/write-token".to_string(),
     ];
     let mut denies_artifact_writes = false;
     for st in policy["Statement"].as_array().unwrap() {

@@ -73,7 +73,8 @@ APP_BUCKET={{ bucket }}
 APP_REGION=$REGION
 APP_PORT=$PORT
 APP_ENDPOINT_URL=$ENDPOINT
-APP_STRESS_ENABLED={{ stress }}"
+APP_STRESS_ENABLED={{ stress }}
+APP_WRITE_TOKEN_PARAMETER={{ write_token_parameter }}"
 
 write_if_changed "$UNIT_FILE" "[Unit]
 Description=stack app ({{ stack }}/{{ service }})

@@ -13,6 +13,7 @@
 //! machine's cores, so treat the numbers as relative, not absolute.
 
 #[path = "../tests/support/moto.rs"]
+#[allow(dead_code)]
 mod moto;
 
 use std::collections::HashMap;
@@ -26,6 +27,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use stack_app::{AppState, Config};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The write credential of the benchmark's app instances (seeding writes).
+const BENCH_TOKEN: &str = "loadbench-write-token";
 
 struct Args {
     connections: usize,
@@ -139,6 +143,7 @@ async fn start_app(endpoint: &str, table: &str, bucket: &str, ttl: u64) -> Socke
         ("APP_ENDPOINT_URL", endpoint.to_owned()),
         ("APP_CACHE_TTL_SECS", ttl.to_string()),
         ("APP_IMDS_ENDPOINT", imds),
+        ("APP_WRITE_TOKEN", BENCH_TOKEN.to_owned()),
     ]);
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
     let state = AppState::new(config, &moto::sdk_config().await);
@@ -184,6 +189,7 @@ async fn request(
         .uri(path)
         .header("host", addr.to_string())
         .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {BENCH_TOKEN}"))
         .body(Full::new(Bytes::from(json.unwrap_or_default())))
         .unwrap();
     let resp = tx.send_request(req).await.unwrap();

@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
 /// Upper bound for `APP_CACHE_TTL_SECS`: a day of staleness is already absurd.
 const MAX_CACHE_TTL_SECS: u64 = 86_400;
+/// A write credential shorter than this is guessable.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// Everything the app needs to start.
 #[derive(Clone, Debug)]
@@ -29,6 +31,28 @@ pub struct Config {
     pub stress_enabled: bool,
     /// `host:port` of the instance metadata service (plain HTTP).
     pub imds_authority: String,
+    /// Where the credential every write must present comes from.
+    pub write_token: WriteToken,
+}
+
+/// The write credential's source. `stack` always sets the parameter's name, never a
+/// value: the value stays in Parameter Store.
+#[derive(Clone, PartialEq, Eq)]
+pub enum WriteToken {
+    /// `APP_WRITE_TOKEN_PARAMETER`: an SSM SecureString, read with the instance role.
+    Parameter(String),
+    /// `APP_WRITE_TOKEN`: the value itself, for local runs and tests.
+    Fixed(String),
+}
+
+impl fmt::Debug for WriteToken {
+    // Never the value: configs end up in logs and panic messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteToken::Parameter(name) => write!(f, "Parameter({name:?})"),
+            WriteToken::Fixed(_) => f.write_str("Fixed(<redacted>)"),
+        }
+    }
 }
 
 /// A missing or malformed variable, phrased for a one-line error message.
@@ -135,6 +159,37 @@ impl Config {
             )
         })?;
 
+        let write_token = match (get("APP_WRITE_TOKEN_PARAMETER"), get("APP_WRITE_TOKEN")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "APP_WRITE_TOKEN",
+                    "set either it or APP_WRITE_TOKEN_PARAMETER, not both",
+                ));
+            }
+            (Some(name), None) if name.starts_with('/') || !name.contains('/') => {
+                WriteToken::Parameter(name)
+            }
+            (Some(name), None) => {
+                return Err(err(
+                    "APP_WRITE_TOKEN_PARAMETER",
+                    format!("must be an SSM parameter name (a path starts with /), got {name:?}"),
+                ));
+            }
+            (None, Some(v)) if v.len() >= MIN_TOKEN_LEN => WriteToken::Fixed(v),
+            (None, Some(_)) => {
+                return Err(err(
+                    "APP_WRITE_TOKEN",
+                    format!("must be at least {MIN_TOKEN_LEN} characters"),
+                ));
+            }
+            (None, None) => {
+                return Err(err(
+                    "APP_WRITE_TOKEN_PARAMETER",
+                    "is required (the SSM parameter holding the write credential; or APP_WRITE_TOKEN for a local run)",
+                ));
+            }
+        };
+
         Ok(Config {
             table,
             bucket,
@@ -145,6 +200,7 @@ impl Config {
             cache_ttl,
             stress_enabled,
             imds_authority,
+            write_token,
         })
     }
 }
@@ -166,10 +222,14 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
+        let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        if !map.contains_key("APP_WRITE_TOKEN") {
+            map.entry("APP_WRITE_TOKEN_PARAMETER".into())
+                .or_insert_with(|| "/stack/t/write-token".into());
+        }
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -181,6 +241,34 @@ mod tests {
         assert_eq!(c.cache_ttl, Duration::from_secs(30));
         assert!(!c.stress_enabled);
         assert_eq!(c.imds_authority, "169.254.169.254:80");
+        assert_eq!(
+            c.write_token,
+            WriteToken::Parameter("/stack/t/write-token".into())
+        );
+    }
+
+    #[test]
+    fn the_write_token_is_required_and_never_printed() {
+        let none = Config::from_lookup(|k| match k {
+            "APP_TABLE" | "APP_BUCKET" => Some("x".into()),
+            _ => None,
+        });
+        assert_eq!(none.unwrap_err().var, "APP_WRITE_TOKEN_PARAMETER");
+        let secret = "correct-horse-battery-staple";
+        let c = parse(&[
+            ("APP_TABLE", "t"),
+            ("APP_BUCKET", "b"),
+            ("APP_WRITE_TOKEN", secret),
+        ])
+        .unwrap();
+        assert_eq!(c.write_token, WriteToken::Fixed(secret.into()));
+        assert!(!format!("{c:?}").contains(secret));
+        let short = parse(&[
+            ("APP_TABLE", "t"),
+            ("APP_BUCKET", "b"),
+            ("APP_WRITE_TOKEN", "abc"),
+        ]);
+        assert_eq!(short.unwrap_err().var, "APP_WRITE_TOKEN");
     }
 
     #[test]
@@ -213,6 +301,7 @@ mod tests {
             ("APP_CACHE_TTL_SECS", "-1"),
             ("APP_STRESS_ENABLED", "maybe"),
             ("APP_IMDS_ENDPOINT", "https://x"),
+            ("APP_WRITE_TOKEN_PARAMETER", "stack/t/write-token"),
         ] {
             let mut vars = base.to_vec();
             vars.push((var, val));

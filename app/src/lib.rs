@@ -7,6 +7,7 @@
 //! - [`state`]: [`AppState`] (AWS clients, cache, metrics) and the read/write
 //!   operations the handlers share.
 //! - [`store`]: DynamoDB (employees) and S3 (photo thumbnails) calls.
+//! - [`auth`]: the write credential every write must present.
 //! - [`cache`]: TTL read cache with hit/miss counters.
 //! - [`model`], [`input`], [`photo`]: the record, request parsing and every
 //!   validation rule, photo decoding and thumbnailing.
@@ -19,6 +20,7 @@
 //! `main.rs` only reads the config, binds the port and calls [`serve`] with a
 //! SIGTERM/SIGINT future; tests call [`serve`] on `127.0.0.1:0`.
 
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod imds;
@@ -58,6 +60,7 @@ pub async fn serve(
             ("table", state.config.table.clone().into()),
             ("bucket", state.config.bucket.clone().into()),
             ("region", state.config.region.clone().into()),
+            ("write_credential", state.auth.describe().into()),
         ],
     );
     // Small responses on keep-alive connections: do not let Nagle delay them.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
+use crate::auth::WriteAuth;
 use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::imds::{self, HostInfo};
@@ -31,6 +32,7 @@ pub struct Inner {
     pub cache: ReadCache,
     pub metrics: Metrics,
     pub stress: Stress,
+    pub auth: WriteAuth,
     pub hostname: String,
     host_info: OnceCell<HostInfo>,
 }
@@ -56,9 +58,11 @@ impl AppState {
     pub fn new(config: Config, sdk: &SdkConfig) -> AppState {
         let region = Region::new(config.region.clone());
         let mut ddb = aws_sdk_dynamodb::config::Builder::from(sdk).region(region.clone());
-        let mut s3 = aws_sdk_s3::config::Builder::from(sdk).region(region);
+        let mut s3 = aws_sdk_s3::config::Builder::from(sdk).region(region.clone());
+        let mut ssm = aws_sdk_ssm::config::Builder::from(sdk).region(region);
         if let Some(url) = &config.endpoint_url {
             ddb = ddb.endpoint_url(url);
+            ssm = ssm.endpoint_url(url);
             // Emulators serve buckets by path, not by virtual-host subdomain.
             s3 = s3.endpoint_url(url).force_path_style(true);
         }
@@ -71,6 +75,10 @@ impl AppState {
         AppState(Arc::new(Inner {
             cache: ReadCache::new(config.cache_ttl),
             stress: Stress::new(config.stress_enabled),
+            auth: WriteAuth::new(
+                &config.write_token,
+                aws_sdk_ssm::Client::from_conf(ssm.build()),
+            ),
             metrics: Metrics::default(),
             hostname: imds::hostname(),
             host_info: OnceCell::new(),

@@ -38,6 +38,11 @@ fn missing_config_exits_2_with_one_line() {
     let (code, err) = run_with(&[("APP_TABLE", "employees")]);
     assert_eq!(code, Some(2));
     assert!(err.contains("APP_BUCKET"), "{err}");
+
+    // No write credential: refused at start rather than serving open writes.
+    let (code, err) = run_with(&[("APP_TABLE", "t"), ("APP_BUCKET", "b")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("APP_WRITE_TOKEN_PARAMETER"), "{err}");
     assert!(!err.contains("panicked"));
 }
 
@@ -51,7 +56,12 @@ fn invalid_config_exits_2_naming_the_variable() {
         ("APP_ENDPOINT_URL", "localhost:4566"),
         ("APP_IMDS_ENDPOINT", "ftp://x"),
     ] {
-        let (code, err) = run_with(&[("APP_TABLE", "t"), ("APP_BUCKET", "b"), (var, value)]);
+        let (code, err) = run_with(&[
+            ("APP_TABLE", "t"),
+            ("APP_BUCKET", "b"),
+            ("APP_WRITE_TOKEN_PARAMETER", "/stack/t/write-token"),
+            (var, value),
+        ]);
         assert_eq!(code, Some(2), "{var}={value}: {err}");
         assert!(
             err.starts_with("stack-app: configuration error: ") && err.contains(var),
@@ -72,6 +82,7 @@ async fn stops_cleanly_on(signal: &str) {
         .envs([
             ("APP_TABLE", "t"),
             ("APP_BUCKET", "b"),
+            ("APP_WRITE_TOKEN_PARAMETER", "/stack/t/write-token"),
             ("APP_PORT", port_s.as_str()),
             ("APP_BIND", "127.0.0.1"),
             ("APP_ENDPOINT_URL", endpoint.as_str()),

@@ -55,6 +55,7 @@ pub struct ProbeClients {
     pub ddb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub iam: aws_sdk_iam::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 /// The endpoint URL, checked: a scheme and a host, or a one-line error saying what
@@ -240,6 +241,7 @@ impl Clients {
                 ddb: client!(aws_sdk_dynamodb, &probe_conf),
                 s3: aws_sdk_s3::Client::from_conf(s3_conf(&probe_conf)),
                 iam: client!(aws_sdk_iam, &probe_conf),
+                ssm: client!(aws_sdk_ssm, &probe_conf),
             }),
             region,
             endpoint_url: endpoint,

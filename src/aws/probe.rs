@@ -26,6 +26,8 @@ pub enum Service {
     S3,
     #[serde(rename = "iam")]
     Iam,
+    #[serde(rename = "ssm")]
+    Ssm,
 }
 
 impl Service {
@@ -37,6 +39,7 @@ impl Service {
             Service::DynamoDb => "DynamoDB",
             Service::S3 => "S3",
             Service::Iam => "IAM",
+            Service::Ssm => "Systems Manager",
         }
     }
 }
@@ -132,6 +135,7 @@ pub async fn missing_services(c: &Clients, need: &[Service]) -> Result<Vec<Missi
             Service::DynamoDb => judge(s, p.ddb.list_tables().limit(1).send().await),
             Service::S3 => judge(s, p.s3.list_buckets().max_buckets(1).send().await),
             Service::Iam => judge(s, p.iam.list_roles().max_items(1).send().await),
+            Service::Ssm => judge(s, p.ssm.describe_parameters().max_results(1).send().await),
         };
         (s, answer)
     };

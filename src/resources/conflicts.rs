@@ -31,7 +31,8 @@ fn wanted_name(d: &Desired) -> Option<&str> {
         | Kind::ScalingPolicy
         | Kind::Table
         | Kind::Bucket
-        | Kind::Artifact => return None,
+        | Kind::Artifact
+        | Kind::Secret => return None,
     };
     d.attrs.get(attr).and_then(|v| v.as_str())
 }

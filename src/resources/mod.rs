@@ -19,6 +19,7 @@ mod load_balancer;
 mod roll;
 mod route_table;
 mod scaling_policy;
+pub mod secret;
 mod security_group;
 mod subnet;
 mod table;
@@ -109,7 +110,8 @@ pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan
         | Kind::LaunchTemplate
         | Kind::AutoScalingGroup
         | Kind::ScalingPolicy
-        | Kind::Artifact => Ok(None),
+        | Kind::Artifact
+        | Kind::Secret => Ok(None),
     }
 }
 
@@ -142,7 +144,8 @@ pub fn create_before_destroy(
         | Kind::ScalingPolicy
         | Kind::Table
         | Kind::Bucket
-        | Kind::Artifact => false,
+        | Kind::Artifact
+        | Kind::Secret => false,
     }
 }
 
@@ -166,7 +169,8 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
         | Kind::ScalingPolicy
         | Kind::Table
         | Kind::Bucket
-        | Kind::Artifact => Vec::new(),
+        | Kind::Artifact
+        | Kind::Secret => Vec::new(),
     }
 }
 
@@ -200,6 +204,7 @@ pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
         Kind::Table => table::FORCE_NEW,
         Kind::Bucket => bucket::FORCE_NEW,
         Kind::Artifact => artifact::FORCE_NEW,
+        Kind::Secret => secret::FORCE_NEW,
     };
     list.contains(&attr)
 }
@@ -229,6 +234,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::Artifact => {
             artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
+        Kind::Secret => secret::create(ctx, a, attrs).await?,
     };
     Ok(Live {
         address: a.clone(),
@@ -270,6 +276,7 @@ pub async fn update(
         Kind::Artifact => {
             artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
         }
+        Kind::Secret => secret::update(ctx, live).await,
     }
 }
 
@@ -293,6 +300,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         Kind::Table => table::delete(ctx, live).await,
         Kind::Bucket => bucket::delete(ctx, live).await,
         Kind::Artifact => artifact::delete(ctx, live).await,
+        Kind::Secret => secret::delete(ctx, live).await,
     }
 }
 
@@ -333,6 +341,7 @@ pub fn service_of(kind: Kind) -> Service {
         Kind::Table => Service::DynamoDb,
         Kind::Bucket | Kind::Artifact => Service::S3,
         Kind::Role | Kind::InstanceProfile => Service::Iam,
+        Kind::Secret => Service::Ssm,
     }
 }
 
@@ -352,7 +361,7 @@ pub async fn discover(
     skip: &[Service],
 ) -> Result<Found, Error> {
     let on = |s: Service| !skip.contains(&s);
-    let (ec2, elb, asgs, tables, buckets, iam) = tokio::try_join!(
+    let (ec2, elb, asgs, tables, buckets, iam, secrets) = tokio::try_join!(
         when(on(Service::Ec2), async {
             let (v, s, i, r, g, l) = tokio::try_join!(
                 vpc::discover(c, stack),
@@ -382,6 +391,7 @@ pub async fn discover(
             )?;
             Ok::<_, Error>([r, p].concat())
         }),
+        when(on(Service::Ssm), secret::discover(c, stack)),
     )?;
     let mut found = Found::default();
     found.live.extend(ec2);
@@ -392,6 +402,8 @@ pub async fn discover(
     found.live.extend(buckets.0);
     found.foreign.extend(buckets.1);
     found.live.extend(iam);
+    found.live.extend(secrets.0);
+    found.foreign.extend(secrets.1);
     Ok(found)
 }
 

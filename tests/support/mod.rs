@@ -572,7 +572,71 @@ pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
             ));
         }
     }
+    let ssm = aws_sdk_ssm::Client::new(&conf);
+    // moto holds AWS's public parameters too: list only the stacks' path.
+    let mut pages = ssm
+        .get_parameters_by_path()
+        .path("/stack")
+        .recursive(true)
+        .into_paginator()
+        .send();
+    let mut names = Vec::new();
+    while let Some(page) = pages.next().await {
+        for p in page.unwrap().parameters() {
+            names.push(p.name().unwrap_or_default().to_string());
+        }
+    }
+    for name in &names {
+        let tags = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+            .unwrap();
+        if tags
+            .tag_list()
+            .iter()
+            .any(|t| t.key() == "stack:name" && t.value() == stack)
+        {
+            out.push(format!("ssm_parameter {name}"));
+        }
+    }
     out
+}
+
+/// An SSM parameter's value, decrypted, or None when there is none of that name.
+pub async fn parameter_value(endpoint: &str, name: &str) -> Option<(String, i64)> {
+    let ssm = aws_sdk_ssm::Client::new(&sdk(endpoint).await);
+    let got = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ok()?;
+    let p = got.parameter()?;
+    Some((p.value()?.to_string(), p.version()))
+}
+
+/// IAM returns policy documents URL-encoded.
+pub fn percent_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }
 
 pub fn assert_ok(o: &Output) {

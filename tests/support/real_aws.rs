@@ -79,6 +79,18 @@ fn element<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
     out
 }
 
+/// A top-level number of a JSON request body.
+fn json_number(body: &str, key: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?[key].as_i64()
+}
+
+/// A top-level string of a JSON request body.
+fn json_string(body: &str, key: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?[key]
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn table_name(body: &str) -> Option<String> {
     static RE: OnceLock<Regex> = OnceLock::new();
     re(&RE, r#""TableName"\s*:\s*"([^"]+)""#)
@@ -159,6 +171,29 @@ pub async fn before(
         Verdict::Answer(aws_error(service, status, code, message, head_only))
     };
     match (service, action) {
+        // SSM API Reference, GetParametersByPath, MaxResults: "Valid Range: Minimum
+        // value of 1. Maximum value of 10." moto takes any number.
+        ("ssm", "GetParametersByPath")
+            if json_number(body, "MaxResults").is_some_and(|n| !(1..=10).contains(&n)) =>
+        {
+            err(
+                400,
+                "ValidationException",
+                "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10",
+            )
+        }
+        // SSM API Reference, PutParameter: a name may not begin with `aws` or `ssm`,
+        // and a hierarchical name needs its leading `/`. moto checks the first only.
+        ("ssm", "PutParameter")
+            if json_string(body, "Name")
+                .is_some_and(|n| n.contains('/') && !n.starts_with('/')) =>
+        {
+            err(
+                400,
+                "ValidationException",
+                "Parameter name must be a fully qualified name.",
+            )
+        }
         // ELBv2 API Reference, CreateLoadBalancer, Name: "must not begin with
         // `internal-`". moto accepts it.
         ("elasticloadbalancing", "CreateLoadBalancer")

@@ -58,6 +58,10 @@ pub fn router(state: AppState) -> Router {
         .route("/info/stress", post(ops::stress))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_write_credential,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -101,6 +105,90 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         ],
     );
     resp
+}
+
+/// Whether a request can change data: every `/admin` page (a browser must be asked
+/// for the credential before it shows a form), and the API's unsafe methods.
+fn needs_credential(method: &Method, path: &str) -> bool {
+    let admin = path == "/admin" || path.starts_with("/admin/");
+    let api_write = path.starts_with("/api/") && !matches!(*method, Method::GET | Method::HEAD);
+    admin || api_write
+}
+
+/// Refuses a write without the right credential before its body is read: nothing is
+/// parsed, uploaded or stored. Admin pages answer with a Basic challenge, so a
+/// browser asks for the password; the API with a Bearer one.
+async fn require_write_credential(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path();
+    if !needs_credential(req.method(), path) {
+        return next.run(req).await;
+    }
+    let api = path.starts_with("/api/");
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let verdict = state.auth.check(presented).await;
+    let reason = match verdict {
+        crate::auth::Verdict::Allowed => return next.run(req).await,
+        crate::auth::Verdict::Denied if presented.is_none() => "missing",
+        crate::auth::Verdict::Denied => "wrong",
+        crate::auth::Verdict::Unavailable => "unavailable",
+    };
+    logging::warn(
+        "write refused",
+        &[
+            ("path", path.into()),
+            ("method", req.method().as_str().into()),
+            ("credential", reason.into()),
+        ],
+    );
+    if verdict == crate::auth::Verdict::Unavailable {
+        let mut r = if api {
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the write credential cannot be read right now; try again shortly",
+            )
+        } else {
+            html_error(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Writes unavailable",
+                "The app cannot read its write credential right now. Please try again shortly.",
+            )
+        };
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return r;
+    }
+    let (mut r, challenge) = if api {
+        (
+            json_error(
+                StatusCode::UNAUTHORIZED,
+                "writes need `Authorization: Bearer <token>`; `stack token <stack file>` prints it",
+            ),
+            r#"Bearer realm="stack-app""#,
+        )
+    } else {
+        (
+            html_error(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                "Sign-in required",
+                "The admin pages need the stack's write credential as the password (any user name). `stack token <stack file>` prints it.",
+            ),
+            r#"Basic realm="stack-app admin", charset="UTF-8""#,
+        )
+    };
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(challenge),
+    );
+    r
 }
 
 async fn not_found(State(state): State<AppState>, req: Request) -> Response {

@@ -55,6 +55,10 @@ impl Default for Options {
 
 pub struct TestApp {
     pub base: String,
+    /// The write credential the app expects; the helpers present it unless told not to.
+    pub token: String,
+    /// The SSM parameter holding it, when the backend is moto.
+    pub token_parameter: Option<String>,
     pub state: AppState,
     pub moto: Option<Moto>,
     pub endpoint: String,
@@ -97,7 +101,17 @@ impl TestApp {
             ),
         };
         let imds = opts.imds.unwrap_or_else(closed_endpoint);
+        let token = unique("write-token");
+        // Through moto's Parameter Store, as on EC2, when there is a moto.
+        let (token_var, token_parameter) = if moto.is_some() {
+            let name = format!("/stack/{}/write-token", unique("test"));
+            moto::put_secure_parameter(&endpoint, &name, &token).await;
+            (("APP_WRITE_TOKEN_PARAMETER", name.clone()), Some(name))
+        } else {
+            (("APP_WRITE_TOKEN", token.clone()), None)
+        };
         let vars = HashMap::from([
+            token_var,
             ("APP_TABLE", table.clone()),
             ("APP_BUCKET", bucket.clone()),
             ("APP_REGION", "us-east-1".to_owned()),
@@ -122,6 +136,8 @@ impl TestApp {
         }));
         TestApp {
             base,
+            token,
+            token_parameter,
             state,
             moto,
             ddb: moto::ddb_client(&sdk, &endpoint),
@@ -138,11 +154,42 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    pub async fn get(&self, path: &str) -> Resp {
-        http::get(&self.url(path)).await
+    /// The `Authorization` value a signed-in user sends: Basic (as a browser would)
+    /// on the admin pages, Bearer on the API.
+    pub fn credential(&self, path: &str) -> String {
+        use base64::Engine;
+        if path.starts_with("/admin") {
+            let pair = format!("admin:{}", self.token);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        } else {
+            format!("Bearer {}", self.token)
+        }
     }
 
+    /// GET with the credential.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, &[], Bytes::new()).await
+    }
+
+    /// A request with the credential.
     pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let auth = self.credential(path);
+        let mut all = headers.to_vec();
+        all.push(("authorization", &auth));
+        http::send(method, &self.url(path), &all, body).await
+    }
+
+    /// A request as a stranger: exactly `headers`, no credential.
+    pub async fn send_anonymous(
         &self,
         method: &str,
         path: &str,

@@ -169,6 +169,28 @@ pub fn ddb_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_dynamodb::Client {
     )
 }
 
+pub fn ssm_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(sdk)
+            .endpoint_url(endpoint)
+            .build(),
+    )
+}
+
+/// Stores `value` as a SecureString, overwriting: what `stack up` and `stack token
+/// --rotate` do.
+pub async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
+    ssm_client(&sdk_config().await, endpoint)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put parameter");
+}
+
 pub fn s3_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
