@@ -6,6 +6,9 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
@@ -21,6 +24,24 @@ use crate::model::{self, Employee};
 use crate::store::{Store, StoreError};
 use crate::stress::Stress;
 
+/// The employee list as the cache keeps it: the records, their photo links, and the
+/// API's JSON serialized once per table read rather than once per request.
+#[derive(Debug)]
+pub struct EmployeeList {
+    /// Sorted by name.
+    pub employees: Vec<Employee>,
+    /// One per employee: a presigned link, or none without a photo.
+    pub photo_urls: Vec<Option<String>>,
+    /// `{"employees": [...], "count": n}`.
+    pub json: Bytes,
+}
+
+pub type Cache = ReadCache<EmployeeList, Option<Employee>, StoreError>;
+
+/// The longest a cached entry may live: it holds presigned photo links, valid for
+/// [`crate::store::PRESIGN_TTL`], and may be served stale for one more TTL.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
 /// Cheap to clone; everything lives behind one `Arc`.
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -29,7 +50,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Store,
-    pub cache: ReadCache,
+    pub cache: Cache,
     pub metrics: Metrics,
     pub stress: Stress,
     pub auth: WriteAuth,
@@ -73,7 +94,7 @@ impl AppState {
             config.bucket.clone(),
         );
         AppState(Arc::new(Inner {
-            cache: ReadCache::new(config.cache_ttl),
+            cache: Cache::new(config.cache_ttl.min(MAX_CACHE_TTL)),
             stress: Stress::new(config.stress_enabled),
             auth: WriteAuth::new(
                 &config.write_token,
@@ -99,33 +120,46 @@ impl AppState {
         self.host_info.get()
     }
 
-    /// All employees sorted by name, from the cache when fresh.
-    pub async fn list_employees(&self) -> Result<Arc<Vec<Employee>>, StoreError> {
-        if let Some(list) = self.cache.get_list() {
-            return Ok(list);
+    /// All employees sorted by name, from the cache (see [`crate::cache`]).
+    pub async fn list_employees(&self) -> Result<Arc<EmployeeList>, StoreError> {
+        let me = self.clone();
+        self.cache
+            .list(move || async move { me.read_list().await })
+            .await
+    }
+
+    /// One table scan, turned into what every list request needs.
+    async fn read_list(&self) -> Result<EmployeeList, StoreError> {
+        let mut employees = self.store.list().await?;
+        employees.sort_by_cached_key(|e| (e.full_name.to_lowercase(), e.id.clone()));
+        let mut photo_urls = Vec::with_capacity(employees.len());
+        let mut views = Vec::with_capacity(employees.len());
+        for e in &employees {
+            let url = self.photo_url(e).await;
+            views.push(api_view(e, url.as_deref()));
+            photo_urls.push(url);
         }
-        let generation = self.cache.generation();
-        let mut list = self.store.list().await?;
-        list.sort_by_cached_key(|e| (e.full_name.to_lowercase(), e.id.clone()));
-        let list = Arc::new(list);
-        self.cache.put_list(generation, list.clone());
-        Ok(list)
+        let json = serde_json::json!({ "employees": views, "count": employees.len() });
+        Ok(EmployeeList {
+            photo_urls,
+            json: Bytes::from(json.to_string()),
+            employees,
+        })
     }
 
     pub async fn get_employee(&self, id: &str) -> Result<Option<Arc<Employee>>, StoreError> {
         if !model::plausible_id(id) {
             return Ok(None);
         }
-        if let Some(e) = self.cache.get_item(id) {
-            return Ok(Some(e));
-        }
-        let generation = self.cache.generation();
-        let Some(e) = self.store.get(id, false).await? else {
-            return Ok(None);
-        };
-        let e = Arc::new(e);
-        self.cache.put_item(generation, e.clone());
-        Ok(Some(e))
+        let (me, key) = (self.clone(), id.to_owned());
+        let found = self
+            .cache
+            .item(id, Option::is_some, move || async move {
+                me.store.get(&key, false).await
+            })
+            .await?;
+        // The cache shares one value between requests; hand out the record itself.
+        Ok(found.as_ref().clone().map(Arc::new))
     }
 
     /// Fresh from the table, bypassing the cache; for edit forms.
@@ -245,6 +279,13 @@ impl AppState {
             log_store_error(&err);
         }
     }
+}
+
+/// The API's view of an employee: its stored fields plus the photo link.
+pub fn api_view(e: &Employee, photo_url: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    v["photo_url"] = photo_url.map_or(serde_json::Value::Null, serde_json::Value::from);
+    v
 }
 
 /// Logs an AWS failure with its error code.

@@ -29,7 +29,7 @@ pub async fn index(State(state): State<AppState>, Query(q): Query<Notice>) -> Re
         Some("deleted") => Some("Employee deleted."),
         _ => None,
     };
-    let rows = rows(&state, &list).await;
+    let rows = rows(&list);
     Html(views::admin_list(
         &PageCtx::from_state(&state),
         &rows,

@@ -14,20 +14,17 @@ use crate::state::AppState;
 
 /// The API view of an employee: stored fields plus a presigned photo link.
 async fn view(state: &AppState, e: &Employee) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or_default();
-    v["photo_url"] = state.photo_url(e).await.map_or(Value::Null, Value::from);
-    v
+    crate::state::api_view(e, state.photo_url(e).await.as_deref())
 }
 
+/// The cached bytes, serialized once per table read.
 pub async fn list(State(state): State<AppState>) -> Response {
     match state.list_employees().await {
-        Ok(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for e in list.iter() {
-                out.push(view(&state, e).await);
-            }
-            Json(json!({ "employees": out, "count": list.len() })).into_response()
-        }
+        Ok(list) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            list.json.clone(),
+        )
+            .into_response(),
         Err(e) => json_store_error(&e),
     }
 }

@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::json_error;
+use crate::cache::CacheStats;
 use crate::metrics::Extra;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -92,7 +93,13 @@ pub async fn info(
             "availability_zone": host.availability_zone,
             "metadata_source": host.source,
             "version": env!("CARGO_PKG_VERSION"),
-            "cache": { "ttl_secs": cache.ttl().as_secs(), "hits": cache.hits(), "misses": cache.misses() },
+            "cache": {
+                "ttl_secs": cache.ttl().as_secs(),
+                "hits": CacheStats::get(&cache.stats.hits),
+                "stale": CacheStats::get(&cache.stats.stale),
+                "misses": CacheStats::get(&cache.stats.misses),
+                "fills": CacheStats::get(&cache.stats.fills),
+            },
             "stress": { "enabled": state.stress.enabled(), "running": state.stress.running() },
         }))
         .into_response();
@@ -106,7 +113,11 @@ pub async fn info(
         ("Cache TTL", format!("{} s", cache.ttl().as_secs())),
         (
             "Cache hits / misses",
-            format!("{} / {}", cache.hits(), cache.misses()),
+            format!(
+                "{} / {}",
+                CacheStats::get(&cache.stats.hits),
+                CacheStats::get(&cache.stats.misses)
+            ),
         ),
         (
             "Stress endpoint",
@@ -169,15 +180,33 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let extra = [
         Extra {
             name: "cache_hits_total",
-            help: "Reads answered from the in-process cache.",
+            help: "Reads answered from a fresh cache entry.",
             kind: "counter",
-            value: state.cache.hits(),
+            value: CacheStats::get(&state.cache.stats.hits),
+        },
+        Extra {
+            name: "cache_stale_served_total",
+            help: "Reads answered from an expired entry while one background read refreshed it.",
+            kind: "counter",
+            value: CacheStats::get(&state.cache.stats.stale),
         },
         Extra {
             name: "cache_misses_total",
-            help: "Reads that went to the table.",
+            help: "Reads that found no usable entry and waited for a table read.",
             kind: "counter",
-            value: state.cache.misses(),
+            value: CacheStats::get(&state.cache.stats.misses),
+        },
+        Extra {
+            name: "cache_coalesced_total",
+            help: "Misses that joined a table read another request had started (single flight).",
+            kind: "counter",
+            value: CacheStats::get(&state.cache.stats.coalesced),
+        },
+        Extra {
+            name: "cache_fills_total",
+            help: "Table reads made by the cache.",
+            kind: "counter",
+            value: CacheStats::get(&state.cache.stats.fills),
         },
         Extra {
             name: "stress_running",

@@ -13,7 +13,7 @@ pub async fn index(State(state): State<AppState>) -> Response {
         Ok(l) => l,
         Err(e) => return html_store_error(&state, &e),
     };
-    let rows = rows(&state, &list).await;
+    let rows = rows(&list);
     Html(views::directory(&PageCtx::from_state(&state), &rows)).into_response()
 }
 
@@ -36,14 +36,14 @@ pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
-/// Pairs each employee with a presigned photo link (local signing, no network).
-pub(super) async fn rows<'a>(state: &AppState, list: &'a [crate::model::Employee]) -> Vec<Row<'a>> {
-    let mut rows = Vec::with_capacity(list.len());
-    for e in list {
-        rows.push(Row {
-            photo_url: state.photo_url(e).await,
-            employee: e,
-        });
-    }
-    rows
+/// Pairs each employee with the photo link signed when the list was read.
+pub(super) fn rows(list: &crate::state::EmployeeList) -> Vec<Row<'_>> {
+    list.employees
+        .iter()
+        .zip(&list.photo_urls)
+        .map(|(employee, url)| Row {
+            photo_url: url.clone(),
+            employee,
+        })
+        .collect()
 }
