@@ -289,15 +289,14 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     type Cache = ReadCache<Vec<u32>, Option<u32>, String>;
+    type Read = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u32>, String>> + Send>>;
 
     /// A fill that counts its runs and answers after `gate` opens.
     fn counted(
         runs: &Arc<AtomicUsize>,
         gate: &Arc<tokio::sync::Notify>,
         value: u32,
-    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u32>, String>> + Send>>
-    + Send
-    + 'static {
+    ) -> impl FnOnce() -> Read + Send + 'static {
         let (runs, gate) = (runs.clone(), gate.clone());
         move || {
             Box::pin(async move {
