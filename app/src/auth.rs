@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::config::WriteToken;
-use crate::logging;
 
 /// How long a value read from SSM is trusted before it is read again.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -129,13 +128,11 @@ impl WriteAuth {
                 Some(v)
             }
             Err((code, message)) => {
-                logging::error(
-                    "cannot read the write credential",
-                    &[
-                        ("parameter", name.into()),
-                        ("code", code.into()),
-                        ("error", message.into()),
-                    ],
+                tracing::error!(
+                    parameter = name,
+                    code = %code,
+                    error = %message,
+                    "cannot read the write credential"
                 );
                 self.cached()
             }

@@ -14,10 +14,10 @@
 //! TTLs, is the trade for fewer table reads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::OnceCell;
 // Tokio's clock, so tests can move time instead of waiting for it.
 use tokio::time::Instant;
@@ -25,29 +25,19 @@ use tokio::time::Instant;
 /// Bound on cached single employees; past it the map is simply cleared.
 const MAX_ITEMS: usize = 10_000;
 
-/// What the cache did, for `/metrics` and `/info`.
+/// What the cache did, for `/metrics` (registered there as they are) and `/info`.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     /// Answered from a fresh entry.
-    pub hits: AtomicU64,
+    pub hits: Counter,
     /// Answered from a stale entry while a background read refreshed it.
-    pub stale: AtomicU64,
+    pub stale: Counter,
     /// Found nothing usable and waited for a read.
-    pub misses: AtomicU64,
+    pub misses: Counter,
     /// Waited for a read another request had started (a subset of `misses`).
-    pub coalesced: AtomicU64,
+    pub coalesced: Counter,
     /// Reads of the table the cache made (foreground and background).
-    pub fills: AtomicU64,
-}
-
-impl CacheStats {
-    fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
+    pub fills: Counter,
 }
 
 type Fill<T, E> = Arc<OnceCell<Result<Arc<T>, E>>>;
@@ -136,9 +126,9 @@ where
                         .inflight
                         .get_or_insert_with(|| Arc::new(OnceCell::new()))
                         .clone();
-                    CacheStats::bump(&stats.misses);
+                    stats.misses.inc();
                     if joined {
-                        CacheStats::bump(&stats.coalesced);
+                        stats.coalesced.inc();
                     }
                     Step::Wait(cell, generation)
                 }
@@ -146,11 +136,11 @@ where
         };
         match step {
             Step::Ready(v, stale) => {
-                CacheStats::bump(if stale { &stats.stale } else { &stats.hits });
+                if stale { &stats.stale } else { &stats.hits }.inc();
                 Ok(v)
             }
             Step::ServeStale(v, cell, generation) => {
-                CacheStats::bump(&stats.stale);
+                stats.stale.inc();
                 let me = self.clone();
                 let stats = stats.clone();
                 // The refresh outlives the request that noticed the expiry.
@@ -179,7 +169,7 @@ where
     {
         let result = cell
             .get_or_init(|| async {
-                CacheStats::bump(&stats.fills);
+                stats.fills.inc();
                 fill().await.map(Arc::new)
             })
             .await
@@ -286,7 +276,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     type Cache = ReadCache<Vec<u32>, Option<u32>, String>;
     type Read = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u32>, String>> + Send>>;
@@ -319,7 +309,7 @@ mod tests {
             })
             .collect();
         // Every waiter has looked before the one read is let through.
-        while CacheStats::get(&cache.stats.misses) < 16 {
+        while cache.stats.misses.get() < 16 {
             tokio::task::yield_now().await;
         }
         gate.notify_one();
@@ -327,12 +317,12 @@ mod tests {
             assert_eq!(*w.await.unwrap().unwrap(), vec![7]);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        assert_eq!(CacheStats::get(&cache.stats.coalesced), 15);
-        assert_eq!(CacheStats::get(&cache.stats.fills), 1);
+        assert_eq!(cache.stats.coalesced.get(), 15);
+        assert_eq!(cache.stats.fills.get(), 1);
         // And then it is a hit.
         let again = cache.list(counted(&runs, &gate, 8)).await.unwrap();
         assert_eq!(*again, vec![7]);
-        assert_eq!(CacheStats::get(&cache.stats.hits), 1);
+        assert_eq!(cache.stats.hits.get(), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,7 +345,7 @@ mod tests {
                 vec![1]
             );
         }
-        assert_eq!(CacheStats::get(&cache.stats.stale), 5);
+        assert_eq!(cache.stats.stale.get(), 5);
         gate.notify_one();
         // The one background read lands; later reads see it.
         let mut tries = 0;
@@ -412,7 +402,7 @@ mod tests {
         for _ in 0..2 {
             off.list(|| async { Ok(vec![1]) }).await.unwrap();
         }
-        assert_eq!(CacheStats::get(&off.stats.fills), 2);
-        assert_eq!(CacheStats::get(&off.stats.hits), 0);
+        assert_eq!(off.stats.fills.get(), 2);
+        assert_eq!(off.stats.hits.get(), 0);
     }
 }

@@ -1,24 +1,20 @@
 //! Where am I: hostname, and instance id and availability zone from EC2
-//! instance metadata (IMDSv2).
+//! instance metadata, through the AWS SDK's IMDSv2 client (`aws_config::imds`:
+//! session tokens, their refresh, retries).
 //!
 //! The lookup runs once, in the background at start-up, and its result is
-//! cached. Each request has a short timeout and the whole lookup a hard cap,
-//! so off EC2 (nothing answers, or the address is unroutable) it falls back to
-//! "unknown" in well under a second and never holds up start-up.
+//! cached. Each attempt has a short connect and read timeout and the whole lookup
+//! a hard cap, so off EC2 (nothing answers, or the address is unroutable) it falls
+//! back to "unknown" in well under a second and never holds up start-up.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use aws_config::imds::Client;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 const STEP_TIMEOUT: Duration = Duration::from_millis(300);
 const TOTAL_TIMEOUT: Duration = Duration::from_millis(900);
-const TOKEN_TTL_SECS: &str = "60";
 pub const UNKNOWN: &str = "unknown";
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -45,12 +41,10 @@ pub fn hostname() -> String {
 pub async fn lookup(authority: &str, hostname: String) -> HostInfo {
     match timeout(TOTAL_TIMEOUT, fetch(authority)).await {
         Ok(Ok((instance_id, availability_zone))) => {
-            crate::logging::info(
-                "instance metadata read",
-                &[
-                    ("instance_id", instance_id.clone().into()),
-                    ("availability_zone", availability_zone.clone().into()),
-                ],
+            tracing::info!(
+                instance_id = %instance_id,
+                availability_zone = %availability_zone,
+                "instance metadata read"
             );
             HostInfo {
                 hostname,
@@ -64,9 +58,10 @@ pub async fn lookup(authority: &str, hostname: String) -> HostInfo {
                 Ok(Err(e)) => e,
                 _ => "timed out".to_owned(),
             };
-            crate::logging::warn(
-                "instance metadata unavailable; not on EC2?",
-                &[("endpoint", authority.into()), ("error", why.into())],
+            tracing::warn!(
+                endpoint = authority,
+                error = %why,
+                "instance metadata unavailable; not on EC2?"
             );
             HostInfo {
                 hostname,
@@ -79,70 +74,32 @@ pub async fn lookup(authority: &str, hostname: String) -> HostInfo {
 }
 
 async fn fetch(authority: &str) -> Result<(String, String), String> {
-    let token = call(
-        authority,
-        Method::PUT,
-        "/latest/api/token",
-        ("x-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL_SECS),
-    )
-    .await?;
-    let hdr = ("x-aws-ec2-metadata-token", token.as_str());
-    let id = call(authority, Method::GET, "/latest/meta-data/instance-id", hdr).await?;
-    let az = call(
-        authority,
-        Method::GET,
-        "/latest/meta-data/placement/availability-zone",
-        hdr,
-    )
-    .await?;
-    Ok((id, az))
-}
-
-/// One request on its own connection, bounded by [`STEP_TIMEOUT`].
-async fn call(
-    authority: &str,
-    method: Method,
-    path: &str,
-    header: (&str, &str),
-) -> Result<String, String> {
-    let work = async {
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, authority)
-            .header(header.0, header.1)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        conn.abort();
-        if status != StatusCode::OK {
-            return Err(format!("{path}: HTTP {status}"));
+    let client = Client::builder()
+        .endpoint(format!("http://{authority}"))
+        .map_err(|e| format!("endpoint: {e}"))?
+        .connect_timeout(STEP_TIMEOUT)
+        .read_timeout(STEP_TIMEOUT)
+        // The cap above bounds the whole lookup; one retry fits inside it.
+        .max_attempts(2)
+        .build();
+    let get = |path: &'static str| {
+        let client = &client;
+        async move {
+            let value: String = client
+                .get(path)
+                .await
+                .map_err(|e| format!("{path}: {e}"))?
+                .into();
+            let value = value.trim().to_owned();
+            // Guard against a captive portal or proxy answering with a page.
+            if value.is_empty() || value.len() > 256 || value.contains(char::is_whitespace) {
+                return Err(format!("{path}: unexpected answer"));
+            }
+            Ok(value)
         }
-        let text = String::from_utf8_lossy(&body).trim().to_owned();
-        // Guard against a captive portal or proxy answering with a page.
-        if text.is_empty() || text.len() > 256 || text.contains(char::is_whitespace) {
-            return Err(format!("{path}: unexpected answer"));
-        }
-        Ok(text)
     };
-    timeout(STEP_TIMEOUT, work)
-        .await
-        .map_err(|_| format!("{path}: timed out"))?
+    // The client fetches one session token and reuses it for both.
+    let id = get("/latest/meta-data/instance-id").await?;
+    let az = get("/latest/meta-data/placement/availability-zone").await?;
+    Ok((id, az))
 }

@@ -53,15 +53,13 @@ pub async fn serve(
     tokio::spawn(async move {
         bg.host_info().await;
     });
-    logging::info(
-        "listening",
-        &[
-            ("addr", addr.to_string().into()),
-            ("table", state.config.table.clone().into()),
-            ("bucket", state.config.bucket.clone().into()),
-            ("region", state.config.region.clone().into()),
-            ("write_credential", state.auth.describe().into()),
-        ],
+    tracing::info!(
+        addr = %addr,
+        table = %state.config.table,
+        bucket = %state.config.bucket,
+        region = %state.config.region,
+        write_credential = %state.auth.describe(),
+        "listening"
     );
     // Small responses on keep-alive connections: do not let Nagle delay them.
     let listener = listener.tap_io(|tcp| {
@@ -71,6 +69,6 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
-    logging::info("stopped", &[]);
+    tracing::info!("stopped");
     Ok(())
 }

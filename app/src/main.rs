@@ -8,6 +8,7 @@ use stack_app::{AppState, Config, load_sdk_config, logging, serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    logging::init();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -28,7 +29,7 @@ async fn main() -> ExitCode {
     match serve(listener, state, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            logging::error("server failed", &[("error", e.to_string().into())]);
+            tracing::error!(error = %e, "server failed");
             ExitCode::from(1)
         }
     }
@@ -40,10 +41,7 @@ async fn shutdown_signal() {
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {
-            logging::error(
-                "cannot listen for SIGTERM",
-                &[("error", e.to_string().into())],
-            );
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
             // Still honour Ctrl-C.
             let _ = tokio::signal::ctrl_c().await;
             return;
@@ -53,8 +51,5 @@ async fn shutdown_signal() {
         _ = term.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
-    logging::info(
-        "shutting down; finishing in-flight requests",
-        &[("signal", name.into())],
-    );
+    tracing::info!(signal = name, "shutting down; finishing in-flight requests");
 }

@@ -18,7 +18,6 @@ use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::imds::{self, HostInfo};
 use crate::input::ValidEmployee;
-use crate::logging;
 use crate::metrics::Metrics;
 use crate::model::{self, Employee};
 use crate::store::{Store, StoreError};
@@ -93,14 +92,16 @@ impl AppState {
             config.table.clone(),
             config.bucket.clone(),
         );
+        let cache = Cache::new(config.cache_ttl.min(MAX_CACHE_TTL));
+        let metrics = Metrics::new(&cache.stats);
         AppState(Arc::new(Inner {
-            cache: Cache::new(config.cache_ttl.min(MAX_CACHE_TTL)),
+            metrics,
+            cache,
             stress: Stress::new(config.stress_enabled),
             auth: WriteAuth::new(
                 &config.write_token,
                 aws_sdk_ssm::Client::from_conf(ssm.build()),
             ),
-            metrics: Metrics::default(),
             hostname: imds::hostname(),
             host_info: OnceCell::new(),
             store,
@@ -190,7 +191,7 @@ impl AppState {
             self.discard_photo(e.photo_key.as_deref()).await;
             return Err(err);
         }
-        logging::info("employee created", &[("id", e.id.clone().into())]);
+        tracing::info!(id = %e.id, "employee created");
         Ok(e)
     }
 
@@ -224,7 +225,7 @@ impl AppState {
                 if replaced_photo {
                     self.discard_photo(old.photo_key.as_deref()).await;
                 }
-                logging::info("employee updated", &[("id", e.id.clone().into())]);
+                tracing::info!(id = %e.id, "employee updated");
                 Ok(Some(e))
             }
             Ok(false) | Err(_) => {
@@ -246,7 +247,7 @@ impl AppState {
         match deleted? {
             Some(e) => {
                 self.discard_photo(e.photo_key.as_deref()).await;
-                logging::info("employee deleted", &[("id", e.id.into())]);
+                tracing::info!(id = %e.id, "employee deleted");
                 Ok(true)
             }
             None => Ok(false),
@@ -290,12 +291,10 @@ pub fn api_view(e: &Employee, photo_url: Option<&str>) -> serde_json::Value {
 
 /// Logs an AWS failure with its error code.
 pub fn log_store_error(err: &StoreError) {
-    logging::error(
-        "aws call failed",
-        &[
-            ("op", err.op.into()),
-            ("code", err.code.clone().into()),
-            ("error", err.message.clone().into()),
-        ],
+    tracing::error!(
+        op = err.op,
+        code = %err.code,
+        error = %err.message,
+        "aws call failed"
     );
 }

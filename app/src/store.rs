@@ -92,12 +92,12 @@ impl Store {
             let item = item.map_err(|e| sdk_error("Scan", e))?;
             match from_item(&item) {
                 Some(e) => out.push(e),
-                None => crate::logging::warn(
-                    "skipping malformed item",
-                    &[(
-                        "id",
-                        item.get("id").and_then(|v| v.as_s().ok()).cloned().into(),
-                    )],
+                None => tracing::warn!(
+                    id = item
+                        .get("id")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str),
+                    "skipping malformed item"
                 ),
             }
         }

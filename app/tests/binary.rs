@@ -119,6 +119,16 @@ async fn stops_cleanly_on(signal: &str) {
     }
     let r = support::http::get(&format!("{base}/health")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    // As the load balancer sends it: the id is echoed and carried by the log line.
+    let trace = "Root=1-674b1c2d-0123456789abcdef01234567";
+    let r = support::http::send(
+        "GET",
+        &format!("{base}/health"),
+        &[("x-amzn-trace-id", trace)],
+        "",
+    )
+    .await;
+    assert_eq!(r.header("x-request-id").as_deref(), Some(trace));
 
     let pid = child.id().expect("pid").to_string();
     let ok = Command::new("kill")
@@ -156,6 +166,17 @@ async fn stops_cleanly_on(signal: &str) {
     assert_eq!(req["route"], "/health");
     assert_eq!(req["status"], 200);
     assert!(req["duration_ms"].is_number());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["msg"] == "request" && l["request_id"] == trace),
+        "{stdout}"
+    );
+    // `ts`, `level`, `msg` lead every line, for grep and eyes.
+    assert!(
+        stdout.lines().all(|l| l.starts_with("{\"ts\":")),
+        "{stdout}"
+    );
     let name = if signal == "-TERM" {
         "SIGTERM"
     } else {

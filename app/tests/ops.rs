@@ -96,22 +96,28 @@ async fn metrics_expose_expected_series() {
     assert!(
         r.header("content-type")
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     let m = r.text();
     for line in [
-        "# TYPE http_requests_total counter",
+        "# TYPE http_requests counter",
         "http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 2",
         "http_requests_total{route=\"/api/employees/{id}\",method=\"GET\",status=\"404\"} 1",
         "http_requests_total{route=\"/employees/{id}\",method=\"GET\",status=\"404\"} 1",
         "http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "# TYPE http_request_duration_seconds histogram",
-        "http_request_duration_seconds_bucket{route=\"/health\",le=\"+Inf\"} 2",
+        "http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/health\"} 2",
         "http_request_duration_seconds_count{route=\"/health\"} 2",
-        "# TYPE cache_hits_total counter",
+        "# TYPE cache_hits counter",
         "cache_hits_total 0",
-        "# TYPE cache_misses_total counter",
+        "# TYPE cache_misses counter",
         "cache_misses_total 0",
+        "cache_stale_served_total 0",
+        "cache_coalesced_total 0",
+        "cache_fills_total 0",
+        "# TYPE stress_running gauge",
+        "stress_running 0",
+        "# EOF",
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
     }
@@ -120,7 +126,7 @@ async fn metrics_expose_expected_series() {
             .any(|l| l.starts_with("http_request_duration_seconds_sum{route=\"/health\"} "))
     );
     assert!(m.lines().any(|l| {
-        l.starts_with("http_request_duration_seconds_bucket{route=\"/health\",le=\"0.005\"} ")
+        l.starts_with("http_request_duration_seconds_bucket{le=\"0.005\",route=\"/health\"} ")
     }));
     assert!(
         !m.contains("not an id") && !m.contains("junk"),
@@ -246,7 +252,8 @@ async fn info_falls_back_quickly_off_ec2() {
     held.abort();
 }
 
-/// A fake IMDSv2: PUT /latest/api/token with a TTL header returns a token;
+/// A fake IMDSv2: PUT /latest/api/token with a TTL header returns a token (and the
+/// TTL header, as EC2 does);
 /// metadata GETs answer only with that token.
 async fn fake_imds() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -287,6 +294,11 @@ async fn fake_imds() -> (String, Arc<AtomicUsize>) {
                     };
                     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
                     *resp.status_mut() = status;
+                    // Like the real service: the token's answer says how long it lives.
+                    if let Some(ttl) = h("x-aws-ec2-metadata-token-ttl-seconds") {
+                        resp.headers_mut()
+                            .insert("x-aws-ec2-metadata-token-ttl-seconds", ttl.parse().unwrap());
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             });

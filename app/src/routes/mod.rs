@@ -16,6 +16,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use tracing::Instrument;
+
 use crate::logging;
 use crate::photo::MAX_PHOTO_BYTES;
 use crate::state::{AppState, log_store_error};
@@ -67,9 +69,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records `http_requests_total` and the latency histogram, and writes the access log line.
+/// Records `http_requests_total` and the latency histogram, and writes the access log
+/// line; everything logged while the request runs carries its `request_id`, which the
+/// response echoes in `x-request-id`.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let request_id = {
+        let header_str = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        logging::request_id(
+            header_str(logging::ALB_TRACE_HEADER),
+            header_str(logging::REQUEST_ID_HEADER),
+        )
+    };
+    let span = tracing::info_span!("request", request_id = %request_id);
     // Unmatched paths share one label so junk URLs cannot grow the series count.
     let route = req
         .extensions()
@@ -87,23 +99,23 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         _ => "OTHER".to_owned(),
     };
     let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
     state.metrics.observe(&route, &method, status, elapsed);
-    logging::info(
-        "request",
-        &[
-            ("method", method.into()),
-            ("route", route.into()),
-            ("path", path.into()),
-            ("status", status.into()),
-            (
-                "duration_ms",
-                ((elapsed.as_secs_f64() * 1e6).round() / 1e3).into(),
-            ),
-        ],
-    );
+    span.in_scope(|| {
+        tracing::info!(
+            method,
+            route,
+            path,
+            status,
+            duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            "request"
+        )
+    });
+    if let Ok(v) = header::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(logging::REQUEST_ID_HEADER, v);
+    }
     resp
 }
 
@@ -139,13 +151,11 @@ async fn require_write_credential(
         crate::auth::Verdict::Denied => "wrong",
         crate::auth::Verdict::Unavailable => "unavailable",
     };
-    logging::warn(
-        "write refused",
-        &[
-            ("path", path.into()),
-            ("method", req.method().as_str().into()),
-            ("credential", reason.into()),
-        ],
+    tracing::warn!(
+        path,
+        method = req.method().as_str(),
+        credential = reason,
+        "write refused"
     );
     if verdict == crate::auth::Verdict::Unavailable {
         let mut r = if api {

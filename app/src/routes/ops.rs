@@ -10,8 +10,6 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::json_error;
-use crate::cache::CacheStats;
-use crate::metrics::Extra;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::stress::{MAX_SECONDS, StressError};
@@ -95,10 +93,10 @@ pub async fn info(
             "version": env!("CARGO_PKG_VERSION"),
             "cache": {
                 "ttl_secs": cache.ttl().as_secs(),
-                "hits": CacheStats::get(&cache.stats.hits),
-                "stale": CacheStats::get(&cache.stats.stale),
-                "misses": CacheStats::get(&cache.stats.misses),
-                "fills": CacheStats::get(&cache.stats.fills),
+                "hits": cache.stats.hits.get(),
+                "stale": cache.stats.stale.get(),
+                "misses": cache.stats.misses.get(),
+                "fills": cache.stats.fills.get(),
             },
             "stress": { "enabled": state.stress.enabled(), "running": state.stress.running() },
         }))
@@ -113,11 +111,7 @@ pub async fn info(
         ("Cache TTL", format!("{} s", cache.ttl().as_secs())),
         (
             "Cache hits / misses",
-            format!(
-                "{} / {}",
-                CacheStats::get(&cache.stats.hits),
-                CacheStats::get(&cache.stats.misses)
-            ),
+            format!("{} / {}", cache.stats.hits.get(), cache.stats.misses.get()),
         ),
         (
             "Stress endpoint",
@@ -149,10 +143,7 @@ pub async fn stress(
     };
     match state.stress.start(seconds) {
         Ok(threads) => {
-            crate::logging::info(
-                "stress started",
-                &[("seconds", seconds.into()), ("threads", threads.into())],
-            );
+            tracing::info!(seconds, threads, "stress started");
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "started": true, "seconds": seconds, "threads": threads, "host": state.hostname })),
@@ -177,50 +168,13 @@ pub async fn stress(
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let extra = [
-        Extra {
-            name: "cache_hits_total",
-            help: "Reads answered from a fresh cache entry.",
-            kind: "counter",
-            value: CacheStats::get(&state.cache.stats.hits),
-        },
-        Extra {
-            name: "cache_stale_served_total",
-            help: "Reads answered from an expired entry while one background read refreshed it.",
-            kind: "counter",
-            value: CacheStats::get(&state.cache.stats.stale),
-        },
-        Extra {
-            name: "cache_misses_total",
-            help: "Reads that found no usable entry and waited for a table read.",
-            kind: "counter",
-            value: CacheStats::get(&state.cache.stats.misses),
-        },
-        Extra {
-            name: "cache_coalesced_total",
-            help: "Misses that joined a table read another request had started (single flight).",
-            kind: "counter",
-            value: CacheStats::get(&state.cache.stats.coalesced),
-        },
-        Extra {
-            name: "cache_fills_total",
-            help: "Table reads made by the cache.",
-            kind: "counter",
-            value: CacheStats::get(&state.cache.stats.fills),
-        },
-        Extra {
-            name: "stress_running",
-            help: "1 while a stress run burns CPU.",
-            kind: "gauge",
-            value: u64::from(state.stress.running()),
-        },
-    ];
+    state
+        .metrics
+        .stress_running
+        .set(i64::from(state.stress.running()));
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(&extra),
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(),
     )
         .into_response()
 }
