@@ -1,10 +1,12 @@
 //! Loopback load generator: requests/s and p50/p99 latency for a bare hyper
-//! "hello world" (the ceiling), `/health`, a cached `GET /api/employees`, and
-//! an uncached `GET /api/employees/{id}` (cache TTL 0, so every request reads
-//! moto), all in this one process against a private moto server.
+//! "hello world" (the ceiling), `/health`, `/info`, the HTML list and the JSON
+//! list from a warm cache, the same two from a cold start with a 2 s TTL (so the
+//! p99 covers the first fill and several expiries), and an uncached
+//! `GET /api/employees/{id}` (cache TTL 0, so every request reads moto), all in
+//! this one process against a private moto server with 20 employees.
 //!
 //! ```text
-//! cargo run --release -p stack-app --example loadbench -- [--connections 32] [--seconds 5] > /dev/null
+//! cargo run --release -p stack-app --example loadbench -- [--connections 20] [--seconds 10] > /dev/null
 //! ```
 //!
 //! Results go to stderr; stdout carries the app's JSON request logs (part of
@@ -28,6 +30,9 @@ use hyper_util::rt::TokioIo;
 use stack_app::{AppState, Config};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The cache TTL of the rows that measure a cold start and expiries inside the run.
+const EXPIRY_TTL_SECS: u64 = 2;
+
 /// The write credential of the benchmark's app instances (seeding writes).
 const BENCH_TOKEN: &str = "loadbench-write-token";
 
@@ -38,8 +43,8 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
-        connections: 32,
-        seconds: 5,
+        connections: 20,
+        seconds: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +64,8 @@ fn args() -> Args {
 #[tokio::main]
 async fn main() {
     let args = args();
+    // The JSON request log lines are part of the real per-request cost.
+    stack_app::logging::init();
     eprintln!("starting moto...");
     let moto = moto::Moto::start().await;
     let (table, bucket) = ("bench-employees", "bench-photos");
@@ -84,16 +91,42 @@ async fn main() {
         some_id = v["id"].as_str().unwrap().to_owned();
     }
 
+    // Apps for the expiry rows start now and see no request before their run: their
+    // first requests meet an empty cache, and a short TTL expires several times.
+    let expiring_json = start_app(&moto.endpoint, table, bucket, EXPIRY_TTL_SECS).await;
+    let expiring_html = start_app(&moto.endpoint, table, bucket, EXPIRY_TTL_SECS).await;
+    // Warm the long-TTL app's cache, as a running instance's would be.
+    for path in ["/", "/api/employees"] {
+        let (status, _) = request(cached, "GET", path, None).await;
+        assert_eq!(status, 200);
+    }
+    let expiry = format!("cold start + {EXPIRY_TTL_SECS} s TTL");
     let targets = [
-        ("bare hyper hello world", hello, "/".to_owned()),
-        ("GET /health", cached, "/health".to_owned()),
         (
-            "GET /api/employees (cached)",
+            "bare hyper hello world (ceiling)".to_owned(),
+            hello,
+            "/".to_owned(),
+        ),
+        ("GET /health".to_owned(), cached, "/health".to_owned()),
+        ("GET /info (HTML)".to_owned(), cached, "/info".to_owned()),
+        (
+            "GET / (HTML list, cached)".to_owned(),
+            cached,
+            "/".to_owned(),
+        ),
+        (
+            "GET /api/employees (cached JSON)".to_owned(),
             cached,
             "/api/employees".to_owned(),
         ),
+        (format!("GET / ({expiry})"), expiring_html, "/".to_owned()),
         (
-            "GET /api/employees/{id} (TTL 0)",
+            format!("GET /api/employees ({expiry})"),
+            expiring_json,
+            "/api/employees".to_owned(),
+        ),
+        (
+            "GET /api/employees/{id} (TTL 0, reads coalesced)".to_owned(),
             uncached,
             format!("/api/employees/{some_id}"),
         ),
@@ -105,7 +138,7 @@ async fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     eprintln!(
-        "{:<34} {:>10} {:>10} {:>10} {:>8}",
+        "{:<48} {:>10} {:>10} {:>10} {:>8}",
         "target", "req/s", "p50 ms", "p99 ms", "errors"
     );
     for (name, addr, path) in targets {
@@ -118,7 +151,7 @@ async fn main() {
         .await;
         let rps = lat.len() as f64 / args.seconds as f64;
         eprintln!(
-            "{name:<34} {rps:>10.0} {:>10.2} {:>10.2} {errors:>8}",
+            "{name:<48} {rps:>10.0} {:>10.2} {:>10.2} {errors:>8}",
             pct(&lat, 0.50),
             pct(&lat, 0.99)
         );
