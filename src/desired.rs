@@ -186,6 +186,37 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         );
     }
     push(igw(), attrs([("vpc_id", vpc_ref.clone())]), None);
+    // Security Hub EC2.21: no port open to the world but the listener's.
+    let mut service_ports: Vec<u16> = spec.services.iter().map(|s| s.port).collect();
+    service_ports.sort_unstable();
+    service_ports.dedup();
+    let ingress_cidrs: Vec<String> = spec
+        .load_balancer
+        .ingress
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    push(
+        Address::new(Kind::NetworkAcl, "main"),
+        attrs([
+            ("vpc_id", vpc_ref.clone()),
+            ("subnet_ids", Value::List(subnets.clone())),
+            (
+                "ingress",
+                Value::strs(crate::resources::network_acl::ingress_rules(
+                    spec.load_balancer.port,
+                    &ingress_cidrs,
+                    &service_ports,
+                    &spec.vpc_cidr.to_string(),
+                )),
+            ),
+            (
+                "egress",
+                Value::strs(crate::resources::network_acl::egress_rules()),
+            ),
+        ]),
+        None,
+    );
     push(
         route_table(),
         attrs([

@@ -27,10 +27,11 @@ pub enum Kind {
     Bucket,
     Artifact,
     Secret,
+    NetworkAcl,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -49,6 +50,7 @@ impl Kind {
         Kind::Bucket,
         Kind::Artifact,
         Kind::Secret,
+        Kind::NetworkAcl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +73,7 @@ impl Kind {
             Kind::Bucket => "s3_bucket",
             Kind::Artifact => "s3_object",
             Kind::Secret => "ssm_parameter",
+            Kind::NetworkAcl => "network_acl",
         }
     }
 

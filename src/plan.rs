@@ -314,7 +314,8 @@ fn id_is_name(kind: crate::model::Kind) -> bool {
         | Kind::InstanceProfile
         | Kind::LaunchTemplate
         | Kind::ScalingPolicy
-        | Kind::Artifact => false,
+        | Kind::Artifact
+        | Kind::NetworkAcl => false,
     }
 }
 

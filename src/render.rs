@@ -307,7 +307,8 @@ fn downtime(c: &Change) -> Option<&'static str> {
         | Kind::Table
         | Kind::Bucket
         | Kind::Artifact
-        | Kind::Secret => None,
+        | Kind::Secret
+        | Kind::NetworkAcl => None,
     }
 }
 

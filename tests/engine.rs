@@ -50,6 +50,7 @@ async fn full_cycle_plan_up_noop_down() {
         "dynamodb_table.main",
         "s3_bucket.main",
         "ssm_parameter.write_token",
+        "network_acl.main",
     ] {
         assert!(
             adds.contains(&expected.to_string()),
@@ -67,7 +68,7 @@ async fn full_cycle_plan_up_noop_down() {
     let up = stack(&proxy.url(), &["up", &file, "--yes"]);
     assert_ok(&up);
     let out = text(&up);
-    assert!(out.contains("Apply complete: 25 created"), "{out}");
+    assert!(out.contains("Apply complete: 26 created"), "{out}");
     let url_line = out
         .lines()
         .find(|l| l.trim_start().starts_with("url"))
@@ -93,7 +94,7 @@ async fn full_cycle_plan_up_noop_down() {
     assert!(tagged(&moto.url(), "directory").await.len() >= 15);
     let down = stack(&proxy.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
-    assert!(text(&down).contains("25 destroyed"), "{}", text(&down));
+    assert!(text(&down).contains("26 destroyed"), "{}", text(&down));
     let left = tagged(&moto.url(), "directory").await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }

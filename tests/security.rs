@@ -93,6 +93,61 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         default.ip_permissions().is_empty() && default.ip_permissions_egress().is_empty(),
         "EC2.2: {default:?}"
     );
+    // EC2.21: every subnet sits behind an ACL none of whose inbound entries lets the
+    // world reach 22 or 3389 (each entry judged alone, whatever the order).
+    let acls = ec2
+        .describe_network_acls()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for subnet in subnets.subnets() {
+        let id = subnet.subnet_id().unwrap();
+        let acl = acls
+            .network_acls()
+            .iter()
+            .find(|a| a.associations().iter().any(|x| x.subnet_id() == Some(id)))
+            .unwrap_or_else(|| panic!("EC2.21: {id} has no ACL"));
+        assert_ne!(
+            acl.is_default(),
+            Some(true),
+            "EC2.21: {id} is on the default ACL"
+        );
+        for e in acl.entries() {
+            let open_to_world = e.egress() == Some(false)
+                && e.rule_action() == Some(&aws_sdk_ec2::types::RuleAction::Allow)
+                && e.cidr_block() == Some("0.0.0.0/0");
+            if !open_to_world {
+                continue;
+            }
+            let protocol = e.protocol().unwrap_or_default();
+            assert_ne!(protocol, "-1", "EC2.21: all traffic from anywhere: {e:?}");
+            if protocol == "6" || protocol == "17" {
+                let r = e.port_range().unwrap();
+                let ports = r.from().unwrap()..=r.to().unwrap();
+                assert!(
+                    !ports.contains(&22) && !ports.contains(&3389),
+                    "EC2.21: {e:?}"
+                );
+            }
+        }
+    }
     for g in groups.security_groups() {
         let name = g.group_name().unwrap();
         if name == "directory-alb" {

@@ -32,7 +32,8 @@ fn wanted_name(d: &Desired) -> Option<&str> {
         | Kind::Table
         | Kind::Bucket
         | Kind::Artifact
-        | Kind::Secret => return None,
+        | Kind::Secret
+        | Kind::NetworkAcl => return None,
     };
     d.attrs.get(attr).and_then(|v| v.as_str())
 }

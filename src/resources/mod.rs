@@ -16,6 +16,7 @@ mod launch_template;
 mod listener;
 mod listener_rule;
 mod load_balancer;
+pub mod network_acl;
 mod roll;
 mod route_table;
 mod scaling_policy;
@@ -111,7 +112,8 @@ pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan
         | Kind::AutoScalingGroup
         | Kind::ScalingPolicy
         | Kind::Artifact
-        | Kind::Secret => Ok(None),
+        | Kind::Secret
+        | Kind::NetworkAcl => Ok(None),
     }
 }
 
@@ -145,7 +147,8 @@ pub fn create_before_destroy(
         | Kind::Table
         | Kind::Bucket
         | Kind::Artifact
-        | Kind::Secret => false,
+        | Kind::Secret
+        | Kind::NetworkAcl => false,
     }
 }
 
@@ -170,7 +173,8 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
         | Kind::Table
         | Kind::Bucket
         | Kind::Artifact
-        | Kind::Secret => Vec::new(),
+        | Kind::Secret
+        | Kind::NetworkAcl => Vec::new(),
     }
 }
 
@@ -205,6 +209,7 @@ pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
         Kind::Bucket => bucket::FORCE_NEW,
         Kind::Artifact => artifact::FORCE_NEW,
         Kind::Secret => secret::FORCE_NEW,
+        Kind::NetworkAcl => network_acl::FORCE_NEW,
     };
     list.contains(&attr)
 }
@@ -235,6 +240,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
             artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
         Kind::Secret => secret::create(ctx, a, attrs).await?,
+        Kind::NetworkAcl => network_acl::create(ctx, a, attrs).await?,
     };
     Ok(Live {
         address: a.clone(),
@@ -277,6 +283,7 @@ pub async fn update(
             artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
         }
         Kind::Secret => secret::update(ctx, live).await,
+        Kind::NetworkAcl => network_acl::update(ctx, live, attrs, changed).await,
     }
 }
 
@@ -301,6 +308,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         Kind::Bucket => bucket::delete(ctx, live).await,
         Kind::Artifact => artifact::delete(ctx, live).await,
         Kind::Secret => secret::delete(ctx, live).await,
+        Kind::NetworkAcl => network_acl::delete(ctx, live).await,
     }
 }
 
@@ -333,7 +341,8 @@ pub fn service_of(kind: Kind) -> Service {
         | Kind::InternetGateway
         | Kind::RouteTable
         | Kind::SecurityGroup
-        | Kind::LaunchTemplate => Service::Ec2,
+        | Kind::LaunchTemplate
+        | Kind::NetworkAcl => Service::Ec2,
         Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
             Service::Elbv2
         }
@@ -363,15 +372,16 @@ pub async fn discover(
     let on = |s: Service| !skip.contains(&s);
     let (ec2, elb, asgs, tables, buckets, iam, secrets) = tokio::try_join!(
         when(on(Service::Ec2), async {
-            let (v, s, i, r, g, l) = tokio::try_join!(
+            let (v, s, i, r, g, l, n) = tokio::try_join!(
                 vpc::discover(c, stack),
                 subnet::discover(c, stack),
                 igw::discover(c, stack),
                 route_table::discover(c, stack),
                 security_group::discover(c, stack),
                 launch_template::discover(c, stack),
+                network_acl::discover(c, stack),
             )?;
-            Ok::<_, Error>([v, s, i, r, g, l].concat())
+            Ok::<_, Error>([v, s, i, r, g, l, n].concat())
         }),
         when(on(Service::Elbv2), elbv2::discover(c, stack)),
         when(

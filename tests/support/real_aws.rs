@@ -194,6 +194,19 @@ pub async fn before(
                 "Parameter name must be a fully qualified name.",
             )
         }
+        // EC2 API Reference, CreateNetworkAclEntry, RuleNumber: "Constraints: Positive
+        // integer from 1 to 32766." moto takes any number.
+        ("ec2", "CreateNetworkAclEntry" | "ReplaceNetworkAclEntry")
+            if form_value(body, "RuleNumber")
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|n| !(1..=32766).contains(&n)) =>
+        {
+            err(
+                400,
+                "InvalidParameterValue",
+                "Invalid value for parameter ruleNumber: must be between 1 and 32766",
+            )
+        }
         // ELBv2 API Reference, CreateLoadBalancer, Name: "must not begin with
         // `internal-`". moto accepts it.
         ("elasticloadbalancing", "CreateLoadBalancer")

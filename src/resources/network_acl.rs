@@ -1,0 +1,479 @@
+//! The subnets' network ACL (Security Hub EC2.21): a VPC's default ACL lets in every
+//! port from anywhere, SSH and RDP included. This one lets in the listener port from
+//! the load balancer's `ingress` CIDRs, the services' ports from inside the VPC, return
+//! traffic on the ephemeral ports (split around 3389, since the control judges every
+//! entry on its own), and ICMP (path MTU discovery needs it); it lets
+//! everything out. Rules are written as `<number> <allow|deny> <tcp|icmp|all>
+//! <ports|type:code|-> <cidr>`, the form plans show and discovery reads back.
+
+use super::{
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_list, attr_str, changed, ec2_owned,
+    ec2_owner_filter, ec2_tag_spec,
+};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{
+    Filter, IcmpTypeCode, NetworkAclEntry, PortRange, ResourceType, RuleAction,
+};
+use std::collections::BTreeMap;
+
+pub const FORCE_NEW: &[&str] = &["vpc_id"];
+/// The ACL's own catch-all entries; AWS adds them and they cannot be changed.
+const DEFAULT_RULE: i32 = 32767;
+const ACL_NOT_YET: &[&str] = &["InvalidNetworkAclID.NotFound", "InvalidSubnetID.NotFound"];
+
+/// One entry, parsed from (or rendered to) its one-line form.
+#[derive(Debug, Clone, PartialEq)]
+struct Rule {
+    number: i32,
+    allow: bool,
+    /// AWS's protocol number: "6" tcp, "1" icmp, "-1" all.
+    protocol: String,
+    /// Ports for tcp, type and code for icmp.
+    range: Option<(i32, i32)>,
+    cidr: String,
+}
+
+impl Rule {
+    fn parse(s: &str) -> Option<Rule> {
+        let f: Vec<&str> = s.split_whitespace().collect();
+        let [number, action, proto, range, cidr] = f[..] else {
+            return None;
+        };
+        let (protocol, range) = match proto {
+            "tcp" => {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                ("6", Some((a.parse().ok()?, b.parse().ok()?)))
+            }
+            "icmp" if range == "all" => ("1", Some((-1, -1))),
+            "icmp" => {
+                let (t, c) = range.split_once(':')?;
+                ("1", Some((t.parse().ok()?, c.parse().ok()?)))
+            }
+            "all" => ("-1", None),
+            _ => return None,
+        };
+        Some(Rule {
+            number: number.parse().ok()?,
+            allow: action == "allow",
+            protocol: protocol.to_string(),
+            range,
+            cidr: cidr.to_string(),
+        })
+    }
+
+    fn render(&self) -> String {
+        let action = if self.allow { "allow" } else { "deny" };
+        let (proto, range) = match (self.protocol.as_str(), self.range) {
+            ("6", Some((a, b))) if a == b => ("tcp", a.to_string()),
+            ("6", Some((a, b))) => ("tcp", format!("{a}-{b}")),
+            ("1", Some((-1, -1))) => ("icmp", "all".to_string()),
+            ("1", Some((t, c))) => ("icmp", format!("{t}:{c}")),
+            ("-1", _) => ("all", "-".to_string()),
+            (p, _) => (p, "-".to_string()),
+        };
+        format!("{} {action} {proto} {range} {}", self.number, self.cidr)
+    }
+
+    fn of(e: &NetworkAclEntry) -> Rule {
+        let protocol = e.protocol().unwrap_or("-1").to_string();
+        let range = match protocol.as_str() {
+            "6" | "17" => e
+                .port_range()
+                .map(|p| (p.from().unwrap_or(0), p.to().unwrap_or(0))),
+            // All types and codes when none are given (moto stores none at all).
+            "1" => Some(e.icmp_type_code().map_or((-1, -1), |t| {
+                (t.r#type().unwrap_or(-1), t.code().unwrap_or(-1))
+            })),
+            _ => None,
+        };
+        Rule {
+            number: e.rule_number().unwrap_or(0),
+            allow: e.rule_action() == Some(&RuleAction::Allow),
+            protocol,
+            range,
+            cidr: e.cidr_block().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// The ingress rules for a load balancer on `port` open to `ingress`, services on
+/// `service_ports`, in a VPC of `vpc_cidr`.
+pub fn ingress_rules(
+    port: u16,
+    ingress: &[String],
+    service_ports: &[u16],
+    vpc_cidr: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, cidr) in ingress.iter().enumerate() {
+        out.push(format!("{} allow tcp {port} {cidr}", 100 + i));
+    }
+    for (i, p) in service_ports.iter().enumerate() {
+        out.push(format!("{} allow tcp {p} {vpc_cidr}", 200 + i));
+    }
+    out.push("300 allow tcp 1024-3388 0.0.0.0/0".to_string());
+    out.push("310 allow tcp 3390-65535 0.0.0.0/0".to_string());
+    // ICMP, for path MTU discovery ("fragmentation needed") among others: a stateless
+    // ACL that drops it can stall large transfers to hosts outside the VPC.
+    out.push("320 allow icmp all 0.0.0.0/0".to_string());
+    out
+}
+
+/// Everything may leave.
+pub fn egress_rules() -> Vec<String> {
+    vec!["100 allow all - 0.0.0.0/0".to_string()]
+}
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_network_acls()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for acl in page.ctx("listing", &"network ACLs")?.network_acls() {
+            let Some(address) = ec2_owned(stack, acl.tags()) else {
+                continue;
+            };
+            let rules = |egress: bool| {
+                let mut rules: Vec<Rule> = acl
+                    .entries()
+                    .iter()
+                    .filter(|e| e.egress() == Some(egress) && e.rule_number() != Some(DEFAULT_RULE))
+                    .map(Rule::of)
+                    .collect();
+                rules.sort_by_key(|r| r.number);
+                Value::strs(rules.iter().map(Rule::render))
+            };
+            let mut subnets = Vec::new();
+            let mut extra = BTreeMap::new();
+            for assoc in acl.associations() {
+                if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.network_acl_association_id())
+                {
+                    subnets.push(s.to_string());
+                    extra.insert(format!("association:{s}"), id.to_string());
+                }
+            }
+            subnets.sort();
+            let attrs = Attrs::from([
+                ("vpc_id".into(), Value::s(acl.vpc_id().unwrap_or_default())),
+                ("subnet_ids".into(), Value::strs(subnets)),
+                ("ingress".into(), rules(false)),
+                ("egress".into(), rules(true)),
+            ]);
+            out.push(Live {
+                address,
+                id: acl.network_acl_id().unwrap_or_default().to_string(),
+                attrs,
+                extra,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .create_network_acl()
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::NetworkAcl))
+            .send()
+            .await
+            .ctx("creating", a)
+    })
+    .await?;
+    let id = r
+        .network_acl()
+        .and_then(|n| n.network_acl_id())
+        .unwrap_or_default()
+        .to_string();
+    for (egress, key) in [(false, "ingress"), (true, "egress")] {
+        set_rules(ctx, a, &id, egress, &[], &attr_list(attrs, key)).await?;
+    }
+    // The rules first: a subnet moves over to a complete ACL, never to a deny-all one.
+    for s in attr_list(attrs, "subnet_ids") {
+        move_subnet(ctx, a, &s, &id).await?;
+    }
+    Ok((id, Default::default()))
+}
+
+/// Makes the entries on one side read `want` (they read `have`).
+async fn set_rules(
+    ctx: &Ctx,
+    a: &Address,
+    id: &str,
+    egress: bool,
+    have: &[String],
+    want: &[String],
+) -> Result<(), Error> {
+    let have: BTreeMap<i32, Rule> = have
+        .iter()
+        .filter_map(|r| Rule::parse(r))
+        .map(|r| (r.number, r))
+        .collect();
+    let want: Vec<Rule> = want.iter().filter_map(|r| Rule::parse(r)).collect();
+    for old in have
+        .values()
+        .filter(|o| !want.iter().any(|w| w.number == o.number))
+    {
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_network_acl_entry()
+                .network_acl_id(id)
+                .egress(egress)
+                .rule_number(old.number)
+                .send()
+                .await
+                .ctx("removing a rule of", a),
+            &["InvalidNetworkAclEntry.NotFound"],
+        )?;
+    }
+    for rule in &want {
+        match have.get(&rule.number) {
+            Some(old) if old == rule => {}
+            Some(_) => {
+                retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || async {
+                    let (ports, icmp) = ranges(rule);
+                    ctx.c
+                        .ec2
+                        .replace_network_acl_entry()
+                        .network_acl_id(id)
+                        .egress(egress)
+                        .rule_number(rule.number)
+                        .protocol(&rule.protocol)
+                        .rule_action(action(rule))
+                        .cidr_block(&rule.cidr)
+                        .set_port_range(ports)
+                        .set_icmp_type_code(icmp)
+                        .send()
+                        .await
+                        .ctx("replacing a rule of", a)
+                })
+                .await?;
+            }
+            None => {
+                retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || async {
+                    let (ports, icmp) = ranges(rule);
+                    ctx.c
+                        .ec2
+                        .create_network_acl_entry()
+                        .network_acl_id(id)
+                        .egress(egress)
+                        .rule_number(rule.number)
+                        .protocol(&rule.protocol)
+                        .rule_action(action(rule))
+                        .cidr_block(&rule.cidr)
+                        .set_port_range(ports)
+                        .set_icmp_type_code(icmp)
+                        .send()
+                        .await
+                        .ctx("adding a rule to", a)
+                })
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn action(rule: &Rule) -> RuleAction {
+    if rule.allow {
+        RuleAction::Allow
+    } else {
+        RuleAction::Deny
+    }
+}
+
+fn ranges(rule: &Rule) -> (Option<PortRange>, Option<IcmpTypeCode>) {
+    match (rule.protocol.as_str(), rule.range) {
+        ("1", Some((t, c))) => (
+            None,
+            Some(IcmpTypeCode::builder().r#type(t).code(c).build()),
+        ),
+        (_, Some((from, to))) => (Some(PortRange::builder().from(from).to(to).build()), None),
+        _ => (None, None),
+    }
+}
+
+/// Moves `subnet` to the ACL `to`, waiting while a fresh subnet's association is not
+/// visible yet.
+async fn move_subnet(ctx: &Ctx, a: &Address, subnet: &str, to: &str) -> Result<(), Error> {
+    retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || {
+        try_move(ctx, a, subnet, to)
+    })
+    .await
+}
+
+/// One attempt. Every subnet is associated with exactly one ACL, so the move replaces
+/// its current association.
+async fn try_move(ctx: &Ctx, a: &Address, subnet: &str, to: &str) -> Result<(), Error> {
+    let found = ctx
+        .c
+        .ec2
+        .describe_network_acls()
+        .filters(
+            Filter::builder()
+                .name("association.subnet-id")
+                .values(subnet)
+                .build(),
+        )
+        .send()
+        .await
+        .ctx("finding the network ACL of a subnet of", a)?;
+    let association = found
+        .network_acls()
+        .iter()
+        .flat_map(|n| n.associations())
+        .find(|x| x.subnet_id() == Some(subnet))
+        .and_then(|x| x.network_acl_association_id())
+        .map(str::to_string);
+    let Some(association) = association else {
+        return Err(Error::Aws {
+            action: "finding the network ACL of a subnet of".into(),
+            resource: a.to_string(),
+            code: "InvalidSubnetID.NotFound".into(),
+            message: format!("{subnet} has no network ACL association yet"),
+        });
+    };
+    ctx.c
+        .ec2
+        .replace_network_acl_association()
+        .association_id(association)
+        .network_acl_id(to)
+        .send()
+        .await
+        .ctx("associating a subnet with", a)
+        .map(drop)
+}
+
+/// The VPC's default ACL, where subnets go back to when they leave this one.
+async fn default_acl(ctx: &Ctx, a: &Address, vpc: &str) -> Result<String, Error> {
+    let found = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        ctx.c
+            .ec2
+            .describe_network_acls()
+            .filters(Filter::builder().name("vpc-id").values(vpc).build())
+            .filters(Filter::builder().name("default").values("true").build())
+            .send()
+            .await
+            .ctx("finding the default network ACL for", a)
+    })
+    .await?;
+    found
+        .network_acls()
+        .first()
+        .and_then(|n| n.network_acl_id())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Aws {
+            action: "finding the default network ACL for".into(),
+            resource: a.to_string(),
+            code: "InvalidNetworkAclID.NotFound".into(),
+            message: format!("{vpc} has no default network ACL"),
+        })
+}
+
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changes: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    for (egress, key) in [(false, "ingress"), (true, "egress")] {
+        if changed(changes, key) {
+            set_rules(
+                ctx,
+                a,
+                &live.id,
+                egress,
+                &attr_list(&live.attrs, key),
+                &attr_list(attrs, key),
+            )
+            .await?;
+        }
+    }
+    if changed(changes, "subnet_ids") {
+        let want = attr_list(attrs, "subnet_ids");
+        let have = attr_list(&live.attrs, "subnet_ids");
+        for s in want.iter().filter(|s| !have.contains(s)) {
+            move_subnet(ctx, a, s, &live.id).await?;
+        }
+        let leaving: Vec<&String> = have.iter().filter(|s| !want.contains(s)).collect();
+        if !leaving.is_empty() {
+            let default = default_acl(ctx, a, attr_str(&live.attrs, "vpc_id")).await?;
+            for s in leaving {
+                move_subnet_if_present(ctx, a, s, &default).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A subnet on its way out (deleted by the same run) needs no move.
+async fn move_subnet_if_present(
+    ctx: &Ctx,
+    a: &Address,
+    subnet: &str,
+    to: &str,
+) -> Result<(), Error> {
+    absent_ok(
+        try_move(ctx, a, subnet, to).await,
+        &["InvalidSubnetID.NotFound"],
+    )
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    let subnets = attr_list(&live.attrs, "subnet_ids");
+    if !subnets.is_empty() {
+        let default = default_acl(ctx, a, attr_str(&live.attrs, "vpc_id")).await?;
+        for s in &subnets {
+            move_subnet_if_present(ctx, a, s, &default).await?;
+        }
+    }
+    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
+        absent_ok(
+            ctx.c
+                .ec2
+                .delete_network_acl()
+                .network_acl_id(&live.id)
+                .send()
+                .await
+                .ctx("deleting", a),
+            &["InvalidNetworkAclID.NotFound"],
+        )
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_round_trip_and_keep_ssh_and_rdp_closed_to_the_world() {
+        let rules = ingress_rules(80, &["0.0.0.0/0".into()], &[8080], "10.20.0.0/16");
+        for r in rules.iter().chain(&egress_rules()) {
+            let parsed = Rule::parse(r).unwrap_or_else(|| panic!("{r}"));
+            assert_eq!(&parsed.render(), r);
+        }
+        // EC2.21 judges every inbound entry alone: none from anywhere may cover 22 or 3389.
+        for r in rules.iter().filter_map(|r| Rule::parse(r)) {
+            if r.cidr == "0.0.0.0/0" && r.allow {
+                assert_ne!(r.protocol, "-1", "{r:?}");
+                if r.protocol == "6" {
+                    let (from, to) = r.range.unwrap();
+                    for port in [22, 3389] {
+                        assert!(!(from..=to).contains(&port), "{r:?} opens {port}");
+                    }
+                }
+            }
+        }
+    }
+}
