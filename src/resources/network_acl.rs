@@ -157,7 +157,6 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                     extra.insert(format!("association:{s}"), id.to_string());
                 }
             }
-            subnets.sort();
             let attrs = Attrs::from([
                 ("vpc_id".into(), Value::s(acl.vpc_id().unwrap_or_default())),
                 ("subnet_ids".into(), Value::strs(subnets)),
