@@ -1086,7 +1086,7 @@ fn outputs(
         out.insert(
             "write_token".into(),
             json!(format!(
-                "`stack token {}` prints it: the password for /admin (any user name), `Authorization: Bearer` for API writes",
+                "`stack token {}` (with this command's AWS flags) prints it: the password for /admin (any user name), `Authorization: Bearer` for API writes",
                 spec.file.display()
             )),
         );

@@ -163,6 +163,19 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
             }
         }
     }
+    // Services that run but fail their health checks, which `up` would wait on.
+    if goal == Goal::Converge
+        && !skip.contains(&Service::Elbv2)
+        && !skip.contains(&Service::AutoScaling)
+    {
+        let leaving: Vec<&Address> = plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, plan::Action::Replace | plan::Action::Delete))
+            .map(|c| &c.address)
+            .collect();
+        plan.warnings = resources::health_warnings(&clients, &live, &leaving).await?;
+    }
     // A name the stack would create but someone else holds is a conflict, not a change.
     plan.conflicts = found
         .foreign

@@ -110,6 +110,9 @@ pub struct Plan {
     pub missing_services: Vec<Missing>,
     /// Names the stack wants that another owner holds.
     pub conflicts: Vec<Foreign>,
+    /// What is wrong with what runs, though the plan does not change it (targets
+    /// failing their health checks); the exit code is unaffected.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {

@@ -155,7 +155,15 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
             f.name
         );
     }
-    if !plan.missing_services.is_empty() || !plan.conflicts.is_empty() {
+    for w in &plan.warnings {
+        let _ = writeln!(
+            out,
+            "{} {w}. `up` waits for them (--ready-timeout); `stack status` shows each target.",
+            style.paint("33;1", "Warning:"),
+        );
+    }
+    if !plan.missing_services.is_empty() || !plan.conflicts.is_empty() || !plan.warnings.is_empty()
+    {
         out.push('\n');
     }
     if plan.changes.is_empty() {
@@ -330,6 +338,7 @@ pub fn plan_json(plan: &Plan, extra: serde_json::Value) -> serde_json::Value {
         "changes": plan.changes,
         "missing_services": plan.missing_services,
         "conflicts": plan.conflicts,
+        "warnings": plan.warnings,
     });
     if let (Some(map), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
         map.extend(more);

@@ -149,9 +149,21 @@ async fn up_fails_with_the_health_check_reason_when_targets_are_unhealthy() {
         &["up", &file, "--yes", "--ready-timeout", "20", "--json"],
     ));
     assert_eq!(doc["error"]["code"], "Unhealthy", "{doc}");
+    // `plan` warns, with AWS's reason, and its exit code still says "no changes".
+    let plan = stack(&aws.url(), &["plan", &file, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("Warning: autoscaling_group.admin (directory-admin): 0/1 targets healthy: Target.ResponseCodeMismatch"),
+        "{}",
+        text(&plan)
+    );
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    assert_eq!(plan["warnings"].as_array().map(Vec::len), Some(2), "{plan}");
     // Healthy again: the same `up` succeeds, writing nothing.
     aws.set_faults(|f| f.unhealthy_targets = None);
     aws.calls.clear();
     assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     assert!(aws.calls.writes().is_empty(), "{:?}", aws.calls.writes());
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    assert_eq!(plan["warnings"], serde_json::json!([]), "{plan}");
 }

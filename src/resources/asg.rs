@@ -286,6 +286,58 @@ async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result
     .await
 }
 
+/// One look at the groups' target health: per target group with fewer healthy targets
+/// than the group's desired capacity, a line with the count and AWS's reason.
+async fn unhealthy(c: &Clients, groups: &[&Live]) -> Result<Vec<String>, Error> {
+    let mut found = Vec::new();
+    for g in groups {
+        let want: usize = g
+            .extra
+            .get("actual_desired_capacity")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        for tg in attr_list(&g.attrs, "target_group_arns") {
+            let targets = target_health(c, &tg, &g.address).await?;
+            let healthy = targets.iter().filter(|d| is_healthy(d)).count();
+            if healthy < want {
+                let why = targets
+                    .iter()
+                    .filter_map(|d| d.target_health())
+                    .find(|t| t.reason().is_some())
+                    .map(|t| {
+                        format!(
+                            ": {}: {}",
+                            t.reason().map(|r| r.as_str()).unwrap_or_default(),
+                            t.description().unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                found.push(format!(
+                    "{} ({}): {healthy}/{want} targets healthy{why}",
+                    g.address, g.id
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// What `plan` warns about: the live groups whose targets are not all healthy now.
+/// Groups the plan replaces or removes are left out.
+pub async fn health_warnings(
+    c: &Clients,
+    live: &BTreeMap<Address, Live>,
+    leaving: &[&Address],
+) -> Result<Vec<String>, Error> {
+    let groups: Vec<&Live> = live
+        .values()
+        .filter(|l| {
+            l.address.kind == crate::model::Kind::AutoScalingGroup && !leaving.contains(&&l.address)
+        })
+        .collect();
+    unhealthy(c, &groups).await
+}
+
 /// After every `up`: each group's targets healthy behind the load balancer, within
 /// `timeout`. When they are not, the error names, per target group, how many are
 /// healthy and AWS's reason and description, and where to look.
@@ -308,38 +360,8 @@ pub async fn wait_all_healthy(
         "every target to pass its health check",
         timeout,
         || async {
-            let mut found = Vec::new();
-            let mut all_healthy = true;
-            for g in &groups {
-                let want: usize = g
-                    .extra
-                    .get("actual_desired_capacity")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                for tg in attr_list(&g.attrs, "target_group_arns") {
-                    let targets = target_health(c, &tg, &g.address).await?;
-                    let healthy = targets.iter().filter(|d| is_healthy(d)).count();
-                    if healthy < want {
-                        all_healthy = false;
-                        let why = targets
-                            .iter()
-                            .filter_map(|d| d.target_health())
-                            .find(|t| t.reason().is_some())
-                            .map(|t| {
-                                format!(
-                                    ": {}: {}",
-                                    t.reason().map(|r| r.as_str()).unwrap_or_default(),
-                                    t.description().unwrap_or_default()
-                                )
-                            })
-                            .unwrap_or_default();
-                        found.push(format!(
-                            "{} ({}): {healthy}/{want} targets healthy{why}",
-                            g.address, g.id
-                        ));
-                    }
-                }
-            }
+            let found = unhealthy(c, &groups).await?;
+            let all_healthy = found.is_empty();
             if !all_healthy {
                 progress(found.join("; "));
             }

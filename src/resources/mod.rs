@@ -4,7 +4,7 @@
 
 mod artifact;
 mod asg;
-pub use asg::wait_all_healthy;
+pub use asg::{health_warnings, wait_all_healthy};
 mod bucket;
 pub use bucket::lifecycle_summary;
 pub mod conflicts;
