@@ -119,6 +119,26 @@ pub fn artifact(arch: Arch) -> Address {
 pub fn write_token() -> Address {
     Address::new(Kind::Secret, "write_token")
 }
+/// The bucket the stack's logs go to: load balancer access logs, the app bucket's
+/// server access logs, the VPC's flow logs.
+pub fn logs_bucket() -> Address {
+    Address::new(Kind::Bucket, "logs")
+}
+
+/// Every log bucket name of a stack starts so (discovery looks for it by this).
+pub fn logs_bucket_prefix(stack: &str) -> String {
+    format!("{stack}-logs-")
+}
+
+/// Bucket names are global: the account and region make the log bucket's unique
+/// (at most 20 + 6 + 12 + 1 + 14 characters, within S3's 63).
+pub fn logs_bucket_name(stack: &str, account: &str, region: &str) -> String {
+    format!("{}{account}-{region}", logs_bucket_prefix(stack))
+}
+
+/// Days the logs are kept (the log bucket's lifecycle, Security Hub S3.13).
+pub const LOG_RETENTION_DAYS: i32 = 90;
+
 pub fn role() -> Address {
     Address::new(Kind::Role, "instance")
 }
@@ -257,6 +277,8 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             ("scheme", Value::s("internet-facing")),
             ("drop_invalid_header_fields", Value::Bool(true)),
             ("deletion_protection", Value::Bool(true)),
+            // Security Hub ELB.5: access logs, to the log bucket.
+            ("access_logs", Value::r(&logs_bucket())),
             ("subnets", Value::List(subnets.clone())),
             ("security_groups", Value::List(vec![Value::r(&alb_sg())])),
         ]),
@@ -483,8 +505,10 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ("policy", Value::s(bucket_policy(b, inputs))),
                 (
                     "lifecycle",
-                    Value::s(crate::resources::lifecycle_summary(b.versioning)),
+                    Value::s(crate::resources::lifecycle_summary(b.versioning, None)),
                 ),
+                // Security Hub S3.9: server access logs, to the log bucket.
+                ("access_log_bucket", Value::r(&logs_bucket())),
             ]),
             None,
         );
@@ -499,6 +523,44 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             );
         }
     }
+    // Where the stack's logs go; its objects are AWS's deliveries, so `down` deletes
+    // them with the bucket (the plan counts them).
+    let logs_name = logs_bucket_name(stack, &inputs.account_id, &inputs.region);
+    push(
+        logs_bucket(),
+        attrs([
+            ("name", Value::s(&logs_name)),
+            ("versioning", Value::Bool(false)),
+            ("block_public_access", Value::Bool(true)),
+            // The only encryption ELB access logs support.
+            ("encryption", Value::s("AES256")),
+            ("force_destroy", Value::Bool(true)),
+            (
+                "policy",
+                Value::s(logs_bucket_policy(spec, inputs, &logs_name)),
+            ),
+            (
+                "lifecycle",
+                Value::s(crate::resources::lifecycle_summary(
+                    false,
+                    Some(LOG_RETENTION_DAYS),
+                )),
+            ),
+            // Logging the log bucket into itself would log its own log writes.
+            ("access_log_bucket", Value::s("")),
+        ]),
+        None,
+    );
+    // Security Hub EC2.6: the VPC's flows, accepted and rejected.
+    push(
+        Address::new(Kind::FlowLog, "main"),
+        attrs([
+            ("vpc_id", vpc_ref.clone()),
+            ("log_bucket", Value::r(&logs_bucket())),
+            ("traffic_type", Value::s("ALL")),
+        ]),
+        None,
+    );
     // The app refuses writes without this credential; stacks without the app have
     // nothing to protect with it.
     if spec.app.is_some() {
@@ -573,6 +635,116 @@ fn bucket_policy(bucket: &crate::spec::BucketSpec, inputs: &Inputs) -> String {
         }],
     })
     .to_string()
+}
+
+/// Elastic Load Balancing's account per region, the principal of access log delivery
+/// in the regions older than August 2022 (newer ones take the service principal).
+fn elb_log_account(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "us-east-1" => "127311923021",
+        "us-east-2" => "033677994240",
+        "us-west-1" => "027434742980",
+        "us-west-2" => "797873946194",
+        "af-south-1" => "098369216593",
+        "ap-east-1" => "754344448648",
+        "ap-south-1" => "718504428378",
+        "ap-northeast-1" => "582318560864",
+        "ap-northeast-2" => "600734575887",
+        "ap-northeast-3" => "383597477331",
+        "ap-southeast-1" => "114774131450",
+        "ap-southeast-2" => "783225319266",
+        "ap-southeast-3" => "589379963580",
+        "ca-central-1" => "985666609251",
+        "eu-central-1" => "054676820928",
+        "eu-west-1" => "156460612806",
+        "eu-west-2" => "652711504416",
+        "eu-west-3" => "009996457667",
+        "eu-south-1" => "635631232127",
+        "eu-north-1" => "897822967062",
+        "me-south-1" => "076674570225",
+        "sa-east-1" => "507241528517",
+        "us-gov-west-1" => "048591011584",
+        "us-gov-east-1" => "190560391635",
+        "cn-north-1" => "638102146993",
+        "cn-northwest-1" => "037604701340",
+        _ => return None,
+    })
+}
+
+/// Who may write to the log bucket: ELB's access log delivery under `alb/`, S3's
+/// server access logging under `s3/`, and VPC flow log delivery under `AWSLogs/`,
+/// each only for this account; and (on AWS) nothing without TLS.
+fn logs_bucket_policy(spec: &Spec, inputs: &Inputs, name: &str) -> String {
+    let p = inputs.partition();
+    let account = &inputs.account_id;
+    let arn = format!("arn:{p}:s3:::{name}");
+    let elb_principal = match elb_log_account(&inputs.region) {
+        Some(elb) => serde_json::json!({ "AWS": format!("arn:{p}:iam::{elb}:root") }),
+        None => serde_json::json!({ "Service": "logdelivery.elasticloadbalancing.amazonaws.com" }),
+    };
+    let source = serde_json::json!({ "aws:SourceAccount": account });
+    let mut statements = vec![
+        serde_json::json!({
+            "Sid": "LoadBalancerAccessLogs",
+            "Effect": "Allow",
+            "Principal": elb_principal,
+            "Action": "s3:PutObject",
+            "Resource": format!(
+                "{arn}/{}/AWSLogs/{account}/*",
+                crate::resources::ACCESS_LOG_PREFIX
+            ),
+        }),
+        serde_json::json!({
+            "Sid": "FlowLogsWrite",
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": "s3:PutObject",
+            "Resource": format!("{arn}/AWSLogs/{account}/*"),
+            "Condition": { "StringEquals": {
+                "aws:SourceAccount": account,
+                "s3:x-amz-acl": "bucket-owner-full-control",
+            } },
+        }),
+        serde_json::json!({
+            "Sid": "FlowLogsAclCheck",
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
+            "Resource": arn.clone(),
+            "Condition": { "StringEquals": source },
+        }),
+    ];
+    if let Some(b) = &spec.bucket {
+        statements.push(serde_json::json!({
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": { "Service": "logging.s3.amazonaws.com" },
+            "Action": "s3:PutObject",
+            "Resource": format!(
+                "{arn}/{}*",
+                crate::resources::access_log_prefix(&b.name)
+            ),
+            "Condition": {
+                "StringEquals": source,
+                "ArnLike": { "aws:SourceArn": format!("arn:{p}:s3:::{}", b.name) },
+            },
+        }));
+    }
+    let plain_http = inputs
+        .endpoint_url
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    if !plain_http {
+        statements.push(serde_json::json!({
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": { "AWS": "*" },
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }));
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
 }
 
 /// Only EC2 instances may take the role. Service principals carry the partition's

@@ -28,10 +28,11 @@ pub enum Kind {
     Artifact,
     Secret,
     NetworkAcl,
+    FlowLog,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -51,6 +52,7 @@ impl Kind {
         Kind::Artifact,
         Kind::Secret,
         Kind::NetworkAcl,
+        Kind::FlowLog,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Kind {
             Kind::Artifact => "s3_object",
             Kind::Secret => "ssm_parameter",
             Kind::NetworkAcl => "network_acl",
+            Kind::FlowLog => "flow_log",
         }
     }
 

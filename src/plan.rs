@@ -318,7 +318,8 @@ fn id_is_name(kind: crate::model::Kind) -> bool {
         | Kind::LaunchTemplate
         | Kind::ScalingPolicy
         | Kind::Artifact
-        | Kind::NetworkAcl => false,
+        | Kind::NetworkAcl
+        | Kind::FlowLog => false,
     }
 }
 

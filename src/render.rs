@@ -316,7 +316,8 @@ fn downtime(c: &Change) -> Option<&'static str> {
         | Kind::Bucket
         | Kind::Artifact
         | Kind::Secret
-        | Kind::NetworkAcl => None,
+        | Kind::NetworkAcl
+        | Kind::FlowLog => None,
     }
 }
 

@@ -270,6 +270,76 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         attributes.attributes()
     );
 
+    // ELB.5: access logs, to the stack's log bucket, which AWS's delivery may write.
+    let logs = "directory-logs-123456789012-us-east-1";
+    let value = |key: &str| {
+        attributes
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some(key))
+            .and_then(|a| a.value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(value("access_logs.s3.enabled"), "true", "ELB.5");
+    assert_eq!(value("access_logs.s3.bucket"), logs, "ELB.5");
+    let s3c = &s3;
+    let policy = s3c.get_bucket_policy().bucket(logs).send().await.unwrap();
+    let policy = policy.policy().unwrap();
+    assert!(
+        policy.contains("arn:aws:iam::127311923021:root")
+            && policy.contains("/alb/AWSLogs/123456789012/*"),
+        "ELB.5: the us-east-1 ELB account may deliver: {policy}"
+    );
+    // S3.9: the app bucket's server access logs go there too.
+    let logging = s3c
+        .get_bucket_logging()
+        .bucket("directory-photos-demo")
+        .send()
+        .await
+        .unwrap();
+    let target = logging.logging_enabled().expect("S3.9: logging is on");
+    assert_eq!(target.target_bucket(), logs, "S3.9");
+    assert_eq!(target.target_prefix(), "s3/directory-photos-demo/", "S3.9");
+    // EC2.6: the VPC's flows, accepted and rejected, to the log bucket.
+    let flows = ec2
+        .describe_flow_logs()
+        .filter(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(vpc)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let flow = flows.flow_logs().first().expect("EC2.6: a flow log");
+    assert_eq!(
+        flow.log_destination(),
+        Some(format!("arn:aws:s3:::{logs}").as_str()),
+        "EC2.6"
+    );
+    assert_eq!(
+        flow.traffic_type().map(|t| t.as_str()),
+        Some("ALL"),
+        "EC2.6"
+    );
+    // S3.13 on the log bucket: logs expire; SSE-S3, the one ELB supports.
+    let rules = s3c
+        .get_bucket_lifecycle_configuration()
+        .bucket(logs)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        rules
+            .rules()
+            .iter()
+            .any(|r| r.expiration().and_then(|e| e.days()) == Some(90)),
+        "S3.13: {:?}",
+        rules.rules()
+    );
+
     // DynamoDB.6: deletion protection.
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let table = ddb

@@ -10,14 +10,19 @@ use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use crate::plan::Loss;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    BucketVersioningStatus, CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleRule,
-    LifecycleRuleFilter, NoncurrentVersionExpiration, ObjectIdentifier,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    VersioningConfiguration,
+    BucketLoggingStatus, BucketVersioningStatus, CreateBucketConfiguration, Delete,
+    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, LoggingEnabled,
+    NoncurrentVersionExpiration, ObjectIdentifier, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
 
 pub const FORCE_NEW: &[&str] = &["name"];
+
+/// Where a bucket's server access logs go in the log bucket.
+pub fn access_log_prefix(bucket: &str) -> String {
+    format!("s3/{bucket}/")
+}
 const TAG_FORCE_DESTROY: &str = "stack:force-destroy";
 const TAG_VERSIONING: &str = "stack:versioning";
 
@@ -28,9 +33,6 @@ pub async fn discover(
 ) -> Result<(Vec<Live>, Vec<Foreign>), Error> {
     let mut live = Vec::new();
     let mut foreign = Vec::new();
-    if names.is_empty() {
-        return Ok((live, foreign));
-    }
     let mut existing = Vec::new();
     let mut pages = c.s3.list_buckets().into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -42,7 +44,14 @@ pub async fn discover(
                 .map(str::to_string),
         );
     }
-    for name in names.iter().filter(|n| existing.contains(n)) {
+    // The stack's log bucket carries the account in its name, which `outputs` and
+    // `status` do not ask for: found by its prefix, then trusted by its tags.
+    let logs_prefix = crate::desired::logs_bucket_prefix(stack);
+    let wanted: Vec<&String> = existing
+        .iter()
+        .filter(|n| names.contains(n) || n.starts_with(&logs_prefix))
+        .collect();
+    for name in wanted {
         let tags = match c
             .s3
             .get_bucket_tagging()
@@ -65,7 +74,7 @@ pub async fn discover(
         let force = tags
             .iter()
             .any(|t| t.key() == TAG_FORCE_DESTROY && t.value() == "true");
-        let (versioning, pab, enc, policy, rules) = tokio::try_join!(
+        let (versioning, pab, enc, policy, rules, logging) = tokio::try_join!(
             async {
                 match c
                     .s3
@@ -154,6 +163,17 @@ pub async fn discover(
                     Err(e) => Err(e),
                 }
             },
+            async {
+                let r =
+                    c.s3.get_bucket_logging()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .ctx("reading access logging of", name)?;
+                Ok(r.logging_enabled()
+                    .map(|l| l.target_bucket().to_string())
+                    .unwrap_or_default())
+            },
         )?;
         let attrs = Attrs::from([
             ("name".into(), Value::s(name)),
@@ -163,6 +183,7 @@ pub async fn discover(
             ("force_destroy".into(), Value::Bool(force)),
             ("policy".into(), Value::s(policy)),
             ("lifecycle".into(), Value::s(rules)),
+            ("access_log_bucket".into(), Value::s(logging)),
         ]);
         live.push(Live {
             address,
@@ -229,6 +250,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         "versioning",
         "policy",
         "lifecycle",
+        "access_log_bucket",
     ]
     .map(String::from)
     .to_vec();
@@ -242,19 +264,30 @@ const NONCURRENT_DAYS: i32 = 30;
 const ABORT_DAYS: i32 = 7;
 
 /// The lifecycle the stack sets (Security Hub S3.13), and how a plan shows it: parts
-/// of uploads that never finished are removed, and in a versioned bucket replaced
-/// versions expire.
-pub fn lifecycle_summary(versioning: bool) -> String {
+/// of uploads that never finished are removed, in a versioned bucket replaced
+/// versions expire, and in the log bucket objects expire after `expire_days`.
+pub fn lifecycle_summary(versioning: bool, expire_days: Option<i32>) -> String {
     let mut parts = vec![format!("incomplete uploads abort after {ABORT_DAYS} days")];
     if versioning {
         parts.push(format!(
             "noncurrent versions expire after {NONCURRENT_DAYS} days"
         ));
     }
+    if let Some(d) = expire_days {
+        parts.push(format!("objects expire after {d} days"));
+    }
     parts.join("; ")
 }
 
-fn lifecycle(versioning: bool) -> BucketLifecycleConfiguration {
+/// The object expiry a summary names, if any.
+fn expiry_of(summary: &str) -> Option<i32> {
+    summary
+        .split("; ")
+        .find_map(|p| p.strip_prefix("objects expire after "))
+        .and_then(|d| d.trim_end_matches(" days").parse().ok())
+}
+
+fn lifecycle(versioning: bool, expire_days: Option<i32>) -> BucketLifecycleConfiguration {
     let mut rule = LifecycleRule::builder()
         .id("stack")
         .status(ExpirationStatus::Enabled)
@@ -270,6 +303,9 @@ fn lifecycle(versioning: bool) -> BucketLifecycleConfiguration {
                 .noncurrent_days(NONCURRENT_DAYS)
                 .build(),
         );
+    }
+    if let Some(days) = expire_days {
+        rule = rule.expiration(LifecycleExpiration::builder().days(days).build());
     }
     BucketLifecycleConfiguration::builder()
         .rules(rule.build().expect("status is set"))
@@ -295,6 +331,9 @@ fn summary_of(rules: &[aws_sdk_s3::types::LifecycleRule]) -> String {
             .and_then(|x| x.noncurrent_days())
         {
             parts.push(format!("noncurrent versions expire after {d} days"));
+        }
+        if let Some(d) = r.expiration().and_then(|x| x.days()) {
+            parts.push(format!("objects expire after {d} days"));
         }
     }
     parts.join("; ")
@@ -368,10 +407,40 @@ async fn configure(
     if changed(changes, "lifecycle") {
         s3.put_bucket_lifecycle_configuration()
             .bucket(name)
-            .lifecycle_configuration(lifecycle(attr_bool(attrs, "versioning")))
+            .lifecycle_configuration(lifecycle(
+                attr_bool(attrs, "versioning"),
+                expiry_of(attr_str(attrs, "lifecycle")),
+            ))
             .send()
             .await
             .ctx("setting the lifecycle of", a)?;
+    }
+    if changed(changes, "access_log_bucket") {
+        // Server access logs (Security Hub S3.9), after the log bucket's policy lets
+        // the logging service write.
+        let target = attr_str(attrs, "access_log_bucket");
+        let status = BucketLoggingStatus::builder()
+            .set_logging_enabled((!target.is_empty()).then(|| {
+                LoggingEnabled::builder()
+                    .target_bucket(target)
+                    .target_prefix(access_log_prefix(name))
+                    .build()
+                    .expect("bucket and prefix are set")
+            }))
+            .build();
+        retry_codes(
+            &["InvalidTargetBucketForLogging"],
+            Patience::FRESH_ID,
+            || async {
+                s3.put_bucket_logging()
+                    .bucket(name)
+                    .bucket_logging_status(status.clone())
+                    .send()
+                    .await
+                    .ctx("setting access logging of", a)
+            },
+        )
+        .await?;
     }
     if changed(changes, "versioning") {
         let status = if attr_bool(attrs, "versioning") {
@@ -525,14 +594,29 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         ctx.report(a, format!("deleting {} object versions", objects.len()));
         delete_versions(ctx, a, &live.id, objects).await?;
     }
-    absent_ok(
-        ctx.c
+    // Log deliveries can land after the emptying (ELB and S3 deliver minutes late):
+    // empty again and retry, within what the bucket's force_destroy allows.
+    let mut tries = 0;
+    loop {
+        match ctx
+            .c
             .s3
             .delete_bucket()
             .bucket(&live.id)
             .send()
             .await
-            .ctx("deleting", a),
-        &["NoSuchBucket"],
-    )
+            .ctx("deleting", a)
+        {
+            Err(e)
+                if e.is_code(&["BucketNotEmpty"])
+                    && tries < 5
+                    && attr_bool(&live.attrs, "force_destroy") =>
+            {
+                tries += 1;
+                let late = versions(ctx, a, &live.id, None).await?;
+                delete_versions(ctx, a, &live.id, late).await?;
+            }
+            other => return absent_ok(other, &["NoSuchBucket"]),
+        }
+    }
 }

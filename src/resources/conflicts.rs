@@ -33,7 +33,8 @@ fn wanted_name(d: &Desired) -> Option<&str> {
         | Kind::Bucket
         | Kind::Artifact
         | Kind::Secret
-        | Kind::NetworkAcl => return None,
+        | Kind::NetworkAcl
+        | Kind::FlowLog => return None,
     };
     d.attrs.get(attr).and_then(|v| v.as_str())
 }

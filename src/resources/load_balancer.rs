@@ -135,26 +135,54 @@ const ATTRIBUTES: [(&str, &str); 2] = [
     ("deletion_protection", "deletion_protection.enabled"),
 ];
 
+/// Where access logs go under the log bucket (Security Hub ELB.5); AWS refuses a
+/// prefix containing `AWSLogs`.
+pub const ACCESS_LOG_PREFIX: &str = "alb";
+
 async fn set_attributes(ctx: &Ctx, a: &Address, arn: &str, attrs: &Attrs) -> Result<(), Error> {
-    ctx.c
-        .elb
-        .modify_load_balancer_attributes()
-        .load_balancer_arn(arn)
-        .set_attributes(Some(
-            ATTRIBUTES
-                .iter()
-                .map(|(attr, key)| {
-                    LoadBalancerAttribute::builder()
-                        .key(*key)
-                        .value(attr_bool(attrs, attr).to_string())
-                        .build()
-                })
-                .collect(),
-        ))
-        .send()
-        .await
-        .ctx("setting the attributes of", a)
-        .map(drop)
+    let mut all: Vec<LoadBalancerAttribute> = ATTRIBUTES
+        .iter()
+        .map(|(attr, key)| {
+            LoadBalancerAttribute::builder()
+                .key(*key)
+                .value(attr_bool(attrs, attr).to_string())
+                .build()
+        })
+        .collect();
+    let log_bucket = attr_str(attrs, "access_logs");
+    for (key, value) in [
+        (
+            "access_logs.s3.enabled",
+            (!log_bucket.is_empty()).to_string(),
+        ),
+        ("access_logs.s3.bucket", log_bucket.to_string()),
+        ("access_logs.s3.prefix", ACCESS_LOG_PREFIX.to_string()),
+    ] {
+        all.push(
+            LoadBalancerAttribute::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        );
+    }
+    // ELB checks it may write to the bucket; a policy put moments ago may not be seen
+    // yet ("Access Denied for bucket"), nor a bucket just created.
+    let patience = Patience {
+        total: Duration::from_secs(120),
+        ..Patience::FRESH_ID
+    };
+    retry_codes(&["InvalidConfigurationRequest"], patience, || async {
+        ctx.c
+            .elb
+            .modify_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .set_attributes(Some(all.clone()))
+            .send()
+            .await
+            .ctx("setting the attributes of", a)
+            .map(drop)
+    })
+    .await
 }
 
 /// Reads back the attributes the stack sets into `live`.
@@ -166,13 +194,23 @@ pub async fn read_attributes(c: &crate::aws::Clients, live: &mut Live) -> Result
         .send()
         .await
         .ctx("reading the attributes of", &live.address)?;
-    for (attr, key) in ATTRIBUTES {
-        let on = r
-            .attributes()
+    let value = |key: &str| {
+        r.attributes()
             .iter()
-            .any(|x| x.key() == Some(key) && x.value() == Some("true"));
-        live.attrs.insert(attr.into(), Value::Bool(on));
+            .find(|x| x.key() == Some(key))
+            .and_then(|x| x.value())
+            .unwrap_or_default()
+    };
+    for (attr, key) in ATTRIBUTES {
+        live.attrs
+            .insert(attr.into(), Value::Bool(value(key) == "true"));
     }
+    let logs = if value("access_logs.s3.enabled") == "true" {
+        value("access_logs.s3.bucket")
+    } else {
+        ""
+    };
+    live.attrs.insert("access_logs".into(), Value::s(logs));
     Ok(())
 }
 
@@ -198,7 +236,14 @@ pub async fn update(
         })
         .await?;
     }
-    if changed(changes, "drop_invalid_header_fields") || changed(changes, "deletion_protection") {
+    if [
+        "drop_invalid_header_fields",
+        "deletion_protection",
+        "access_logs",
+    ]
+    .iter()
+    .any(|k| changed(changes, k))
+    {
         set_attributes(ctx, &live.address, &live.id, attrs).await?;
     }
     if changed(changes, "security_groups") {

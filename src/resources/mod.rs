@@ -6,9 +6,11 @@ mod artifact;
 mod asg;
 pub use asg::{health_warnings, wait_all_healthy};
 mod bucket;
-pub use bucket::lifecycle_summary;
+pub use bucket::{access_log_prefix, lifecycle_summary};
+pub use load_balancer::ACCESS_LOG_PREFIX;
 pub mod conflicts;
 mod elbv2;
+mod flow_log;
 mod iam_role;
 mod igw;
 mod instance_profile;
@@ -113,7 +115,8 @@ pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan
         | Kind::ScalingPolicy
         | Kind::Artifact
         | Kind::Secret
-        | Kind::NetworkAcl => Ok(None),
+        | Kind::NetworkAcl
+        | Kind::FlowLog => Ok(None),
     }
 }
 
@@ -148,7 +151,8 @@ pub fn create_before_destroy(
         | Kind::Bucket
         | Kind::Artifact
         | Kind::Secret
-        | Kind::NetworkAcl => false,
+        | Kind::NetworkAcl
+        | Kind::FlowLog => false,
     }
 }
 
@@ -174,7 +178,8 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
         | Kind::Bucket
         | Kind::Artifact
         | Kind::Secret
-        | Kind::NetworkAcl => Vec::new(),
+        | Kind::NetworkAcl
+        | Kind::FlowLog => Vec::new(),
     }
 }
 
@@ -209,6 +214,7 @@ pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
         Kind::Bucket => bucket::FORCE_NEW,
         Kind::Artifact => artifact::FORCE_NEW,
         Kind::Secret => secret::FORCE_NEW,
+        Kind::FlowLog => flow_log::FORCE_NEW,
         Kind::NetworkAcl => network_acl::FORCE_NEW,
     };
     list.contains(&attr)
@@ -240,6 +246,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
             artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
         Kind::Secret => secret::create(ctx, a, attrs).await?,
+        Kind::FlowLog => flow_log::create(ctx, a, attrs).await?,
         Kind::NetworkAcl => network_acl::create(ctx, a, attrs).await?,
     };
     Ok(Live {
@@ -283,6 +290,7 @@ pub async fn update(
             artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
         }
         Kind::Secret => secret::update(ctx, live).await,
+        Kind::FlowLog => flow_log::update(ctx, live).await,
         Kind::NetworkAcl => network_acl::update(ctx, live, attrs, changed).await,
     }
 }
@@ -308,6 +316,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         Kind::Bucket => bucket::delete(ctx, live).await,
         Kind::Artifact => artifact::delete(ctx, live).await,
         Kind::Secret => secret::delete(ctx, live).await,
+        Kind::FlowLog => flow_log::delete(ctx, live).await,
         Kind::NetworkAcl => network_acl::delete(ctx, live).await,
     }
 }
@@ -342,7 +351,8 @@ pub fn service_of(kind: Kind) -> Service {
         | Kind::RouteTable
         | Kind::SecurityGroup
         | Kind::LaunchTemplate
-        | Kind::NetworkAcl => Service::Ec2,
+        | Kind::NetworkAcl
+        | Kind::FlowLog => Service::Ec2,
         Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
             Service::Elbv2
         }
@@ -372,7 +382,7 @@ pub async fn discover(
     let on = |s: Service| !skip.contains(&s);
     let (ec2, elb, asgs, tables, buckets, iam, secrets) = tokio::try_join!(
         when(on(Service::Ec2), async {
-            let (v, s, i, r, g, l, n) = tokio::try_join!(
+            let (v, s, i, r, g, l, n, f) = tokio::try_join!(
                 vpc::discover(c, stack),
                 subnet::discover(c, stack),
                 igw::discover(c, stack),
@@ -380,8 +390,9 @@ pub async fn discover(
                 security_group::discover(c, stack),
                 launch_template::discover(c, stack),
                 network_acl::discover(c, stack),
+                flow_log::discover(c, stack),
             )?;
-            Ok::<_, Error>([v, s, i, r, g, l, n].concat())
+            Ok::<_, Error>([v, s, i, r, g, l, n, f].concat())
         }),
         when(on(Service::Elbv2), elbv2::discover(c, stack)),
         when(

@@ -538,6 +538,8 @@ fn s3_action(req: &Request) -> String {
         ("GET", 0) => "ListBuckets",
         ("PUT", 1) if sub("tagging") => "PutBucketTagging",
         ("GET", 1) if sub("tagging") => "GetBucketTagging",
+        ("PUT", 1) if sub("logging") => "PutBucketLogging",
+        ("GET", 1) if sub("logging") => "GetBucketLogging",
         ("PUT", 1) if sub("versioning") => "PutBucketVersioning",
         ("GET", 1) if sub("versioning") => "GetBucketVersioning",
         ("PUT", 1) if sub("publicAccessBlock") => "PutPublicAccessBlock",

@@ -207,6 +207,20 @@ pub async fn before(
                 "Invalid value for parameter ruleNumber: must be between 1 and 32766",
             )
         }
+        // ELB User Guide, "Enable access logs": the prefix "can't include AWSLogs".
+        // moto stores any prefix.
+        ("elasticloadbalancing", "ModifyLoadBalancerAttributes")
+            if body.contains("access_logs.s3.prefix")
+                && body
+                    .split('&')
+                    .any(|kv| kv.starts_with("Attributes.member.") && kv.contains("AWSLogs")) =>
+        {
+            err(
+                400,
+                "InvalidConfigurationRequest",
+                "The prefix for access logs cannot contain 'AWSLogs'",
+            )
+        }
         // ELBv2 API Reference, CreateLoadBalancer, Name: "must not begin with
         // `internal-`". moto accepts it.
         ("elasticloadbalancing", "CreateLoadBalancer")

@@ -1,0 +1,121 @@
+//! The VPC's flow log (Security Hub EC2.6): every accepted and rejected flow, to the
+//! stack's log bucket. CreateFlowLogs reports failures in `Unsuccessful`, not as an
+//! error, so the engine turns them into one. Nothing can be changed in place: a new
+//! destination or traffic type is a new flow log.
+
+use super::{Created, Ctx, EC2_NOT_YET, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{FlowLogsResourceType, LogDestinationType, ResourceType, TrafficType};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "log_bucket", "traffic_type"];
+
+/// The bucket's ARN: no prefix (logs land under `AWSLogs/<account>/vpcflowlogs/`).
+fn destination(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_flow_logs()
+        .filter(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for f in page.ctx("listing", &"flow logs")?.flow_logs() {
+            let Some(address) = ec2_owned(stack, f.tags()) else {
+                continue;
+            };
+            let bucket = f
+                .log_destination()
+                .and_then(|d| d.split(":::").nth(1))
+                .map(|b| b.split('/').next().unwrap_or(b))
+                .unwrap_or_default();
+            let attrs = Attrs::from([
+                (
+                    "vpc_id".into(),
+                    Value::s(f.resource_id().unwrap_or_default()),
+                ),
+                ("log_bucket".into(), Value::s(bucket)),
+                (
+                    "traffic_type".into(),
+                    Value::s(f.traffic_type().map(|t| t.as_str()).unwrap_or_default()),
+                ),
+            ]);
+            out.push(Live {
+                address,
+                id: f.flow_log_id().unwrap_or_default().to_string(),
+                attrs,
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let bucket = attr_str(attrs, "log_bucket");
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        let r = ctx
+            .c
+            .ec2
+            .create_flow_logs()
+            .resource_type(FlowLogsResourceType::Vpc)
+            .resource_ids(attr_str(attrs, "vpc_id"))
+            .traffic_type(TrafficType::from(attr_str(attrs, "traffic_type")))
+            .log_destination_type(LogDestinationType::S3)
+            .log_destination(destination(bucket))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::VpcFlowLog))
+            .send()
+            .await
+            .ctx("creating", a)?;
+        // "Access Denied for LogDestination" arrives here, not as an error.
+        if let Some(u) = r.unsuccessful().first() {
+            let e = u.error();
+            return Err(Error::Aws {
+                action: "creating".into(),
+                resource: a.to_string(),
+                code: e
+                    .and_then(|e| e.code())
+                    .unwrap_or("Unsuccessful")
+                    .to_string(),
+                message: e.and_then(|e| e.message()).unwrap_or_default().to_string(),
+            });
+        }
+        Ok(r)
+    })
+    .await?;
+    let id = r.flow_log_ids().first().cloned().unwrap_or_default();
+    Ok((id, Default::default()))
+}
+
+/// Every attribute forces a new flow log.
+pub async fn update(_ctx: &Ctx, _live: &Live) -> Result<(), Error> {
+    Ok(())
+}
+
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let r = ctx
+        .c
+        .ec2
+        .delete_flow_logs()
+        .flow_log_ids(&live.id)
+        .send()
+        .await
+        .ctx("deleting", &live.address);
+    let r = match r {
+        Err(e) if e.is_code(&["InvalidFlowLogId.NotFound"]) => return Ok(()),
+        other => other?,
+    };
+    match r.unsuccessful().first().and_then(|u| u.error()) {
+        Some(e) if e.code() != Some("InvalidFlowLogId.NotFound") => Err(Error::Aws {
+            action: "deleting".into(),
+            resource: live.address.to_string(),
+            code: e.code().unwrap_or("Unsuccessful").to_string(),
+            message: e.message().unwrap_or_default().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
