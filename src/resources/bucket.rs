@@ -45,11 +45,15 @@ pub async fn discover(
         );
     }
     // The stack's log bucket carries the account in its name, which `outputs` and
-    // `status` do not ask for: found by its prefix, then trusted by its tags.
+    // `status` do not ask for: found by its prefix and this region (bucket names are
+    // global; the same stack in another region has its own), then trusted by its tags.
     let logs_prefix = crate::desired::logs_bucket_prefix(stack);
+    let region_suffix = format!("-{}", c.region);
     let wanted: Vec<&String> = existing
         .iter()
-        .filter(|n| names.contains(n) || n.starts_with(&logs_prefix))
+        .filter(|n| {
+            names.contains(n) || (n.starts_with(&logs_prefix) && n.ends_with(&region_suffix))
+        })
         .collect();
     for name in wanted {
         let tags = match c
