@@ -346,8 +346,10 @@ async fn endpoint_without_elbv2_and_autoscaling_is_named_and_up_changes_nothing(
 
 /// Read calls of a `plan` of stacks/web.yaml against an empty endpoint lacking ELBv2
 /// and Auto Scaling: the probes plus one list per remaining kind (18 when written; 26
-/// with the write credential, the network ACL and the flow log).
-const PLAN_CALLS_WITHOUT_ELB_AND_ASG: u64 = 26;
+/// with the write credential, the network ACL and the flow log), and room for a few
+/// calls repeated when moto answers slowly on a busy machine (seen: 31). A retry storm
+/// on the two missing services alone would add 18.
+const PLAN_CALLS_WITHOUT_ELB_AND_ASG: u64 = 34;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn non_empty_bucket_is_refused_unless_forced() {

@@ -71,14 +71,15 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         .to_string();
     // EC2.2: the VPC's default security group allows nothing.
     let vpc = groups.security_groups()[0].vpc_id().unwrap();
+    let in_vpc = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("vpc-id")
+            .values(vpc)
+            .build()
+    };
     let default = ec2
         .describe_security_groups()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("vpc-id")
-                .values(vpc)
-                .build(),
-        )
+        .filters(in_vpc())
         .filters(
             aws_sdk_ec2::types::Filter::builder()
                 .name("group-name")
@@ -97,23 +98,13 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
     // world reach 22 or 3389 (each entry judged alone, whatever the order).
     let acls = ec2
         .describe_network_acls()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("vpc-id")
-                .values(vpc)
-                .build(),
-        )
+        .filters(in_vpc())
         .send()
         .await
         .unwrap();
     let subnets = ec2
         .describe_subnets()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("vpc-id")
-                .values(vpc)
-                .build(),
-        )
+        .filters(in_vpc())
         .send()
         .await
         .unwrap();

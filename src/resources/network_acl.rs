@@ -233,46 +233,41 @@ async fn set_rules(
             &["InvalidNetworkAclEntry.NotFound"],
         )?;
     }
+    // Create and Replace take the same fields on different builder types.
+    macro_rules! entry {
+        ($call:expr, $rule:expr) => {{
+            let (ports, icmp) = ranges($rule);
+            $call
+                .network_acl_id(id)
+                .egress(egress)
+                .rule_number($rule.number)
+                .protocol(&$rule.protocol)
+                .rule_action(action($rule))
+                .cidr_block(&$rule.cidr)
+                .set_port_range(ports)
+                .set_icmp_type_code(icmp)
+        }};
+    }
     for rule in &want {
         match have.get(&rule.number) {
             Some(old) if old == rule => {}
             Some(_) => {
                 retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || async {
-                    let (ports, icmp) = ranges(rule);
-                    ctx.c
-                        .ec2
-                        .replace_network_acl_entry()
-                        .network_acl_id(id)
-                        .egress(egress)
-                        .rule_number(rule.number)
-                        .protocol(&rule.protocol)
-                        .rule_action(action(rule))
-                        .cidr_block(&rule.cidr)
-                        .set_port_range(ports)
-                        .set_icmp_type_code(icmp)
+                    entry!(ctx.c.ec2.replace_network_acl_entry(), rule)
                         .send()
                         .await
                         .ctx("replacing a rule of", a)
+                        .map(drop)
                 })
                 .await?;
             }
             None => {
                 retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || async {
-                    let (ports, icmp) = ranges(rule);
-                    ctx.c
-                        .ec2
-                        .create_network_acl_entry()
-                        .network_acl_id(id)
-                        .egress(egress)
-                        .rule_number(rule.number)
-                        .protocol(&rule.protocol)
-                        .rule_action(action(rule))
-                        .cidr_block(&rule.cidr)
-                        .set_port_range(ports)
-                        .set_icmp_type_code(icmp)
+                    entry!(ctx.c.ec2.create_network_acl_entry(), rule)
                         .send()
                         .await
                         .ctx("adding a rule to", a)
+                        .map(drop)
                 })
                 .await?;
             }
