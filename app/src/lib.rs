@@ -50,7 +50,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     // Instance metadata is looked up once, in the background: start-up never waits on it.
     let bg = state.clone();
-    tokio::spawn(async move {
+    let lookup = tokio::spawn(async move {
         bg.host_info().await;
     });
     tracing::info!(
@@ -69,6 +69,10 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
+    // A lookup still retrying must not log after the last line: stop it, and wait
+    // until it has.
+    lookup.abort();
+    let _ = lookup.await;
     tracing::info!("stopped");
     Ok(())
 }
