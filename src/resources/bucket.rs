@@ -419,10 +419,11 @@ async fn configure(
             .await
             .ctx("setting the lifecycle of", a)?;
     }
-    if changed(changes, "access_log_bucket") {
+    let target = attr_str(attrs, "access_log_bucket");
+    // A new bucket logs nowhere already: only turning logging on needs a call then.
+    if changed(changes, "access_log_bucket") && !(fresh && target.is_empty()) {
         // Server access logs (Security Hub S3.9), after the log bucket's policy lets
         // the logging service write.
-        let target = attr_str(attrs, "access_log_bucket");
         let status = BucketLoggingStatus::builder()
             .set_logging_enabled((!target.is_empty()).then(|| {
                 LoggingEnabled::builder()
