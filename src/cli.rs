@@ -1026,7 +1026,12 @@ async fn token(spec: &Spec, opts: &ConnectOptions, rotate: bool, json: bool) -> 
     };
     let name = live.id.as_str();
     if rotate {
-        let version = crate::resources::secret::rotate(&p.clients, name).await?;
+        let bucket = p
+            .live
+            .get(&crate::desired::bucket())
+            .map(|b| b.id.clone())
+            .unwrap_or_default();
+        let version = crate::resources::secret::rotate(&p.clients, name, &bucket).await?;
         if json {
             print_json(&json!({
                 "format_version": render::JSON_SCHEMA_VERSION,

@@ -84,6 +84,12 @@ pub const ROOT_VOLUME: &str = "gp3 8GiB encrypted";
 /// Where artifacts live in the stack's bucket. Instances may read it, never write it.
 pub const ARTIFACT_PREFIX: &str = "artifacts/";
 
+/// What else `stack` keeps in the app's bucket; instances may read it, never write it.
+pub const STACK_PREFIX: &str = ".stack/";
+
+/// The write credential's verifier (its SHA-256, hex) in the app's bucket.
+pub const VERIFIER_KEY: &str = ".stack/write-token.sha256";
+
 pub fn vpc() -> Address {
     Address::new(Kind::Vpc, "main")
 }
@@ -572,6 +578,12 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                     Value::s(crate::resources::secret::write_token_name(stack)),
                 ),
                 ("type", Value::s("SecureString")),
+                // The app checks credentials against this digest (see secret.rs).
+                ("verifier_bucket", Value::r(&bucket())),
+                (
+                    "verifier",
+                    Value::s(crate::resources::secret::VERIFIER_CURRENT),
+                ),
             ]),
             None,
         );
@@ -804,27 +816,13 @@ fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
             "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
             "Resource": format!("{arn}/*"),
         }));
+        // The builds and the write credential's verifier: an instance must not
+        // replace what the others boot from or check credentials against.
         statements.push(serde_json::json!({
             "Sid": "ArtifactsReadOnly",
             "Effect": "Deny",
             "Action": ["s3:DeleteObject", "s3:PutObject"],
-            "Resource": format!("{arn}/{ARTIFACT_PREFIX}*"),
-        }));
-    }
-    if spec.app.is_some() {
-        // Only the one parameter; decrypting under the AWS managed key `aws/ssm` needs
-        // no KMS grant for principals of the account.
-        statements.push(serde_json::json!({
-            "Sid": "WriteToken",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": format!(
-                "arn:{}:ssm:{}:{}:parameter{}",
-                inputs.partition(),
-                inputs.region,
-                inputs.account_id,
-                crate::resources::secret::write_token_name(&spec.stack)
-            ),
+            "Resource": [format!("{arn}/{ARTIFACT_PREFIX}*"), format!("{arn}/{STACK_PREFIX}*")],
         }));
     }
     if statements.is_empty() {
@@ -858,11 +856,8 @@ fn template_vars<'a>(
     }
     vars.insert("stress", svc.stress.to_string());
     if spec.app.is_some() {
-        // The name only: the app reads the value from SSM with the instance role.
-        vars.insert(
-            "write_token_parameter",
-            crate::resources::secret::write_token_name(&spec.stack),
-        );
+        // A digest only: the value stays in SSM.
+        vars.insert("write_token_verifier", VERIFIER_KEY.to_string());
     }
     if let Some(e) = &inputs.endpoint_url {
         vars.insert("endpoint_url", e.clone());

@@ -1,14 +1,41 @@
-//! The app's write credential: `up` generates it into an SSM SecureString, only the
-//! parameter's name reaches the instances, the instance role may read that one
-//! parameter, `stack token` prints it and `--rotate` replaces it, and `down` removes
-//! it. Its value never appears in a plan, a saved plan, `up`'s output, the outputs or
-//! user data.
+//! The app's write credential: `up` generates it into an SSM SecureString and writes
+//! its SHA-256 to the app bucket; only that digest's key reaches the instances, and
+//! the instance role has no grant on Parameter Store. `stack token` prints it,
+//! `--rotate` replaces it and its digest, a lost or stale digest is planned and
+//! written again, and `down` removes both. Its value never appears in a plan, a saved
+//! plan, `up`'s output, the outputs or user data.
 
 mod support;
 
 use support::*;
 
 const PARAMETER: &str = "/stack/directory/write-token";
+const VERIFIER: &str = ".stack/write-token.sha256";
+const BUCKET: &str = "directory-photos-demo";
+
+/// The verifier object's body and the parameter version it records.
+async fn verifier(endpoint: &str) -> Option<(String, String)> {
+    let s3 = s3(&sdk(endpoint).await);
+    let out = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(VERIFIER)
+        .send()
+        .await
+        .ok()?;
+    let version = out
+        .metadata()
+        .and_then(|m| m.get("parameter-version"))
+        .cloned()
+        .unwrap_or_default();
+    let body = out.body.collect().await.unwrap().into_bytes();
+    Some((String::from_utf8(body.to_vec()).unwrap(), version))
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_write_credential_stays_in_parameter_store() {
@@ -54,8 +81,8 @@ async fn the_write_credential_stays_in_parameter_store() {
     for service in ["web", "admin"] {
         let user_data = template_user_data(&conf, &format!("directory-{service}")).await;
         assert!(
-            user_data.contains(&format!("APP_WRITE_TOKEN_PARAMETER={PARAMETER}")),
-            "the instances learn the parameter's name:\n{user_data}"
+            user_data.contains(&format!("APP_WRITE_TOKEN_VERIFIER={VERIFIER}")),
+            "the instances learn where the digest is:\n{user_data}"
         );
         places.push(("user data", user_data));
     }
@@ -66,7 +93,13 @@ async fn the_write_credential_stays_in_parameter_store() {
         );
     }
 
-    // The SecureString is the stack's, and the instance role may read exactly it.
+    // The instances check against its digest, taken from version 1.
+    assert_eq!(
+        verifier(&moto.url()).await,
+        Some((sha256_hex(&value), "1".to_string()))
+    );
+
+    // The SecureString is the stack's, and the instance role cannot read it.
     let ssm = aws_sdk_ssm::Client::new(&conf);
     let described = ssm.get_parameter().name(PARAMETER).send().await.unwrap();
     assert_eq!(
@@ -88,9 +121,7 @@ async fn the_write_credential_stays_in_parameter_store() {
         .unwrap();
     let policy = percent_decode(policy.policy_document());
     assert!(
-        policy.contains(&format!(
-            "\"arn:aws:ssm:us-east-1:123456789012:parameter{PARAMETER}\""
-        )) && policy.contains("\"ssm:GetParameter\""),
+        !policy.contains("ssm:") && policy.contains(&format!("{BUCKET}/.stack/*")),
         "{policy}"
     );
     assert_converged(&aws.url(), &file);
@@ -106,12 +137,40 @@ async fn the_write_credential_stays_in_parameter_store() {
     assert_ne!(new_value, value);
     assert_eq!(version, 2);
     assert!(!text(&rotated).contains(&new_value));
+    assert_eq!(
+        verifier(&moto.url()).await,
+        Some((sha256_hex(&new_value), "2".to_string())),
+        "the rotation wrote the new digest"
+    );
     // A rotation is not drift.
+    assert_converged(&aws.url(), &file);
+
+    // A verifier lost (or a rotation cut short) is planned and written again.
+    s3(&conf)
+        .delete_object()
+        .bucket(BUCKET)
+        .key(VERIFIER)
+        .send()
+        .await
+        .unwrap();
+    let plan = stack(&aws.url(), &["plan", &file]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let drift = text(&plan);
+    assert!(
+        drift.contains("~ ssm_parameter.write_token") && drift.contains("\"missing\""),
+        "{drift}"
+    );
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    assert_eq!(
+        verifier(&moto.url()).await,
+        Some((sha256_hex(&new_value), "2".to_string()))
+    );
     assert_converged(&aws.url(), &file);
 
     let down = stack(&aws.url(), &["down", &file, "--yes"]);
     assert_ok(&down);
     assert_eq!(parameter_value(&moto.url(), PARAMETER).await, None);
+    assert_eq!(verifier(&moto.url()).await, None);
     let after = stack(&aws.url(), &["token", &file]);
     assert_eq!(after.status.code(), Some(1));
     assert!(

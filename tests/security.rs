@@ -387,8 +387,7 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         format!("arn:aws:s3:::{bucket}"),
         format!("arn:aws:s3:::{bucket}/*"),
         format!("arn:aws:s3:::{bucket}/artifacts/*"),
-        // The app's write credential, and nothing else in Parameter Store.
-        "arn:aws:ssm:us-east-1:123456789012:parameter/stack/directory/write-token".to_string(),
+        format!("arn:aws:s3:::{bucket}/.stack/*"),
     ];
     let mut denies_artifact_writes = false;
     for st in policy["Statement"].as_array().unwrap() {
@@ -403,13 +402,17 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         let actions = st["Action"].to_string();
         assert!(!actions.contains('*'), "wildcard action: {actions}");
         if st["Effect"] == "Deny" {
-            denies_artifact_writes = resources == [format!("arn:aws:s3:::{bucket}/artifacts/*")]
+            denies_artifact_writes = resources
+                == [
+                    format!("arn:aws:s3:::{bucket}/artifacts/*"),
+                    format!("arn:aws:s3:::{bucket}/.stack/*"),
+                ]
                 && actions.contains("s3:PutObject");
         }
     }
     assert!(
         denies_artifact_writes,
-        "instances may rewrite the app: {policy}"
+        "instances may rewrite the app or its credential's verifier: {policy}"
     );
     assert!(
         policy.to_string().contains(table),

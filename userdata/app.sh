@@ -74,7 +74,7 @@ APP_REGION=$REGION
 APP_PORT=$PORT
 APP_ENDPOINT_URL=$ENDPOINT
 APP_STRESS_ENABLED={{ stress }}
-APP_WRITE_TOKEN_PARAMETER={{ write_token_parameter }}"
+APP_WRITE_TOKEN_VERIFIER={{ write_token_verifier }}"
 
 write_if_changed "$UNIT_FILE" "[Unit]
 Description=stack app ({{ stack }}/{{ service }})

@@ -2,12 +2,16 @@
 //! POST/PUT/PATCH/DELETE under `/api/`) must present it, as the password of HTTP
 //! Basic (a browser prompts for it) or as `Authorization: Bearer <token>`.
 //!
-//! On EC2 the value lives in an SSM SecureString that `stack up` generated; the app
-//! knows only the parameter's name and reads the value with the instance role. It
-//! re-reads at most every [`REFRESH`], and sooner when a request presents a
-//! credential that does not match (a rotation just happened), at most every
-//! [`RECHECK`]: `stack token --rotate` takes effect within seconds, and a client
-//! guessing cannot make the app hammer SSM. A failed re-read keeps the value it has.
+//! On EC2 the value lives in an SSM SecureString that `stack up` generated, and the
+//! app never sees it: `stack` writes its SHA-256 (the *verifier*) to an object in the
+//! app's bucket, and the app compares the digest of what a request presents. S3 is
+//! reachable from a private subnet through the free gateway endpoint, where SSM would
+//! need a paid interface endpoint; a digest of 256 random bits reveals nothing, so the
+//! instance needs no grant on the secret itself. The app re-reads the verifier at
+//! most every [`REFRESH`], and sooner when a request presents a credential that does
+//! not match (a rotation just happened), at most every [`RECHECK`]: `stack token
+//! --rotate` takes effect within seconds, and a client guessing cannot make the app
+//! hammer S3. A failed re-read keeps the value it has.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -16,7 +20,7 @@ use base64::Engine;
 
 use crate::config::WriteToken;
 
-/// How long a value read from SSM is trusted before it is read again.
+/// How long a verifier read from S3 is trusted before it is read again.
 pub const REFRESH: Duration = Duration::from_secs(30);
 /// The soonest a mismatching credential triggers another read.
 pub const RECHECK: Duration = Duration::from_secs(5);
@@ -27,34 +31,38 @@ pub enum Verdict {
     Allowed,
     /// No credential, or not the right one.
     Denied,
-    /// The app could not read its own credential (SSM unreachable since start).
+    /// The app could not read its own credential (S3 unreachable since start).
     Unavailable,
 }
 
 #[derive(Debug)]
 enum Source {
+    /// The digest of a value given at start.
     Fixed(Arc<str>),
-    Parameter {
-        ssm: aws_sdk_ssm::Client,
-        name: String,
+    Verifier {
+        s3: aws_sdk_s3::Client,
+        bucket: String,
+        key: String,
     },
 }
 
 #[derive(Debug)]
 pub struct WriteAuth {
     source: Source,
+    /// The verifier (lowercase hex SHA-256) and when it was read.
     current: RwLock<Option<(Instant, Arc<str>)>>,
-    /// One SSM read at a time; the others wait for its result.
+    /// One S3 read at a time; the others wait for its result.
     reading: tokio::sync::Mutex<()>,
 }
 
 impl WriteAuth {
-    pub fn new(token: &WriteToken, ssm: aws_sdk_ssm::Client) -> WriteAuth {
+    pub fn new(token: &WriteToken, s3: aws_sdk_s3::Client, bucket: &str) -> WriteAuth {
         let source = match token {
-            WriteToken::Fixed(v) => Source::Fixed(v.as_str().into()),
-            WriteToken::Parameter(name) => Source::Parameter {
-                ssm,
-                name: name.clone(),
+            WriteToken::Fixed(v) => Source::Fixed(digest(v).into()),
+            WriteToken::Verifier(key) => Source::Verifier {
+                s3,
+                bucket: bucket.to_owned(),
+                key: key.clone(),
             },
         };
         WriteAuth {
@@ -68,7 +76,7 @@ impl WriteAuth {
     pub fn describe(&self) -> String {
         match &self.source {
             Source::Fixed(_) => "APP_WRITE_TOKEN".to_owned(),
-            Source::Parameter { name, .. } => format!("ssm:{name}"),
+            Source::Verifier { bucket, key, .. } => format!("s3://{bucket}/{key}"),
         }
     }
 
@@ -77,21 +85,21 @@ impl WriteAuth {
         let Some(presented) = authorization.and_then(presented_secret) else {
             return Verdict::Denied;
         };
-        let ssm = match &self.source {
-            Source::Fixed(v) => return verdict(matches(&presented, v)),
-            Source::Parameter { ssm, name } => (ssm, name.as_str()),
-        };
-        let Some((at, token)) = self.value(ssm, REFRESH).await else {
+        let presented = digest(&presented);
+        if let Source::Fixed(v) = &self.source {
+            return verdict(matches(&presented, v));
+        }
+        let Some((at, verifier)) = self.value(REFRESH).await else {
             return Verdict::Unavailable;
         };
-        if matches(&presented, &token) {
+        if matches(&presented, &verifier) {
             return Verdict::Allowed;
         }
         // Maybe rotated since the last read: look once more, if not just looked.
         if at.elapsed() < RECHECK {
             return Verdict::Denied;
         }
-        match self.value(ssm, RECHECK).await {
+        match self.value(RECHECK).await {
             Some((_, fresh)) => verdict(matches(&presented, &fresh)),
             None => Verdict::Denied,
         }
@@ -105,11 +113,10 @@ impl WriteAuth {
     }
 
     /// The value, read again when older than `max_age`; a failed read keeps the old one.
-    async fn value(
-        &self,
-        (ssm, name): (&aws_sdk_ssm::Client, &str),
-        max_age: Duration,
-    ) -> Option<(Instant, Arc<str>)> {
+    async fn value(&self, max_age: Duration) -> Option<(Instant, Arc<str>)> {
+        let Source::Verifier { s3, bucket, key } = &self.source else {
+            return None;
+        };
         let fresh = |c: &Option<(Instant, Arc<str>)>| {
             c.as_ref().filter(|(at, _)| at.elapsed() < max_age).cloned()
         };
@@ -121,7 +128,7 @@ impl WriteAuth {
         if let Some(v) = fresh(&self.cached()) {
             return Some(v);
         }
-        match read_parameter(ssm, name).await {
+        match read_verifier(s3, bucket, key).await {
             Ok(token) => {
                 let v = (Instant::now(), token);
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(v.clone());
@@ -129,7 +136,7 @@ impl WriteAuth {
             }
             Err((code, message)) => {
                 tracing::error!(
-                    parameter = name,
+                    verifier = %format!("s3://{bucket}/{key}"),
                     code = %code,
                     error = %message,
                     "cannot read the write credential"
@@ -148,15 +155,16 @@ fn verdict(ok: bool) -> Verdict {
     }
 }
 
-async fn read_parameter(
-    ssm: &aws_sdk_ssm::Client,
-    name: &str,
+async fn read_verifier(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
 ) -> Result<Arc<str>, (String, String)> {
-    use aws_sdk_ssm::error::ProvideErrorMetadata;
-    let out = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
         .send()
         .await
         .map_err(|e| {
@@ -164,9 +172,20 @@ async fn read_parameter(
             let message = e.message().map_or_else(|| e.to_string(), str::to_owned);
             (code, message)
         })?;
-    match out.parameter().and_then(|p| p.value()) {
-        Some(v) if !v.is_empty() => Ok(v.into()),
-        _ => Err(("EmptyValue".into(), "the parameter has no value".into())),
+    let body = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| ("ReadError".to_owned(), e.to_string()))?
+        .into_bytes();
+    let text = std::str::from_utf8(&body).unwrap_or_default().trim();
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase().into())
+    } else {
+        Err((
+            "MalformedVerifier".into(),
+            "the object is not a hex SHA-256 digest".into(),
+        ))
     }
 }
 
@@ -187,6 +206,12 @@ fn presented_secret(header: &str) -> Option<String> {
         return Some(password.to_owned()).filter(|s| !s.is_empty());
     }
     None
+}
+
+/// The verifier of a credential: its SHA-256, lowercase hex (what `stack` writes).
+pub fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
 /// Compares in time independent of where the strings differ.
@@ -228,6 +253,15 @@ mod tests {
         assert!(!matches("", "abcdef"));
     }
 
+    #[test]
+    fn the_verifier_is_the_hex_sha256() {
+        // `printf %s abc | sha256sum`: what `stack` writes for the credential "abc".
+        assert_eq!(
+            digest("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
     #[tokio::test]
     async fn a_fixed_token_allows_only_itself() {
         let sdk = aws_config::SdkConfig::builder()
@@ -235,7 +269,8 @@ mod tests {
             .build();
         let auth = WriteAuth::new(
             &WriteToken::Fixed("0123456789abcdef".into()),
-            aws_sdk_ssm::Client::new(&sdk),
+            aws_sdk_s3::Client::new(&sdk),
+            "unused",
         );
         assert_eq!(auth.check(None).await, Verdict::Denied);
         assert_eq!(auth.check(Some("Bearer nope")).await, Verdict::Denied);

@@ -35,12 +35,13 @@ pub struct Config {
     pub write_token: WriteToken,
 }
 
-/// The write credential's source. `stack` always sets the parameter's name, never a
+/// The write credential's source. `stack` always sets the verifier's key, never a
 /// value: the value stays in Parameter Store.
 #[derive(Clone, PartialEq, Eq)]
 pub enum WriteToken {
-    /// `APP_WRITE_TOKEN_PARAMETER`: an SSM SecureString, read with the instance role.
-    Parameter(String),
+    /// `APP_WRITE_TOKEN_VERIFIER`: the key, in `APP_BUCKET`, of the credential's
+    /// SHA-256 (hex), read with the instance role.
+    Verifier(String),
     /// `APP_WRITE_TOKEN`: the value itself, for local runs and tests.
     Fixed(String),
 }
@@ -49,7 +50,7 @@ impl fmt::Debug for WriteToken {
     // Never the value: configs end up in logs and panic messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WriteToken::Parameter(name) => write!(f, "Parameter({name:?})"),
+            WriteToken::Verifier(key) => write!(f, "Verifier({key:?})"),
             WriteToken::Fixed(_) => f.write_str("Fixed(<redacted>)"),
         }
     }
@@ -159,20 +160,22 @@ impl Config {
             )
         })?;
 
-        let write_token = match (get("APP_WRITE_TOKEN_PARAMETER"), get("APP_WRITE_TOKEN")) {
+        let write_token = match (get("APP_WRITE_TOKEN_VERIFIER"), get("APP_WRITE_TOKEN")) {
             (Some(_), Some(_)) => {
                 return Err(err(
                     "APP_WRITE_TOKEN",
-                    "set either it or APP_WRITE_TOKEN_PARAMETER, not both",
+                    "set either it or APP_WRITE_TOKEN_VERIFIER, not both",
                 ));
             }
-            (Some(name), None) if name.starts_with('/') || !name.contains('/') => {
-                WriteToken::Parameter(name)
+            (Some(key), None) if !key.starts_with('/') && !key.starts_with("s3:") => {
+                WriteToken::Verifier(key)
             }
-            (Some(name), None) => {
+            (Some(key), None) => {
                 return Err(err(
-                    "APP_WRITE_TOKEN_PARAMETER",
-                    format!("must be an SSM parameter name (a path starts with /), got {name:?}"),
+                    "APP_WRITE_TOKEN_VERIFIER",
+                    format!(
+                        "must be an object key in APP_BUCKET (no leading / or s3://), got {key:?}"
+                    ),
                 ));
             }
             (None, Some(v)) if v.len() >= MIN_TOKEN_LEN => WriteToken::Fixed(v),
@@ -184,8 +187,8 @@ impl Config {
             }
             (None, None) => {
                 return Err(err(
-                    "APP_WRITE_TOKEN_PARAMETER",
-                    "is required (the SSM parameter holding the write credential; or APP_WRITE_TOKEN for a local run)",
+                    "APP_WRITE_TOKEN_VERIFIER",
+                    "is required (the key in APP_BUCKET of the write credential's SHA-256; or APP_WRITE_TOKEN for a local run)",
                 ));
             }
         };
@@ -227,8 +230,8 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         if !map.contains_key("APP_WRITE_TOKEN") {
-            map.entry("APP_WRITE_TOKEN_PARAMETER".into())
-                .or_insert_with(|| "/stack/t/write-token".into());
+            map.entry("APP_WRITE_TOKEN_VERIFIER".into())
+                .or_insert_with(|| ".stack/write-token.sha256".into());
         }
         Config::from_lookup(|k| map.get(k).cloned())
     }
@@ -243,7 +246,7 @@ mod tests {
         assert_eq!(c.imds_authority, "169.254.169.254:80");
         assert_eq!(
             c.write_token,
-            WriteToken::Parameter("/stack/t/write-token".into())
+            WriteToken::Verifier(".stack/write-token.sha256".into())
         );
     }
 
@@ -253,7 +256,7 @@ mod tests {
             "APP_TABLE" | "APP_BUCKET" => Some("x".into()),
             _ => None,
         });
-        assert_eq!(none.unwrap_err().var, "APP_WRITE_TOKEN_PARAMETER");
+        assert_eq!(none.unwrap_err().var, "APP_WRITE_TOKEN_VERIFIER");
         let secret = "correct-horse-battery-staple";
         let c = parse(&[
             ("APP_TABLE", "t"),
@@ -301,7 +304,7 @@ mod tests {
             ("APP_CACHE_TTL_SECS", "-1"),
             ("APP_STRESS_ENABLED", "maybe"),
             ("APP_IMDS_ENDPOINT", "https://x"),
-            ("APP_WRITE_TOKEN_PARAMETER", "stack/t/write-token"),
+            ("APP_WRITE_TOKEN_VERIFIER", "s3://b/k"),
         ] {
             let mut vars = base.to_vec();
             vars.push((var, val));

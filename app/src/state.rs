@@ -78,17 +78,16 @@ impl AppState {
     pub fn new(config: Config, sdk: &SdkConfig) -> AppState {
         let region = Region::new(config.region.clone());
         let mut ddb = aws_sdk_dynamodb::config::Builder::from(sdk).region(region.clone());
-        let mut s3 = aws_sdk_s3::config::Builder::from(sdk).region(region.clone());
-        let mut ssm = aws_sdk_ssm::config::Builder::from(sdk).region(region);
+        let mut s3 = aws_sdk_s3::config::Builder::from(sdk).region(region);
         if let Some(url) = &config.endpoint_url {
             ddb = ddb.endpoint_url(url);
-            ssm = ssm.endpoint_url(url);
             // Emulators serve buckets by path, not by virtual-host subdomain.
             s3 = s3.endpoint_url(url).force_path_style(true);
         }
+        let s3 = aws_sdk_s3::Client::from_conf(s3.build());
         let store = Store::new(
             aws_sdk_dynamodb::Client::from_conf(ddb.build()),
-            aws_sdk_s3::Client::from_conf(s3.build()),
+            s3.clone(),
             config.table.clone(),
             config.bucket.clone(),
         );
@@ -98,10 +97,7 @@ impl AppState {
             metrics,
             cache,
             stress: Stress::new(config.stress_enabled),
-            auth: WriteAuth::new(
-                &config.write_token,
-                aws_sdk_ssm::Client::from_conf(ssm.build()),
-            ),
+            auth: WriteAuth::new(&config.write_token, s3, &config.bucket),
             hostname: imds::hostname(),
             host_info: OnceCell::new(),
             store,

@@ -163,7 +163,7 @@ async fn writes_without_or_with_a_wrong_credential_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_credential_replaces_the_old_one_within_seconds() {
     let app = TestApp::start(Options::default()).await;
-    let name = app.token_parameter.clone().expect("moto backend");
+    let key = app.token_verifier.clone().expect("moto backend");
     let old = basic("admin", &app.token);
     let r = app
         .send_anonymous("GET", "/admin", &[("authorization", &old)], vec![])
@@ -171,7 +171,7 @@ async fn a_rotated_credential_replaces_the_old_one_within_seconds() {
     assert_eq!(r.status, 200, "the old credential works before rotation");
 
     let new_token = support::unique("rotated-token");
-    support::moto::put_secure_parameter(&app.endpoint, &name, &new_token).await;
+    support::moto::put_verifier(&app.endpoint, &app.bucket, &key, &new_token).await;
     let new = basic("admin", &new_token);
     // The app re-reads at most every few seconds when it sees a credential it does
     // not know: poll a read-only admin page until the new one is taken.

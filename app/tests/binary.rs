@@ -42,7 +42,7 @@ fn missing_config_exits_2_with_one_line() {
     // No write credential: refused at start rather than serving open writes.
     let (code, err) = run_with(&[("APP_TABLE", "t"), ("APP_BUCKET", "b")]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("APP_WRITE_TOKEN_PARAMETER"), "{err}");
+    assert!(err.contains("APP_WRITE_TOKEN_VERIFIER"), "{err}");
     assert!(!err.contains("panicked"));
 }
 
@@ -59,7 +59,7 @@ fn invalid_config_exits_2_naming_the_variable() {
         let (code, err) = run_with(&[
             ("APP_TABLE", "t"),
             ("APP_BUCKET", "b"),
-            ("APP_WRITE_TOKEN_PARAMETER", "/stack/t/write-token"),
+            ("APP_WRITE_TOKEN_VERIFIER", ".stack/write-token.sha256"),
             (var, value),
         ]);
         assert_eq!(code, Some(2), "{var}={value}: {err}");
@@ -82,7 +82,7 @@ async fn stops_cleanly_on(signal: &str) {
         .envs([
             ("APP_TABLE", "t"),
             ("APP_BUCKET", "b"),
-            ("APP_WRITE_TOKEN_PARAMETER", "/stack/t/write-token"),
+            ("APP_WRITE_TOKEN_VERIFIER", ".stack/write-token.sha256"),
             ("APP_PORT", port_s.as_str()),
             ("APP_BIND", "127.0.0.1"),
             ("APP_ENDPOINT_URL", endpoint.as_str()),

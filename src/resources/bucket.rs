@@ -5,7 +5,7 @@
 
 use super::{Created, Ctx, Foreign, absent_ok, attr_bool, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
-use crate::desired::ARTIFACT_PREFIX;
+use crate::desired::{ARTIFACT_PREFIX, STACK_PREFIX};
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use crate::plan::Loss;
 use aws_sdk_s3::types::{
@@ -556,7 +556,7 @@ pub(crate) async fn delete_versions(
 }
 
 /// How many object versions a bucket holds besides the stack's own builds (which
-/// `s3_object.app` deletes), up to one page.
+/// `s3_object.app` deletes) and credential verifier, up to one page.
 pub async fn count_objects(c: &Clients, live: &Live) -> Result<Option<Loss>, Error> {
     let r = match c
         .s3
@@ -573,7 +573,10 @@ pub async fn count_objects(c: &Clients, live: &Live) -> Result<Option<Loss>, Err
     let count = r
         .versions()
         .iter()
-        .filter(|v| !v.key().unwrap_or_default().starts_with(ARTIFACT_PREFIX))
+        .filter(|v| {
+            let key = v.key().unwrap_or_default();
+            !key.starts_with(ARTIFACT_PREFIX) && !key.starts_with(STACK_PREFIX)
+        })
         .count() as u64;
     Ok((count > 0).then(|| Loss {
         count,

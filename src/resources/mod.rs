@@ -289,7 +289,7 @@ pub async fn update(
         Kind::Artifact => {
             artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
         }
-        Kind::Secret => secret::update(ctx, live).await,
+        Kind::Secret => secret::update(ctx, live, attrs).await,
         Kind::FlowLog => flow_log::update(ctx, live).await,
         Kind::NetworkAcl => network_acl::update(ctx, live, attrs, changed).await,
     }
@@ -414,6 +414,10 @@ pub async fn discover(
         }),
         when(on(Service::Ssm), secret::discover(c, stack)),
     )?;
+    let mut secrets = secrets;
+    if on(Service::S3) {
+        secret::discover_verifiers(c, &mut secrets.0, &buckets.0).await?;
+    }
     let mut found = Found::default();
     found.live.extend(ec2);
     found.live.extend(elb);

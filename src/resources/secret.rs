@@ -1,20 +1,32 @@
 //! The app's write credential: an SSM Parameter Store SecureString that `up` creates
-//! with a random value and never reads back, shows or writes anywhere else. The
-//! instances get only the parameter's *name* (in user data) and an IAM grant to read
-//! that one parameter; the app fetches the value itself. SecureString under the AWS
-//! managed key `alias/aws/ssm` costs nothing and needs no KMS grant for a principal
-//! of the account that may call `ssm:GetParameter` on it.
+//! with a random value and never shows or writes anywhere else. SecureString under
+//! the AWS managed key `alias/aws/ssm` costs nothing.
+//!
+//! The instances never read it: `up` writes its *verifier* (the SHA-256, hex) to
+//! [`VERIFIER_KEY`] in the app's bucket, with the parameter version it was taken from
+//! in the object's metadata, and the app checks the digest of what a request
+//! presents. Instances in private subnets reach S3 through the free gateway endpoint;
+//! SSM would need a paid interface endpoint. A digest of 256 random bits gives
+//! nothing away, and the instance role may read `.stack/` but not write it.
 //!
 //! Its name is `/stack/<stack>/write-token`; discovery lists that path (SSM is
-//! regional, like the stack) and trusts only the tags. `stack token --rotate`
-//! overwrites the value in place.
+//! regional, like the stack) and trusts only the tags, then compares the verifier's
+//! recorded version with the parameter's: a rotation cut short, or a verifier deleted
+//! by hand, plans as an in-place update that writes it again. `stack token --rotate`
+//! overwrites the value in place and writes the new verifier.
 
 use super::{Created, Ctx, Foreign, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::VERIFIER_KEY;
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, ResourceTypeForTagging, Tag};
 
 pub const FORCE_NEW: &[&str] = &["name", "type"];
+
+/// The `verifier` attribute when the bucket's verifier matches the parameter.
+pub const VERIFIER_CURRENT: &str = "sha256 of the current value";
+/// Object metadata naming the parameter version the verifier was taken from.
+const VERSION_METADATA: &str = "parameter-version";
 
 /// The SSM path every parameter of a stack lives under.
 pub fn path(stack: &str) -> String {
@@ -78,11 +90,80 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<(Vec<Live>, Vec<Foreig
                 address,
                 id: name,
                 attrs,
-                extra: Default::default(),
+                extra: [("version".to_string(), p.version().to_string())].into(),
             });
         }
     }
     Ok((live, foreign))
+}
+
+/// Reads each credential's verifier from the app bucket (`buckets` holds what S3
+/// discovery found) into the `verifier_bucket` and `verifier` attributes.
+pub async fn discover_verifiers(
+    c: &Clients,
+    secrets: &mut [Live],
+    buckets: &[Live],
+) -> Result<(), Error> {
+    let Some(bucket) = buckets
+        .iter()
+        .find(|b| b.address == crate::desired::bucket())
+    else {
+        return Ok(());
+    };
+    for live in secrets.iter_mut() {
+        let head =
+            c.s3.head_object()
+                .bucket(&bucket.id)
+                .key(VERIFIER_KEY)
+                .send()
+                .await
+                .ctx("reading the verifier of", &live.address);
+        let state = match head {
+            Ok(h) => {
+                let recorded = h.metadata().and_then(|m| m.get(VERSION_METADATA));
+                let current = live.extra.get("version");
+                if recorded.is_some() && recorded == current {
+                    VERIFIER_CURRENT.to_string()
+                } else {
+                    format!(
+                        "stale (version {}, parameter at {})",
+                        recorded.map_or("unknown", |v| v.as_str()),
+                        current.map_or("unknown", |v| v.as_str())
+                    )
+                }
+            }
+            Err(e) if e.is_code(&["NotFound", "NoSuchKey"]) => "missing".to_string(),
+            Err(e) => return Err(e),
+        };
+        live.attrs
+            .insert("verifier_bucket".into(), Value::s(&bucket.id));
+        live.attrs.insert("verifier".into(), Value::s(state));
+    }
+    Ok(())
+}
+
+/// Writes the verifier of `value` (parameter `version`) to the bucket.
+async fn put_verifier(
+    c: &Clients,
+    what: &(dyn std::fmt::Display + Sync),
+    bucket: &str,
+    value: &str,
+    version: i64,
+) -> Result<(), Error> {
+    let digest = crate::desired::sha256_hex(value.as_bytes());
+    retry_codes(&["NoSuchBucket"], Patience::FRESH_ID, || async {
+        c.s3.put_object()
+            .bucket(bucket)
+            .key(VERIFIER_KEY)
+            .content_type("text/plain")
+            .metadata(VERSION_METADATA, version.to_string())
+            .body(digest.clone().into_bytes().into())
+            .send()
+            .await
+            .ctx("writing the verifier of", what)
+    })
+    .await
+    .map(drop)
 }
 
 /// PutParameter without `Overwrite`: an existing parameter of that name (someone
@@ -94,7 +175,9 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .into_iter()
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
         .collect();
-    ctx.c
+    let value = generate()?;
+    let out = ctx
+        .c
         .ssm
         .put_parameter()
         .name(&name)
@@ -104,20 +187,54 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         ))
         .r#type(ParameterType::from(attr_str(attrs, "type")))
         .tier(ParameterTier::Standard)
-        .value(generate()?)
+        .value(&value)
         .set_tags(Some(tags))
         .send()
         .await
         .ctx("creating", a)?;
+    put_verifier(
+        &ctx.c,
+        a,
+        attr_str(attrs, "verifier_bucket"),
+        &value,
+        out.version(),
+    )
+    .await?;
     Ok((name, Default::default()))
 }
 
-/// Only the name and type are attributes, and both force a new parameter.
-pub async fn update(_ctx: &Ctx, _live: &Live) -> Result<(), Error> {
-    Ok(())
+/// The name and type force a new parameter; a missing or stale verifier is written
+/// again from the value AWS holds.
+pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs) -> Result<(), Error> {
+    let out = ctx
+        .c
+        .ssm
+        .get_parameter()
+        .name(&live.id)
+        .with_decryption(true)
+        .send()
+        .await
+        .ctx("reading", &live.address)?;
+    let p = out.parameter();
+    put_verifier(
+        &ctx.c,
+        &live.address,
+        attr_str(attrs, "verifier_bucket"),
+        p.and_then(|p| p.value()).unwrap_or_default(),
+        p.map_or(0, |p| p.version()),
+    )
+    .await
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let bucket = attr_str(&live.attrs, "verifier_bucket");
+    if !bucket.is_empty() {
+        let a = &live.address;
+        match super::bucket::versions(ctx, a, bucket, Some(VERIFIER_KEY)).await {
+            Err(e) if e.is_code(&["NoSuchBucket"]) => {}
+            other => super::bucket::delete_versions(ctx, a, bucket, other?).await?,
+        }
+    }
     absent_ok(
         ctx.c
             .ssm
@@ -130,9 +247,10 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// A new random value for an existing parameter. PutParameter with `Overwrite` may
-/// not carry tags (AWS answers ValidationException), and keeps the ones it has.
-pub async fn rotate(c: &Clients, name: &str) -> Result<i64, Error> {
+/// A new random value for an existing parameter, and its verifier in `bucket`.
+/// PutParameter with `Overwrite` may not carry tags (AWS answers
+/// ValidationException), and keeps the ones it has.
+pub async fn rotate(c: &Clients, name: &str, bucket: &str) -> Result<i64, Error> {
     let value = generate()?;
     let out = retry_codes(&["TooManyUpdates"], Patience::FRESH_ID, || async {
         c.ssm
@@ -146,6 +264,7 @@ pub async fn rotate(c: &Clients, name: &str) -> Result<i64, Error> {
             .ctx("rotating", &name)
     })
     .await?;
+    put_verifier(c, &name, bucket, &value, out.version()).await?;
     Ok(out.version())
 }
 

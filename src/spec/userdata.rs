@@ -17,7 +17,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "artifact_sha256",
     "endpoint_url",
     "stress",
-    "write_token_parameter",
+    "write_token_verifier",
 ];
 
 #[derive(Debug)]

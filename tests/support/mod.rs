@@ -519,11 +519,7 @@ pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
             out.push(format!("table {name}"));
         }
     }
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&conf);
     for b in s3.list_buckets().send().await.unwrap().buckets() {
         let name = b.name().unwrap();
         if let Ok(t) = s3.get_bucket_tagging().bucket(name).send().await
@@ -767,11 +763,7 @@ pub async fn owned(endpoint: &str, stack: &str) -> Vec<(String, String)> {
             out.push((a, name.clone()));
         }
     }
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3(&conf);
     for b in s3.list_buckets().send().await.unwrap().buckets() {
         let name = b.name().unwrap_or_default();
         if let Ok(t) = s3.get_bucket_tagging().bucket(name).send().await {

@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 use self::http::{Multipart, Resp};
 use self::moto::Moto;
 
+/// Where `stack` puts the write credential's verifier in the app bucket.
+pub const VERIFIER_KEY: &str = ".stack/write-token.sha256";
+
 /// Where the app's table and bucket live.
 pub enum Backend {
     /// A fresh moto server with the table and bucket created.
@@ -57,8 +60,8 @@ pub struct TestApp {
     pub base: String,
     /// The write credential the app expects; the helpers present it unless told not to.
     pub token: String,
-    /// The SSM parameter holding it, when the backend is moto.
-    pub token_parameter: Option<String>,
+    /// The key of its verifier in the bucket, when the backend is moto.
+    pub token_verifier: Option<String>,
     pub state: AppState,
     pub moto: Option<Moto>,
     pub endpoint: String,
@@ -102,11 +105,11 @@ impl TestApp {
         };
         let imds = opts.imds.unwrap_or_else(closed_endpoint);
         let token = unique("write-token");
-        // Through moto's Parameter Store, as on EC2, when there is a moto.
-        let (token_var, token_parameter) = if moto.is_some() {
-            let name = format!("/stack/{}/write-token", unique("test"));
-            moto::put_secure_parameter(&endpoint, &name, &token).await;
-            (("APP_WRITE_TOKEN_PARAMETER", name.clone()), Some(name))
+        // Through a verifier in moto's S3, as on EC2, when there is a moto.
+        let (token_var, token_verifier) = if moto.is_some() {
+            let key = VERIFIER_KEY.to_owned();
+            moto::put_verifier(&endpoint, &bucket, &key, &token).await;
+            (("APP_WRITE_TOKEN_VERIFIER", key.clone()), Some(key))
         } else {
             (("APP_WRITE_TOKEN", token.clone()), None)
         };
@@ -137,7 +140,7 @@ impl TestApp {
         TestApp {
             base,
             token,
-            token_parameter,
+            token_verifier,
             state,
             moto,
             ddb: moto::ddb_client(&sdk, &endpoint),
@@ -227,7 +230,8 @@ impl TestApp {
         out.items().to_vec()
     }
 
-    /// Object keys in the bucket, straight from S3.
+    /// The app's object keys in the bucket, straight from S3 (not the verifier `stack`
+    /// keeps there).
     pub async fn object_keys(&self) -> Vec<String> {
         let out = self
             .s3
@@ -239,6 +243,7 @@ impl TestApp {
         out.contents()
             .iter()
             .filter_map(|o| o.key().map(str::to_owned))
+            .filter(|k| k != VERIFIER_KEY)
             .collect()
     }
 

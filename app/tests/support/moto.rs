@@ -169,26 +169,17 @@ pub fn ddb_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_dynamodb::Client {
     )
 }
 
-pub fn ssm_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::from_conf(
-        aws_sdk_ssm::config::Builder::from(sdk)
-            .endpoint_url(endpoint)
-            .build(),
-    )
-}
-
-/// Stores `value` as a SecureString, overwriting: what `stack up` and `stack token
-/// --rotate` do.
-pub async fn put_secure_parameter(endpoint: &str, name: &str, value: &str) {
-    ssm_client(&sdk_config().await, endpoint)
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
+/// Stores the verifier (SHA-256) of `token` at `key`, overwriting: what `stack up`
+/// and `stack token --rotate` do.
+pub async fn put_verifier(endpoint: &str, bucket: &str, key: &str, token: &str) {
+    s3_client(&sdk_config().await, endpoint)
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(stack_app::auth::digest(token).into_bytes().into())
         .send()
         .await
-        .expect("put parameter");
+        .expect("put verifier");
 }
 
 pub fn s3_client(sdk: &SdkConfig, endpoint: &str) -> aws_sdk_s3::Client {
