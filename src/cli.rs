@@ -1083,8 +1083,12 @@ fn outputs(
     if let Some(t) = find(Kind::Table) {
         out.insert("table".into(), json!(t.id));
     }
-    if let Some(b) = find(Kind::Bucket) {
+    // By address: the log bucket is a bucket too.
+    if let Some(b) = live.get(&crate::desired::bucket()) {
         out.insert("bucket".into(), json!(b.id));
+    }
+    if let Some(b) = live.get(&crate::desired::logs_bucket()) {
+        out.insert("log_bucket".into(), json!(b.id));
     }
     if let Some(t) = find(Kind::Secret) {
         out.insert("write_token_parameter".into(), json!(t.id));

@@ -3,6 +3,7 @@
 //! come in through [`Inputs`].
 
 use crate::model::{Address, Attrs, Desired, Kind, Value};
+use crate::resources::vpc_endpoint;
 use crate::spec::{Ami, Arch, Billing, Spec, render_user_data};
 use std::collections::BTreeMap;
 
@@ -77,6 +78,10 @@ pub fn arch_of_key(key: &str) -> Arch {
         Arch::X86_64
     }
 }
+
+/// Session Manager's interface endpoints (`network.ssm_endpoints`). Agents from
+/// 3.3.40.0 on need only the first two; older AMIs still use `ec2messages`.
+pub const SSM_ENDPOINT_SERVICES: [&str; 3] = ["ssm", "ssmmessages", "ec2messages"];
 
 /// Every instance's root volume (Security Hub EC2.3: encrypted EBS).
 pub const ROOT_VOLUME: &str = "gp3 8GiB encrypted";
@@ -154,6 +159,13 @@ pub fn instance_profile() -> Address {
 pub fn subnet(az: char) -> Address {
     Address::new(Kind::Subnet, az.to_string())
 }
+/// The zone's private subnet (instances, when they are private).
+pub fn private_subnet(az: char) -> Address {
+    Address::new(Kind::Subnet, format!("private-{az}"))
+}
+pub fn private_route_table() -> Address {
+    Address::new(Kind::RouteTable, "private")
+}
 pub fn service(kind: Kind, name: &str) -> Address {
     Address::new(kind, name)
 }
@@ -196,24 +208,54 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         .iter()
         .map(|s| Value::r(&subnet(s.az)))
         .collect();
+    let private_subnets: Vec<Value> = spec
+        .subnets
+        .iter()
+        .filter(|s| s.private.is_some())
+        .map(|s| Value::r(&private_subnet(s.az)))
+        .collect();
+    // Where the instances run: private subnets by default (Security Hub EC2.9 and
+    // EC2.15: no public IPs, no subnet handing them out).
+    let instance_subnets = if spec.private_instances {
+        private_subnets.clone()
+    } else {
+        subnets.clone()
+    };
     for s in &spec.subnets {
+        let zone = Value::s(format!("{}{}", inputs.region, s.az));
         push(
             subnet(s.az),
             attrs([
                 ("vpc_id", vpc_ref.clone()),
                 ("cidr_block", Value::s(s.cidr.to_string())),
+                ("availability_zone", zone.clone()),
                 (
-                    "availability_zone",
-                    Value::s(format!("{}{}", inputs.region, s.az)),
+                    "map_public_ip_on_launch",
+                    Value::Bool(!spec.private_instances),
                 ),
-                ("map_public_ip_on_launch", Value::Bool(true)),
             ]),
             None,
         );
+        if let Some(p) = s.private {
+            push(
+                private_subnet(s.az),
+                attrs([
+                    ("vpc_id", vpc_ref.clone()),
+                    ("cidr_block", Value::s(p.to_string())),
+                    ("availability_zone", zone),
+                    ("map_public_ip_on_launch", Value::Bool(false)),
+                ]),
+                None,
+            );
+        }
     }
     push(igw(), attrs([("vpc_id", vpc_ref.clone())]), None);
     // Security Hub EC2.21: no port open to the world but the listener's.
     let mut service_ports: Vec<u16> = spec.services.iter().map(|s| s.port).collect();
+    if spec.ssm_endpoints {
+        // HTTPS from the instances to the interface endpoints' network interfaces.
+        service_ports.push(443);
+    }
     service_ports.sort_unstable();
     service_ports.dedup();
     let ingress_cidrs: Vec<String> = spec
@@ -226,7 +268,10 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         Address::new(Kind::NetworkAcl, "main"),
         attrs([
             ("vpc_id", vpc_ref.clone()),
-            ("subnet_ids", Value::List(subnets.clone())),
+            (
+                "subnet_ids",
+                Value::List([subnets.clone(), private_subnets.clone()].concat()),
+            ),
             (
                 "ingress",
                 Value::strs(crate::resources::network_acl::ingress_rules(
@@ -252,6 +297,80 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         ]),
         None,
     );
+    if !private_subnets.is_empty() {
+        // No route to the internet: S3 and DynamoDB through the gateway endpoints.
+        push(
+            private_route_table(),
+            attrs([
+                ("vpc_id", vpc_ref.clone()),
+                ("default_route_gateway_id", Value::s("")),
+                ("subnet_ids", Value::List(private_subnets.clone())),
+            ]),
+            None,
+        );
+        let mut gateways = vec!["s3"];
+        if spec.table.is_some() {
+            gateways.push("dynamodb");
+        }
+        for service in gateways {
+            push(
+                Address::new(Kind::VpcEndpoint, service),
+                attrs([
+                    ("vpc_id", vpc_ref.clone()),
+                    (
+                        "service_name",
+                        Value::s(vpc_endpoint::service_name(&inputs.region, service)),
+                    ),
+                    ("type", Value::s("Gateway")),
+                    (
+                        "route_table_ids",
+                        Value::List(vec![Value::r(&private_route_table())]),
+                    ),
+                ]),
+                None,
+            );
+        }
+    }
+    if spec.ssm_endpoints {
+        // Session Manager for private instances; billed per endpoint, zone and hour.
+        let sg = Address::new(Kind::SecurityGroup, "endpoints");
+        push(
+            sg.clone(),
+            attrs([
+                ("vpc_id", vpc_ref.clone()),
+                ("group_name", Value::s(format!("{stack}-endpoints"))),
+                (
+                    "description",
+                    Value::s(format!("stack {stack}: Session Manager endpoints")),
+                ),
+                (
+                    "ingress",
+                    Value::List(vec![Value::List(vec![
+                        Value::Int(443),
+                        Value::s(spec.vpc_cidr.to_string()),
+                    ])]),
+                ),
+            ]),
+            None,
+        );
+        for service in SSM_ENDPOINT_SERVICES {
+            push(
+                Address::new(Kind::VpcEndpoint, service),
+                attrs([
+                    ("vpc_id", vpc_ref.clone()),
+                    (
+                        "service_name",
+                        Value::s(vpc_endpoint::service_name(&inputs.region, service)),
+                    ),
+                    ("type", Value::s("Interface")),
+                    ("subnet_ids", Value::List(private_subnets.clone())),
+                    ("security_group_ids", Value::List(vec![Value::r(&sg)])),
+                    ("private_dns_enabled", Value::Bool(true)),
+                ]),
+                None,
+            );
+        }
+    }
     let lb = &spec.load_balancer;
     push(
         alb_sg(),
@@ -401,8 +520,14 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         };
         let digest = sha256_hex(
             format!(
-                "{image}\n{}\n{profile}\n{user_data}\n{ROOT_VOLUME}\nhop-limit-1",
-                svc.instance_type
+                "{image}\n{}\n{profile}\n{user_data}\n{ROOT_VOLUME}\nhop-limit-1{}",
+                svc.instance_type,
+                // Moving between public and private subnets replaces every instance.
+                if spec.private_instances {
+                    "\nprivate"
+                } else {
+                    ""
+                }
             )
             .as_bytes(),
         );
@@ -416,7 +541,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                 ("min_size", Value::Int(sc.min.into())),
                 ("max_size", Value::Int(sc.max.into())),
                 ("desired_capacity", Value::Int(sc.desired.into())),
-                ("subnet_ids", Value::List(subnets.clone())),
+                ("subnet_ids", Value::List(instance_subnets.clone())),
                 ("target_group_arns", Value::List(vec![Value::r(&tg)])),
                 ("health_check_type", Value::s("ELB")),
                 (
@@ -588,6 +713,11 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             None,
         );
     }
+    let endpoints: Vec<Address> = out
+        .iter()
+        .filter(|d| d.address.kind == Kind::VpcEndpoint)
+        .map(|d| d.address.clone())
+        .collect();
     for d in out.iter_mut() {
         match d.address.kind {
             // Templates name the artifact's key: write them only once it is uploaded.
@@ -599,7 +729,11 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             }
             // Instances fetch the app at boot: without the route out they fail their
             // health checks and are replaced forever.
-            Kind::AutoScalingGroup => d.after.push(route_table()),
+            // In private subnets the way out is the endpoints.
+            Kind::AutoScalingGroup => {
+                d.after.push(route_table());
+                d.after.extend(endpoints.iter().cloned());
+            }
             _ => {}
         }
     }

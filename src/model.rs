@@ -29,10 +29,11 @@ pub enum Kind {
     Secret,
     NetworkAcl,
     FlowLog,
+    VpcEndpoint,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -53,6 +54,7 @@ impl Kind {
         Kind::Secret,
         Kind::NetworkAcl,
         Kind::FlowLog,
+        Kind::VpcEndpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +79,7 @@ impl Kind {
             Kind::Secret => "ssm_parameter",
             Kind::NetworkAcl => "network_acl",
             Kind::FlowLog => "flow_log",
+            Kind::VpcEndpoint => "vpc_endpoint",
         }
     }
 

@@ -319,7 +319,8 @@ fn id_is_name(kind: crate::model::Kind) -> bool {
         | Kind::ScalingPolicy
         | Kind::Artifact
         | Kind::NetworkAcl
-        | Kind::FlowLog => false,
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => false,
     }
 }
 

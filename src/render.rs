@@ -317,7 +317,8 @@ fn downtime(c: &Change) -> Option<&'static str> {
         | Kind::Artifact
         | Kind::Secret
         | Kind::NetworkAcl
-        | Kind::FlowLog => None,
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => None,
     }
 }
 

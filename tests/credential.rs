@@ -64,6 +64,18 @@ async fn the_write_credential_stays_in_parameter_store() {
         text(&outputs)
     );
 
+    // The app's bucket, not the log bucket beside it.
+    let bucket_line = text(&outputs)
+        .lines()
+        .find(|l| l.trim_start().starts_with("bucket "))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        bucket_line.ends_with(&format!("= {BUCKET}")),
+        "{}",
+        text(&outputs)
+    );
+
     let (value, version) = parameter_value(&moto.url(), PARAMETER)
         .await
         .expect("up stored the credential");

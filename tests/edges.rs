@@ -380,9 +380,10 @@ async fn a_missing_instance_refresh_is_asked_once() {
     assert_eq!(aws.calls.action("StartInstanceRefresh"), 1, "{}", text(&up));
 }
 
-/// A new CIDR for one subnet replaces only the subnet: the new one is created first,
-/// the load balancer and the groups move to it in place, then the old one goes. The
-/// load balancer keeps its ARN and DNS name.
+/// A new CIDR for one zone replaces only that zone's subnets (the public one, and the
+/// private one derived from it): the new ones are created first, the load balancer
+/// and the groups move to them in place, then the old ones go. The load balancer
+/// keeps its ARN and DNS name.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
     let moto = Moto::start();
@@ -412,15 +413,22 @@ async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
             })
     };
     assert_eq!(action("subnet.a"), Some(("replace".into(), true)), "{plan}");
+    assert_eq!(
+        action("subnet.private-a"),
+        Some(("replace".into(), true)),
+        "{plan}"
+    );
     for a in [
         "load_balancer.main",
         "autoscaling_group.web",
         "autoscaling_group.admin",
         "route_table.public",
+        "route_table.private",
+        "network_acl.main",
     ] {
         assert_eq!(action(a), Some(("update".into(), false)), "{a}: {plan}");
     }
-    assert_eq!(plan["summary"]["replace"], 1, "{plan}");
+    assert_eq!(plan["summary"]["replace"], 2, "{plan}");
     let human = text(&stack(&aws.url(), &["plan", &file]));
     assert!(human.contains("+/- subnet.a"), "{human}");
 
@@ -449,11 +457,19 @@ async fn a_new_subnet_cidr_moves_the_load_balancer_and_groups_in_place() {
         .filter_map(|s| s.cidr_block())
         .collect();
     cidrs.sort();
-    assert_eq!(cidrs, ["10.20.2.0/24", "10.20.3.0/24"]);
+    assert_eq!(
+        cidrs,
+        [
+            "10.20.130.0/24",
+            "10.20.131.0/24",
+            "10.20.2.0/24",
+            "10.20.3.0/24"
+        ]
+    );
     let new_a = subnets
         .subnets()
         .iter()
-        .find(|s| s.cidr_block() == Some("10.20.3.0/24"))
+        .find(|s| s.cidr_block() == Some("10.20.131.0/24"))
         .and_then(|s| s.subnet_id())
         .unwrap()
         .to_string();

@@ -42,7 +42,7 @@ fn normalize(text: &str, w: &Workdir) -> String {
     let rules: [(&str, &str); 6] = [
         // EC2 ids: vpc-0a1b…, subnet-…, sg-…
         (
-            r"\b(vpc|subnet|igw|rtb|rtbassoc|sg|sgr|lt|ami|i|eni|acl|fl)-([0-9a-f]{8,17})\b",
+            r"\b(vpc|subnet|igw|rtb|rtbassoc|sg|sgr|lt|ami|i|eni|acl|fl|vpce)-([0-9a-f]{8,17})\b",
             "id",
         ),
         // The hashes at the end of ELBv2 ARNs.

@@ -139,6 +139,87 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
             }
         }
     }
+    // EC2.15: no subnet of the stack hands out public IPs (the load balancer needs none).
+    for subnet in subnets.subnets() {
+        assert_eq!(
+            subnet.map_public_ip_on_launch(),
+            Some(false),
+            "EC2.15: {:?}",
+            subnet.cidr_block()
+        );
+    }
+    // EC2.9: the groups launch into private subnets, whose route table leads nowhere
+    // but to the S3 and DynamoDB gateway endpoints.
+    let asgs = aws_sdk_autoscaling::Client::new(&conf)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("directory-web")
+        .auto_scaling_group_names("directory-admin")
+        .send()
+        .await
+        .unwrap();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
+    let endpoints = ec2
+        .describe_vpc_endpoints()
+        .filters(in_vpc())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asgs.auto_scaling_groups().len(), 2);
+    for g in asgs.auto_scaling_groups() {
+        let zones = g.vpc_zone_identifier().unwrap_or_default();
+        assert!(
+            !zones.is_empty(),
+            "EC2.9: {:?}",
+            g.auto_scaling_group_name()
+        );
+        for id in zones.split(',') {
+            let table = tables
+                .route_tables()
+                .iter()
+                .find(|t| t.associations().iter().any(|a| a.subnet_id() == Some(id)))
+                .unwrap_or_else(|| panic!("EC2.9: {id} has no route table of its own"));
+            for r in table.routes() {
+                assert!(
+                    !r.gateway_id().unwrap_or_default().starts_with("igw-")
+                        && r.nat_gateway_id().is_none(),
+                    "EC2.9: instance subnet {id} routes to the internet: {r:?}"
+                );
+            }
+            for service in ["s3", "dynamodb"] {
+                let name = format!("com.amazonaws.us-east-1.{service}");
+                let endpoint = endpoints
+                    .vpc_endpoints()
+                    .iter()
+                    .find(|e| e.service_name() == Some(name.as_str()))
+                    .unwrap_or_else(|| panic!("EC2.9: no {service} gateway endpoint"));
+                assert_eq!(
+                    endpoint.vpc_endpoint_type().map(|t| t.as_str()),
+                    Some("Gateway"),
+                    "EC2.9: {service} costs nothing only as a gateway endpoint"
+                );
+                assert!(
+                    endpoint
+                        .route_table_ids()
+                        .iter()
+                        .any(|t| Some(t.as_str()) == table.route_table_id()),
+                    "EC2.9: {id} does not reach {service}"
+                );
+            }
+        }
+    }
+    // Session Manager's interface endpoints cost money: none unless asked for.
+    assert!(
+        endpoints
+            .vpc_endpoints()
+            .iter()
+            .all(|e| e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Gateway")),
+        "{endpoints:?}"
+    );
     for g in groups.security_groups() {
         let name = g.group_name().unwrap();
         if name == "directory-alb" {
@@ -209,6 +290,13 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
             .unwrap_or_else(|| panic!("EC2.3: {service} has no root volume mapping"));
         assert_eq!(root.encrypted(), Some(true), "EC2.3: {service}");
         assert_eq!(root.volume_type().map(|t| t.as_str()), Some("gp3"));
+        // EC2.9: nor does a template ask for a public address.
+        assert!(
+            data.network_interfaces()
+                .iter()
+                .all(|n| n.associate_public_ip_address() != Some(true)),
+            "EC2.9: {service}"
+        );
     }
 
     // S3.13: a lifecycle: noncurrent versions expire, unfinished uploads are removed.
@@ -418,4 +506,113 @@ async fn created_resources_have_secure_defaults_and_no_secret_leaks() {
         policy.to_string().contains(table),
         "the role cannot reach the table: {policy}"
     );
+}
+
+/// SSM.1 on private instances: Session Manager's three interface endpoints, only when
+/// the file asks (they are billed by the hour), in the private subnets behind a group
+/// that admits HTTPS from the VPC alone; taking the option away removes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_manager_endpoints_are_an_option() {
+    let moto = Moto::start();
+    // AWS's parameter rules for CreateVpcEndpoint (tests/support/real_aws.rs).
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let work = Workdir::new();
+    let file = work.file("stacks/web.yaml");
+    let network = "  cidr: 10.20.0.0/16\n";
+    work.edit(
+        "stacks/web.yaml",
+        network,
+        &format!("{network}  ssm_endpoints: true\n"),
+    );
+    let up = stack(&aws.url(), &["up", &file, "--yes"]);
+    assert_ok(&up);
+    for service in ["ssm", "ssmmessages", "ec2messages"] {
+        assert!(
+            text(&up).contains(&format!("vpc_endpoint.{service}: created")),
+            "{}",
+            text(&up)
+        );
+    }
+
+    let conf = sdk(&moto.url()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let endpoints = ec2.describe_vpc_endpoints().send().await.unwrap();
+    let interface: Vec<_> = endpoints
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| e.vpc_endpoint_type().map(|t| t.as_str()) == Some("Interface"))
+        .collect();
+    let names: Vec<&str> = interface.iter().filter_map(|e| e.service_name()).collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "SSM.1: ssm, ssmmessages, ec2messages: {names:?}"
+    );
+    let groups = aws_sdk_autoscaling::Client::new(&conf)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("directory-web")
+        .send()
+        .await
+        .unwrap();
+    let mut instance_subnets: Vec<String> = groups.auto_scaling_groups()[0]
+        .vpc_zone_identifier()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    instance_subnets.sort();
+    for e in &interface {
+        assert_eq!(e.private_dns_enabled(), Some(true), "SSM.1: {e:?}");
+        let mut subnets = e.subnet_ids().to_vec();
+        subnets.sort();
+        assert_eq!(
+            subnets, instance_subnets,
+            "SSM.1: in the instances' subnets"
+        );
+        let group_ids: Vec<&str> = e.groups().iter().filter_map(|g| g.group_id()).collect();
+        let sg = ec2
+            .describe_security_groups()
+            .set_group_ids(Some(group_ids.iter().map(|g| g.to_string()).collect()))
+            .send()
+            .await
+            .unwrap();
+        let rules = sg.security_groups()[0].ip_permissions();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert_eq!(
+            (rules[0].from_port(), rules[0].to_port()),
+            (Some(443), Some(443))
+        );
+        let cidrs: Vec<&str> = rules[0]
+            .ip_ranges()
+            .iter()
+            .filter_map(|r| r.cidr_ip())
+            .collect();
+        assert_eq!(cidrs, ["10.20.0.0/16"], "HTTPS from the VPC only");
+    }
+    assert_converged(&aws.url(), &file);
+
+    // Off again: the paid endpoints and their group go, the free ones stay.
+    work.edit(
+        "stacks/web.yaml",
+        &format!("{network}  ssm_endpoints: true\n"),
+        network,
+    );
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    let after = ec2.describe_vpc_endpoints().send().await.unwrap();
+    let live: Vec<(&str, &str)> = after
+        .vpc_endpoints()
+        .iter()
+        .filter(|e| e.state().map(|s| s.as_str()) != Some("deleted"))
+        .map(|e| {
+            (
+                e.service_name().unwrap_or_default(),
+                e.vpc_endpoint_type()
+                    .map(|t| t.as_str())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live.iter().all(|(_, t)| *t == "Gateway"), "{live:?}");
+    assert_converged(&aws.url(), &file);
 }

@@ -34,7 +34,8 @@ fn wanted_name(d: &Desired) -> Option<&str> {
         | Kind::Artifact
         | Kind::Secret
         | Kind::NetworkAcl
-        | Kind::FlowLog => return None,
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => return None,
     };
     d.attrs.get(attr).and_then(|v| v.as_str())
 }

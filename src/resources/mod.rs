@@ -28,6 +28,7 @@ mod subnet;
 mod table;
 mod target_group;
 mod vpc;
+pub mod vpc_endpoint;
 
 use crate::aws::probe::Service;
 use crate::aws::{Clients, Error};
@@ -116,7 +117,8 @@ pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan
         | Kind::Artifact
         | Kind::Secret
         | Kind::NetworkAcl
-        | Kind::FlowLog => Ok(None),
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => Ok(None),
     }
 }
 
@@ -152,7 +154,8 @@ pub fn create_before_destroy(
         | Kind::Artifact
         | Kind::Secret
         | Kind::NetworkAcl
-        | Kind::FlowLog => false,
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => false,
     }
 }
 
@@ -179,7 +182,8 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
         | Kind::Artifact
         | Kind::Secret
         | Kind::NetworkAcl
-        | Kind::FlowLog => Vec::new(),
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => Vec::new(),
     }
 }
 
@@ -215,6 +219,7 @@ pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
         Kind::Artifact => artifact::FORCE_NEW,
         Kind::Secret => secret::FORCE_NEW,
         Kind::FlowLog => flow_log::FORCE_NEW,
+        Kind::VpcEndpoint => vpc_endpoint::FORCE_NEW,
         Kind::NetworkAcl => network_acl::FORCE_NEW,
     };
     list.contains(&attr)
@@ -247,6 +252,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         }
         Kind::Secret => secret::create(ctx, a, attrs).await?,
         Kind::FlowLog => flow_log::create(ctx, a, attrs).await?,
+        Kind::VpcEndpoint => vpc_endpoint::create(ctx, a, attrs).await?,
         Kind::NetworkAcl => network_acl::create(ctx, a, attrs).await?,
     };
     Ok(Live {
@@ -291,6 +297,7 @@ pub async fn update(
         }
         Kind::Secret => secret::update(ctx, live, attrs).await,
         Kind::FlowLog => flow_log::update(ctx, live).await,
+        Kind::VpcEndpoint => vpc_endpoint::update(ctx, live, attrs, changed).await,
         Kind::NetworkAcl => network_acl::update(ctx, live, attrs, changed).await,
     }
 }
@@ -317,6 +324,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         Kind::Artifact => artifact::delete(ctx, live).await,
         Kind::Secret => secret::delete(ctx, live).await,
         Kind::FlowLog => flow_log::delete(ctx, live).await,
+        Kind::VpcEndpoint => vpc_endpoint::delete(ctx, live).await,
         Kind::NetworkAcl => network_acl::delete(ctx, live).await,
     }
 }
@@ -352,7 +360,8 @@ pub fn service_of(kind: Kind) -> Service {
         | Kind::SecurityGroup
         | Kind::LaunchTemplate
         | Kind::NetworkAcl
-        | Kind::FlowLog => Service::Ec2,
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => Service::Ec2,
         Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
             Service::Elbv2
         }
@@ -382,7 +391,7 @@ pub async fn discover(
     let on = |s: Service| !skip.contains(&s);
     let (ec2, elb, asgs, tables, buckets, iam, secrets) = tokio::try_join!(
         when(on(Service::Ec2), async {
-            let (v, s, i, r, g, l, n, f) = tokio::try_join!(
+            let (v, s, i, r, g, l, n, f, e) = tokio::try_join!(
                 vpc::discover(c, stack),
                 subnet::discover(c, stack),
                 igw::discover(c, stack),
@@ -391,8 +400,9 @@ pub async fn discover(
                 launch_template::discover(c, stack),
                 network_acl::discover(c, stack),
                 flow_log::discover(c, stack),
+                vpc_endpoint::discover(c, stack),
             )?;
-            Ok::<_, Error>([v, s, i, r, g, l, n, f].concat())
+            Ok::<_, Error>([v, s, i, r, g, l, n, f, e].concat())
         }),
         when(on(Service::Elbv2), elbv2::discover(c, stack)),
         when(

@@ -1,5 +1,7 @@
-//! The public route table: a default route to the internet gateway, associated with
-//! every public subnet.
+//! Route tables: the public one (a default route to the internet gateway, associated
+//! with every public subnet) and the private one (no default route: the private
+//! subnets reach S3 and DynamoDB through the gateway endpoints' prefix-list routes,
+//! which AWS adds and this module leaves alone).
 
 use super::{
     Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_list, attr_str, changed, ec2_owned,
@@ -106,6 +108,23 @@ async fn set_route(
     replace: bool,
 ) -> Result<(), Error> {
     retry_codes(ROUTE_NOT_YET, Patience::FRESH_ID, || async {
+        if gateway.is_empty() {
+            // No default route wanted (the private table).
+            if !replace {
+                return Ok(());
+            }
+            return absent_ok(
+                ctx.c
+                    .ec2
+                    .delete_route()
+                    .route_table_id(id)
+                    .destination_cidr_block(DEFAULT_ROUTE)
+                    .send()
+                    .await
+                    .ctx("removing the default route of", a),
+                &["InvalidRoute.NotFound"],
+            );
+        }
         if replace {
             ctx.c
                 .ec2

@@ -57,6 +57,18 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// The private subnet a zone gets when the file names none: the same-sized block in
+/// the other half of the VPC (10.20.1.0/24 in 10.20.0.0/16 gives 10.20.129.0/24).
+/// `None` when the public block is half the VPC or more.
+pub fn derive_private(public: Ipv4Net, vpc: Ipv4Net) -> Option<Ipv4Net> {
+    if public.prefix_len() <= vpc.prefix_len() {
+        return None;
+    }
+    let half = 1u32 << (31 - u32::from(vpc.prefix_len()));
+    let addr = u32::from(public.network()) ^ half;
+    Ipv4Net::new(std::net::Ipv4Addr::from(addr), public.prefix_len()).ok()
+}
+
 /// A stack file that passed every check.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -65,6 +77,10 @@ pub struct Spec {
     pub region: Option<String>,
     pub vpc_cidr: Ipv4Net,
     pub subnets: Vec<SubnetSpec>,
+    /// Instances in the private subnets (the default) or in the public ones.
+    pub private_instances: bool,
+    /// Session Manager's interface endpoints in the private subnets.
+    pub ssm_endpoints: bool,
     pub load_balancer: LoadBalancerSpec,
     pub services: Vec<ServiceSpec>,
     pub table: Option<TableSpec>,
@@ -156,6 +172,8 @@ pub struct SubnetSpec {
     /// The zone letter (`a`); the full zone name needs the region.
     pub az: char,
     pub cidr: Ipv4Net,
+    /// The zone's private subnet, when instances are private.
+    pub private: Option<Ipv4Net>,
 }
 
 #[derive(Debug, Clone)]
@@ -412,7 +430,26 @@ impl Validator {
                 ),
             );
         }
-        let subnets = self.subnets(&raw.network.subnets, vpc_cidr);
+        let private_instances = match &raw.network.instances {
+            None => true,
+            Some(v) if v.value == "private" => true,
+            Some(v) if v.value == "public" => false,
+            Some(v) => {
+                self.error(
+                    v.referenced,
+                    format!("instances: `{}` is neither `private` nor `public`", v.value),
+                );
+                true
+            }
+        };
+        let ssm_endpoints = raw.network.ssm_endpoints.unwrap_or(false);
+        if ssm_endpoints && !private_instances {
+            self.error(
+                raw.network.cidr.referenced,
+                "ssm_endpoints serves private instances; public ones reach Session Manager without them (drop one of the two)",
+            );
+        }
+        let subnets = self.subnets(&raw.network.subnets, vpc_cidr, private_instances);
         let services = self.services(&stack, &raw.services);
         let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let load_balancer = self.load_balancer(&raw.load_balancer, &names);
@@ -457,6 +494,8 @@ impl Validator {
             region,
             vpc_cidr: vpc_cidr.unwrap_or_default(),
             subnets,
+            private_instances,
+            ssm_endpoints,
             load_balancer,
             services,
             table,
@@ -642,8 +681,15 @@ impl Validator {
         }
     }
 
-    fn subnets(&mut self, raw: &S<Vec<raw::RawSubnet>>, vpc: Option<Ipv4Net>) -> Vec<SubnetSpec> {
+    fn subnets(
+        &mut self,
+        raw: &S<Vec<raw::RawSubnet>>,
+        vpc: Option<Ipv4Net>,
+        private: bool,
+    ) -> Vec<SubnetSpec> {
         let mut out: Vec<(SubnetSpec, Location)> = Vec::new();
+        // Every block declared so far, public and private, for the overlap checks.
+        let mut taken: Vec<(Ipv4Net, String)> = Vec::new();
         for s in &raw.value {
             let az = {
                 let v = &s.az.value;
@@ -663,28 +709,49 @@ impl Validator {
             };
             let cidr = self.cidr(&s.cidr, "subnet");
             if let (Some(cidr), Some(vpc)) = (cidr, vpc) {
-                if !vpc.contains(&cidr) {
+                self.subnet_block(cidr, vpc, &taken, s.cidr.referenced, "subnet");
+                taken.push((cidr, format!("subnet {cidr}")));
+            }
+            let private_cidr = match (&s.private, private) {
+                (Some(p), false) => {
                     self.error(
-                        s.cidr.referenced,
-                        format!("subnet {cidr} is not inside the VPC's {vpc}"),
+                        p.referenced,
+                        "a private subnet needs `instances: private` on the network",
                     );
-                } else if cidr.prefix_len() > 28 {
-                    self.error(
-                        s.cidr.referenced,
-                        format!("subnet {cidr} is smaller than the /28 AWS allows"),
-                    );
+                    None
                 }
-                for (other, _) in &out {
-                    if other.cidr.contains(&cidr) || cidr.contains(&other.cidr) {
-                        self.error(
-                            s.cidr.referenced,
-                            format!("subnet {cidr} overlaps subnet {}", other.cidr),
-                        );
-                    }
-                }
+                (Some(p), true) => self.cidr(p, "private subnet"),
+                (None, true) => cidr.zip(vpc).and_then(|(c, v)| derive_private(c, v)),
+                (None, false) => None,
+            };
+            if private && let (Some(p), Some(vpc)) = (private_cidr, vpc) {
+                let at = s
+                    .private
+                    .as_ref()
+                    .map_or(s.cidr.referenced, |p| p.referenced);
+                let what = if s.private.is_some() {
+                    "private subnet".to_string()
+                } else {
+                    "private subnet (derived from `cidr`; give it with `private: CIDR`)".to_string()
+                };
+                self.subnet_block(p, vpc, &taken, at, &what);
+                let zone = s.az.value.as_str();
+                taken.push((p, format!("zone {zone}'s private subnet {p}")));
+            } else if private && s.private.is_none() && cidr.is_some() && vpc.is_some() {
+                self.error(
+                    s.cidr.referenced,
+                    "no room to derive this zone's private subnet from `cidr`; give it with `private: CIDR`",
+                );
             }
             if let (Some(az), Some(cidr)) = (az, cidr) {
-                out.push((SubnetSpec { az, cidr }, s.az.referenced));
+                out.push((
+                    SubnetSpec {
+                        az,
+                        cidr,
+                        private: private_cidr,
+                    },
+                    s.az.referenced,
+                ));
             }
         }
         let zones: BTreeSet<char> = out.iter().map(|(s, _)| s.az).collect();
@@ -712,6 +779,30 @@ impl Validator {
         out.into_iter().map(|(s, _)| s).collect()
     }
 
+    /// Inside the VPC, at least a /28, overlapping nothing declared before it.
+    fn subnet_block(
+        &mut self,
+        cidr: Ipv4Net,
+        vpc: Ipv4Net,
+        taken: &[(Ipv4Net, String)],
+        at: Location,
+        what: &str,
+    ) {
+        if !vpc.contains(&cidr) {
+            self.error(at, format!("{what} {cidr} is not inside the VPC's {vpc}"));
+        } else if cidr.prefix_len() > 28 {
+            self.error(
+                at,
+                format!("{what} {cidr} is smaller than the /28 AWS allows"),
+            );
+        }
+        for (other, name) in taken {
+            if other.contains(&cidr) || cidr.contains(other) {
+                self.error(at, format!("{what} {cidr} overlaps {name}"));
+            }
+        }
+    }
+
     fn services(
         &mut self,
         stack: &str,
@@ -735,10 +826,12 @@ impl Validator {
                     ),
                 );
             }
-            if n == "alb" {
+            if n == "alb" || n == "endpoints" {
                 self.error(
                     name.referenced,
-                    "service name `alb` is reserved for the load balancer's security group",
+                    format!(
+                        "service name `{n}` is reserved for a security group of the stack's own"
+                    ),
                 );
             }
             let tg_name = format!("{stack}-{n}");
@@ -1199,4 +1292,28 @@ fn check_bucket_name(n: &str) -> Result<(), &'static str> {
         return Err("uses a prefix or suffix S3 reserves");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_subnet_is_derived_in_the_other_half_of_the_vpc() {
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let vpc = net("10.20.0.0/16");
+        assert_eq!(
+            derive_private(net("10.20.1.0/24"), vpc),
+            Some(net("10.20.129.0/24"))
+        );
+        assert_eq!(
+            derive_private(net("10.20.200.0/24"), vpc),
+            Some(net("10.20.72.0/24"))
+        );
+        assert_eq!(
+            derive_private(net("10.20.0.0/17"), vpc),
+            Some(net("10.20.128.0/17"))
+        );
+        assert_eq!(derive_private(net("10.20.0.0/16"), vpc), None);
+    }
 }

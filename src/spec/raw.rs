@@ -62,6 +62,25 @@ pub struct RawNetwork {
     pub cidr: S<String>,
     #[schemars(with = "Vec<RawSubnet>")]
     pub subnets: S<Vec<RawSubnet>>,
+    /// `private` (default): instances in private subnets without public IPs, reaching
+    /// S3 and DynamoDB through gateway endpoints. `public`: instances in the public
+    /// subnets with public IPs (for user data that needs the internet).
+    #[serde(default)]
+    #[schemars(with = "Option<InstancePlacement>")]
+    pub instances: Option<S<String>>,
+    /// Interface endpoints for Session Manager (ssm, ssmmessages, ec2messages) in the
+    /// private subnets: a shell on private instances. Billed per endpoint, zone and hour.
+    #[serde(default)]
+    pub ssm_endpoints: Option<bool>,
+}
+
+/// Where instances run (schema only; the parser checks the text for its location).
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum InstancePlacement {
+    Private,
+    Public,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -71,6 +90,10 @@ pub struct RawSubnet {
     pub az: S<String>,
     #[schemars(with = "String")]
     pub cidr: S<String>,
+    /// The zone's private subnet (instances); derived from `cidr` when omitted.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub private: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

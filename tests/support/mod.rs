@@ -443,6 +443,19 @@ pub async fn tagged(endpoint: &str, stack: &str) -> Vec<String> {
     {
         out.push(format!("route_table {}", t.route_table_id().unwrap()));
     }
+    for e in ec2
+        .describe_vpc_endpoints()
+        .filters(f())
+        .send()
+        .await
+        .unwrap()
+        .vpc_endpoints()
+    {
+        // moto keeps deleted endpoints, as AWS does for a while.
+        if e.state().map(|s| s.as_str()) != Some("deleted") {
+            out.push(format!("vpc_endpoint {}", e.vpc_endpoint_id().unwrap()));
+        }
+    }
     for t in ec2
         .describe_launch_templates()
         .filters(f())

@@ -283,6 +283,31 @@ pub async fn before(
         ("elasticloadbalancing", "SetRulePriorities") => {
             set_rule_priorities(port, req, body, head_only).await
         }
+        // EC2 API Reference, CreateVpcEndpoint: RouteTableId is for gateway endpoints
+        // only, SubnetId, SecurityGroupId and PrivateDnsEnabled for interface ones
+        // (AWS: "Route table IDs are only supported for Gateway type VPC Endpoint").
+        // moto stores whatever it is sent.
+        ("ec2", "CreateVpcEndpoint") => {
+            let gateway = form_value(body, "VpcEndpointType").is_none_or(|t| t == "Gateway");
+            let has = |k: &str| body.split('&').any(|kv| kv.starts_with(k));
+            if !gateway && has("RouteTableId.") {
+                err(
+                    400,
+                    "InvalidParameter",
+                    "Route table IDs are only supported for Gateway type VPC Endpoint",
+                )
+            } else if gateway
+                && (has("SubnetId.") || has("SecurityGroupId.") || has("PrivateDnsEnabled="))
+            {
+                err(
+                    400,
+                    "InvalidParameter",
+                    "Subnets, security groups and private DNS are only supported for Interface type VPC Endpoint",
+                )
+            } else {
+                Verdict::Forward
+            }
+        }
         // EC2 API Reference, CreateSecurityGroup, GroupName: "Cannot start with sg-".
         ("ec2", "CreateSecurityGroup")
             if form_value(body, "GroupName").is_some_and(|n| n.starts_with("sg-")) =>

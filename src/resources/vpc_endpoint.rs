@@ -1,0 +1,273 @@
+//! VPC endpoints, so instances in private subnets reach AWS without a NAT gateway.
+//!
+//! - Gateway endpoints (`s3`, `dynamodb`, free): AWS adds a prefix-list route to each
+//!   route table named; the private route table gets them.
+//! - Interface endpoints (`ssm`, `ssmmessages`, `ec2messages`, billed per hour and
+//!   zone, only with `network.ssm_endpoints`): a network interface in each private
+//!   subnet behind the endpoints' security group, with private DNS so the SSM agent
+//!   finds them under the public names.
+//!
+//! EC2 sends states in lowercase (`available`), which the SDK's enum does not match:
+//! compare the string. DeleteVpcEndpoints reports failures in `Unsuccessful` with a
+//! 200, and moto keeps deleted endpoints around in state `deleted`.
+
+use super::{Created, Ctx, EC2_NOT_YET, attr_bool, attr_list, attr_str, changed};
+use super::{ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
+use crate::model::{Address, Attrs, Live, Value};
+use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+
+pub const FORCE_NEW: &[&str] = &["vpc_id", "service_name", "type"];
+const NOT_FOUND: &[&str] = &[
+    "InvalidVpcEndpointId.NotFound",
+    "InvalidVpcEndpoint.NotFound",
+];
+/// How long an endpoint may take to become available or go (the provider's 10 min).
+const WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The AWS service name of an endpoint for `service` (`s3`, `ssm`…) in `region`.
+pub fn service_name(region: &str, service: &str) -> String {
+    format!("com.amazonaws.{region}.{service}")
+}
+
+fn state(e: &VpcEndpoint) -> String {
+    e.state()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn attrs_of(e: &VpcEndpoint) -> Attrs {
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        Value::strs(v)
+    };
+    let kind = e
+        .vpc_endpoint_type()
+        .map(|t| t.as_str())
+        .unwrap_or("Gateway");
+    let mut attrs = Attrs::from([
+        ("vpc_id".into(), Value::s(e.vpc_id().unwrap_or_default())),
+        (
+            "service_name".into(),
+            Value::s(e.service_name().unwrap_or_default()),
+        ),
+        ("type".into(), Value::s(kind)),
+    ]);
+    if kind == "Gateway" {
+        attrs.insert("route_table_ids".into(), sorted(e.route_table_ids()));
+    } else {
+        attrs.insert("subnet_ids".into(), sorted(e.subnet_ids()));
+        let groups: Vec<String> = e
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        attrs.insert("security_group_ids".into(), sorted(&groups));
+        attrs.insert(
+            "private_dns_enabled".into(),
+            Value::Bool(e.private_dns_enabled().unwrap_or(false)),
+        );
+    }
+    attrs
+}
+
+pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
+    let mut pages = c
+        .ec2
+        .describe_vpc_endpoints()
+        .filters(ec2_owner_filter(stack))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        for e in page.ctx("listing", &"VPC endpoints")?.vpc_endpoints() {
+            if matches!(state(e).as_str(), "deleted" | "deleting") {
+                continue;
+            }
+            let Some(address) = ec2_owned(stack, e.tags()) else {
+                continue;
+            };
+            out.push(Live {
+                address,
+                id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+                attrs: attrs_of(e),
+                extra: Default::default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The endpoint as EC2 describes it now; `None` once it is gone.
+async fn describe(ctx: &Ctx, a: &Address, id: &str) -> Result<Option<VpcEndpoint>, Error> {
+    let r = ctx
+        .c
+        .ec2
+        .describe_vpc_endpoints()
+        .vpc_endpoint_ids(id)
+        .send()
+        .await
+        .ctx("reading", a);
+    match r {
+        Err(e) if e.is_code(NOT_FOUND) => Ok(None),
+        Err(e) => Err(e),
+        Ok(r) => Ok(r
+            .vpc_endpoints()
+            .iter()
+            .find(|e| e.vpc_endpoint_id() == Some(id) && state(e) != "deleted")
+            .cloned()),
+    }
+}
+
+/// Waits until the endpoint is `available` (an interface endpoint takes a minute or
+/// two); `failed` ends the wait with AWS's reason.
+async fn wait_available(ctx: &Ctx, a: &Address, id: &str) -> Result<(), Error> {
+    wait_for(a, "the endpoint to be available", WAIT, || async {
+        // A fresh id may not be visible yet: keep polling.
+        let Some(e) = describe(ctx, a, id).await? else {
+            return Ok(None);
+        };
+        match state(&e).as_str() {
+            "available" => Ok(Some(())),
+            "failed" | "rejected" | "expired" => {
+                let err = e.last_error();
+                Err(Error::Aws {
+                    action: "creating".into(),
+                    resource: a.to_string(),
+                    code: err
+                        .and_then(|x| x.code())
+                        .unwrap_or("EndpointFailed")
+                        .to_string(),
+                    message: err
+                        .and_then(|x| x.message())
+                        .unwrap_or("the endpoint failed")
+                        .to_string(),
+                })
+            }
+            s => {
+                ctx.report(a, format!("endpoint {s}"));
+                Ok(None)
+            }
+        }
+    })
+    .await
+}
+
+pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let kind = attr_str(attrs, "type");
+    let gateway = kind == "Gateway";
+    // One token per attempt sequence: a retried call after a lost answer does not
+    // make a second endpoint.
+    let token = format!("stack-{}-{}", a, fastrand::u64(..));
+    let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
+        let mut call = ctx
+            .c
+            .ec2
+            .create_vpc_endpoint()
+            .client_token(&token)
+            .vpc_endpoint_type(VpcEndpointType::from(kind))
+            .vpc_id(attr_str(attrs, "vpc_id"))
+            .service_name(attr_str(attrs, "service_name"))
+            .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::VpcEndpoint));
+        if gateway {
+            call = call.set_route_table_ids(Some(attr_list(attrs, "route_table_ids")));
+        } else {
+            call = call
+                .set_subnet_ids(Some(attr_list(attrs, "subnet_ids")))
+                .set_security_group_ids(Some(attr_list(attrs, "security_group_ids")))
+                .private_dns_enabled(attr_bool(attrs, "private_dns_enabled"));
+        }
+        call.send().await.ctx("creating", a)
+    })
+    .await?;
+    let id = r
+        .vpc_endpoint()
+        .and_then(|e| e.vpc_endpoint_id())
+        .unwrap_or_default()
+        .to_string();
+    wait_available(ctx, a, &id).await?;
+    Ok((id, Default::default()))
+}
+
+/// Route tables (gateway), subnets and groups (interface) are added and removed in
+/// one ModifyVpcEndpoint call; private DNS is switched in the same call.
+pub async fn update(
+    ctx: &Ctx,
+    live: &Live,
+    attrs: &Attrs,
+    changed_attrs: &[String],
+) -> Result<(), Error> {
+    let a = &live.address;
+    let delta = |key: &str| {
+        let want = attr_list(attrs, key);
+        let have = attr_list(&live.attrs, key);
+        let add: Vec<String> = want.iter().filter(|x| !have.contains(x)).cloned().collect();
+        let remove: Vec<String> = have.iter().filter(|x| !want.contains(x)).cloned().collect();
+        (add, remove)
+    };
+    let (add_rt, remove_rt) = delta("route_table_ids");
+    let (add_sn, remove_sn) = delta("subnet_ids");
+    let (add_sg, remove_sg) = delta("security_group_ids");
+    let mut call = ctx.c.ec2.modify_vpc_endpoint().vpc_endpoint_id(&live.id);
+    let empty = |v: &Vec<String>| v.is_empty();
+    if !empty(&add_rt) {
+        call = call.set_add_route_table_ids(Some(add_rt));
+    }
+    if !empty(&remove_rt) {
+        call = call.set_remove_route_table_ids(Some(remove_rt));
+    }
+    if !empty(&add_sn) {
+        call = call.set_add_subnet_ids(Some(add_sn));
+    }
+    if !empty(&remove_sn) {
+        call = call.set_remove_subnet_ids(Some(remove_sn));
+    }
+    if !empty(&add_sg) {
+        call = call.set_add_security_group_ids(Some(add_sg));
+    }
+    if !empty(&remove_sg) {
+        call = call.set_remove_security_group_ids(Some(remove_sg));
+    }
+    if changed(changed_attrs, "private_dns_enabled") {
+        call = call.private_dns_enabled(attr_bool(attrs, "private_dns_enabled"));
+    }
+    retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || {
+        let call = call.clone();
+        async move { call.send().await.ctx("updating", a) }
+    })
+    .await?;
+    wait_available(ctx, a, &live.id).await
+}
+
+/// Deletes, then waits until EC2 no longer lists it: an interface endpoint's network
+/// interfaces hold its subnets and security group until then.
+pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let a = &live.address;
+    let r = ctx
+        .c
+        .ec2
+        .delete_vpc_endpoints()
+        .vpc_endpoint_ids(&live.id)
+        .send()
+        .await
+        .ctx("deleting", a);
+    let r = match r {
+        Err(e) if e.is_code(NOT_FOUND) => return Ok(()),
+        other => other?,
+    };
+    if let Some(e) = r.unsuccessful().first().and_then(|u| u.error())
+        && !NOT_FOUND.contains(&e.code().unwrap_or_default())
+    {
+        return Err(Error::Aws {
+            action: "deleting".into(),
+            resource: a.to_string(),
+            code: e.code().unwrap_or("Unsuccessful").to_string(),
+            message: e.message().unwrap_or_default().to_string(),
+        });
+    }
+    wait_for(a, "the endpoint to be deleted", WAIT, || async {
+        Ok(describe(ctx, a, &live.id).await?.is_none().then_some(()))
+    })
+    .await
+}
