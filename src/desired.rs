@@ -548,6 +548,8 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
                     "health_check_grace_period",
                     Value::Int(h.grace_period.into()),
                 ),
+                // How a new template rolls the group (a tag; sent with each refresh).
+                ("deploy", Value::s(svc.deploy.render())),
             ]),
             None,
         );

@@ -360,8 +360,54 @@ fn notes(
                 .get("instances_in_service")
                 .and_then(|n| n.parse::<u64>().ok())
                 .unwrap_or(0);
+            let how = desired
+                .iter()
+                .find(|d| d.address == change.address)
+                .and_then(|d| d.attrs.get("deploy"))
+                .and_then(|v| match v {
+                    crate::model::Value::Str(s) => crate::spec::DeploySpec::parse(s),
+                    _ => None,
+                })
+                .map(|d| {
+                    format!(
+                        " ({}, {}–{}% of the group in service, {} s warmup)",
+                        if d.min_healthy >= 100 {
+                            "launch before terminate"
+                        } else {
+                            "may terminate first"
+                        },
+                        d.min_healthy,
+                        d.max_healthy,
+                        d.warmup
+                    )
+                })
+                .unwrap_or_default();
+            // Which build goes out, read from the `SHA256=` line of each user data.
+            let lt = Address::new(crate::model::Kind::LaunchTemplate, &change.address.name);
+            let build = |user_data: Option<&str>| {
+                user_data?
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("SHA256=\""))
+                    .map(|v| v.trim_end_matches('"').chars().take(12).collect::<String>())
+                    .filter(|v| !v.is_empty())
+            };
+            let old_build = build(
+                live.get(&lt)
+                    .and_then(|l| l.extra.get("user_data"))
+                    .map(String::as_str),
+            );
+            let new_build = build(
+                desired
+                    .iter()
+                    .find(|d| d.address == lt)
+                    .and_then(|d| d.payload.as_deref()),
+            );
+            let builds = match (old_build, new_build) {
+                (Some(o), Some(n)) if o != n => format!(", build {o}… → {n}…"),
+                _ => String::new(),
+            };
             vec![format!(
-                "rolls its {n} running instance{} onto the new template",
+                "rolls its {n} running instance{} onto the new template{how}{builds}",
                 if n == 1 { "" } else { "s" }
             )]
         }

@@ -167,3 +167,70 @@ async fn up_fails_with_the_health_check_reason_when_targets_are_unhealthy() {
     let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
     assert_eq!(plan["warnings"], serde_json::json!([]), "{plan}");
 }
+
+/// A service's `deploy:` keys reach the refresh as its preferences, and a change to
+/// them alone is an in-place update of the group's `deploy` attribute (no roll).
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_keys_tune_the_roll() {
+    let moto = Moto::start();
+    let aws = Proxy::with_faults(
+        Some(moto.port),
+        Faults {
+            refresh: Some(RefreshScript {
+                start_errors: vec![],
+                states: vec![state("Successful", 100, "")],
+            }),
+            ..Faults::real()
+        },
+    )
+    .await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    let scaling = "scaling: { min: 2, max: 6, desired: 2, cpu_target: 50 }";
+    w.edit(
+        WEB,
+        scaling,
+        &format!(
+            "{scaling}\n    deploy: {{ min_healthy: 50, max_healthy: 150, warmup: 30, bake: 60 }}"
+        ),
+    );
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan}");
+    assert_eq!(changes[0]["address"], "autoscaling_group.web");
+    let attrs: Vec<&str> = changes[0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(attrs, ["deploy"], "{plan}");
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    assert!(
+        aws.refresh_starts().is_empty(),
+        "no roll for new preferences"
+    );
+    assert_converged(&aws.url(), &file);
+
+    w.edit(WEB, "type: t3.micro", "type: t3.small");
+    let plan = text(&stack(&aws.url(), &["plan", &file]));
+    assert!(
+        plan.contains("(may terminate first, 50–150% of the group in service, 30 s warmup)"),
+        "{plan}"
+    );
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    let starts = aws.refresh_starts();
+    let web = starts
+        .iter()
+        .find(|b| b.contains("directory-web"))
+        .expect("web rolled");
+    for pref in [
+        "Preferences.MinHealthyPercentage=50",
+        "Preferences.MaxHealthyPercentage=150",
+        "Preferences.InstanceWarmup=30",
+        "Preferences.BakeTime=60",
+    ] {
+        assert!(web.contains(pref), "{pref} missing from {web}");
+    }
+}

@@ -10,6 +10,7 @@
 use super::{Created, Ctx, attr_i64, attr_list, attr_str, changed, scaling_policy};
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
 use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
+use crate::spec::DeploySpec;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use std::time::Duration;
 pub const FORCE_NEW: &[&str] = &["name"];
 const TAG_DESIRED: &str = "stack:desired-capacity";
 const TAG_DIGEST: &str = "stack:launch-template-digest";
+/// The roll preferences the group was last given (`deploy:` in the file).
+const TAG_DEPLOY: &str = "stack:deploy";
 
 /// Groups and their scaling policies: one tag-filtered list, one policy list.
 pub async fn discover_with_policies(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
@@ -92,6 +95,10 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
             Value::s(tag(TAG_DIGEST).unwrap_or_default()),
         ),
         (
+            "deploy".into(),
+            Value::s(tag(TAG_DEPLOY).unwrap_or_default()),
+        ),
+        (
             "min_size".into(),
             Value::Int(g.min_size().unwrap_or_default().into()),
         ),
@@ -145,6 +152,7 @@ fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Vec<Tag> {
         TAG_DIGEST.into(),
         attr_str(attrs, "launch_template_digest").to_string(),
     ));
+    pairs.push((TAG_DEPLOY.into(), attr_str(attrs, "deploy").to_string()));
     pairs
         .into_iter()
         .map(|(k, v)| {
@@ -450,13 +458,14 @@ pub async fn update(
     }
     set_tags(ctx, a, &before_roll).await?;
     if rolls {
-        super::roll::roll(
-            ctx,
-            a,
-            name,
-            attr_i64(attrs, "health_check_grace_period") as i32,
-        )
-        .await?;
+        let grace = attr_i64(attrs, "health_check_grace_period") as u32;
+        let prefs = DeploySpec::parse(attr_str(attrs, "deploy")).unwrap_or(DeploySpec {
+            min_healthy: 100,
+            max_healthy: 200,
+            warmup: grace,
+            bake: 0,
+        });
+        super::roll::roll(ctx, a, name, prefs).await?;
         set_tags(ctx, a, attrs).await?;
     }
     Ok(())

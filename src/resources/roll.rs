@@ -17,6 +17,7 @@
 use super::Ctx;
 use crate::aws::{Context, Error, wait_for};
 use crate::model::Address;
+use crate::spec::DeploySpec;
 use aws_sdk_autoscaling::types::{InstanceRefreshStatus, RefreshPreferences};
 
 /// Instance refresh states that are still going.
@@ -43,10 +44,10 @@ fn missing_at_emulator(ctx: &Ctx, e: &Error) -> bool {
         ])
 }
 
-/// Rolls `name` onto its launch template's default version; `warmup` is the group's
-/// health check grace period.
-pub async fn roll(ctx: &Ctx, a: &Address, name: &str, warmup: i32) -> Result<(), Error> {
-    let id = match start(ctx, a, name, warmup).await {
+/// Rolls `name` onto its launch template's default version with the file's
+/// `deploy:` preferences (launch before terminate unless it says otherwise).
+pub async fn roll(ctx: &Ctx, a: &Address, name: &str, prefs: DeploySpec) -> Result<(), Error> {
+    let id = match start(ctx, a, name, prefs).await {
         Ok(id) => id,
         Err(e) if e.is_code(&["InstanceRefreshInProgress"]) => {
             ctx.report(
@@ -54,7 +55,7 @@ pub async fn roll(ctx: &Ctx, a: &Address, name: &str, warmup: i32) -> Result<(),
                 "an instance refresh is already running (an earlier run or another tool): cancelling it first",
             );
             cancel(ctx, a, name).await?;
-            start(ctx, a, name, warmup).await?
+            start(ctx, a, name, prefs).await?
         }
         Err(e) if missing_at_emulator(ctx, &e) => {
             ctx.report(
@@ -71,7 +72,7 @@ pub async fn roll(ctx: &Ctx, a: &Address, name: &str, warmup: i32) -> Result<(),
     wait(ctx, a, name, &id).await
 }
 
-async fn start(ctx: &Ctx, a: &Address, name: &str, warmup: i32) -> Result<String, Error> {
+async fn start(ctx: &Ctx, a: &Address, name: &str, prefs: DeploySpec) -> Result<String, Error> {
     let call = ctx
         .c
         .asg
@@ -79,10 +80,11 @@ async fn start(ctx: &Ctx, a: &Address, name: &str, warmup: i32) -> Result<String
         .auto_scaling_group_name(name)
         .preferences(
             RefreshPreferences::builder()
-                // Launch before terminate: a group of one never goes to zero.
-                .min_healthy_percentage(100)
-                .max_healthy_percentage(200)
-                .instance_warmup(warmup)
+                // By default launch before terminate: a group of one never goes to zero.
+                .min_healthy_percentage(prefs.min_healthy as i32)
+                .max_healthy_percentage(prefs.max_healthy as i32)
+                .instance_warmup(prefs.warmup as i32)
+                .bake_time(prefs.bake as i32)
                 .skip_matching(true)
                 .build(),
         );

@@ -202,8 +202,52 @@ pub struct ServiceSpec {
     pub user_data_path: PathBuf,
     pub user_data_template: String,
     pub scaling: ScalingSpec,
+    pub deploy: DeploySpec,
     /// The app's CPU stress endpoint is on (off unless the file says so).
     pub stress: bool,
+}
+
+/// How a new template rolls a group: instance refresh preferences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploySpec {
+    pub min_healthy: u32,
+    pub max_healthy: u32,
+    pub warmup: u32,
+    pub bake: u32,
+}
+
+impl DeploySpec {
+    /// The canonical text form: a tag on the group and the plan's `deploy` attribute.
+    pub fn render(&self) -> String {
+        format!(
+            "min_healthy={}% max_healthy={}% warmup={}s bake={}s",
+            self.min_healthy, self.max_healthy, self.warmup, self.bake
+        )
+    }
+
+    /// Reads [`DeploySpec::render`]'s form back; `None` for anything else.
+    pub fn parse(text: &str) -> Option<DeploySpec> {
+        let mut d = DeploySpec {
+            min_healthy: 100,
+            max_healthy: 200,
+            warmup: 0,
+            bake: 0,
+        };
+        let mut seen = 0;
+        for part in text.split_whitespace() {
+            let (k, v) = part.split_once('=')?;
+            let n: u32 = v.trim_end_matches(['%', 's']).parse().ok()?;
+            match k {
+                "min_healthy" => d.min_healthy = n,
+                "max_healthy" => d.max_healthy = n,
+                "warmup" => d.warmup = n,
+                "bake" => d.bake = n,
+                _ => return None,
+            }
+            seen += 1;
+        }
+        (seen == 4).then_some(d)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -914,6 +958,7 @@ impl Validator {
                 }
             };
             let scaling = self.scaling(&s.scaling);
+            let deploy = self.deploy(s.deploy.as_ref(), health.grace_period);
             out.push(ServiceSpec {
                 name: n.clone(),
                 port: s.port.value,
@@ -923,6 +968,7 @@ impl Validator {
                 user_data_path,
                 user_data_template,
                 scaling,
+                deploy,
                 stress: s.stress.unwrap_or(false),
             });
         }
@@ -947,6 +993,42 @@ impl Validator {
                 default
             }
         }
+    }
+
+    /// Instance refresh preferences: launch before terminate unless the file says
+    /// otherwise; AWS wants max − min at most 100.
+    fn deploy(&mut self, d: Option<&S<raw::RawDeploy>>, grace_period: u32) -> DeploySpec {
+        let none = raw::RawDeploy {
+            min_healthy: None,
+            max_healthy: None,
+            warmup: None,
+            bake: None,
+        };
+        let raw = d.map_or(&none, |d| &d.value);
+        let spec = DeploySpec {
+            min_healthy: self.range(&raw.min_healthy, 100, 0, 100, "deploy min_healthy (%)"),
+            max_healthy: self.range(&raw.max_healthy, 200, 100, 200, "deploy max_healthy (%)"),
+            warmup: self.range(
+                &raw.warmup,
+                grace_period,
+                0,
+                7200,
+                "deploy warmup (seconds)",
+            ),
+            bake: self.range(&raw.bake, 0, 0, 43200, "deploy bake (seconds)"),
+        };
+        if let Some(d) = d
+            && spec.max_healthy - spec.min_healthy > 100
+        {
+            self.error(
+                d.referenced,
+                format!(
+                    "deploy max_healthy − min_healthy must be at most 100 (AWS's limit), not {}",
+                    spec.max_healthy - spec.min_healthy
+                ),
+            );
+        }
+        spec
     }
 
     fn health(&mut self, h: &raw::RawHealth) -> HealthSpec {

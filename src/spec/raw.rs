@@ -139,6 +139,10 @@ pub struct RawService {
     #[schemars(with = "String")]
     pub user_data: S<String>,
     pub scaling: RawScaling,
+    /// How a new template rolls the group (instance refresh preferences).
+    #[serde(default)]
+    #[schemars(with = "Option<RawDeploy>")]
+    pub deploy: Option<S<RawDeploy>>,
     /// Turn on the app's CPU stress endpoint (`POST /info/stress`) for this service.
     #[serde(default)]
     pub stress: Option<bool>,
@@ -161,6 +165,27 @@ pub struct RawHealth {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub grace_period: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeploy {
+    /// Percent of the group that stays in service during a roll (0–100, default 100).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub min_healthy: Option<S<u32>>,
+    /// Percent the group may grow to during a roll (100–200, default 200).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub max_healthy: Option<S<u32>>,
+    /// Seconds a new instance warms up before it counts (default: the grace period).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub warmup: Option<S<u32>>,
+    /// Seconds to watch the finished roll before calling it done (0–43200, default 0).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub bake: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
