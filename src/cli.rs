@@ -1068,13 +1068,7 @@ fn outputs(
     let find = |k: Kind| live.values().find(|l| l.address.kind == k);
     if let Some(lb) = find(Kind::LoadBalancer) {
         let dns = lb.extra.get("dns_name").cloned().unwrap_or_default();
-        let port = spec.load_balancer.port;
-        let url = if port == 80 {
-            format!("http://{dns}/")
-        } else {
-            format!("http://{dns}:{port}/")
-        };
-        out.insert("url".into(), json!(url));
+        out.insert("url".into(), json!(spec.load_balancer.url(&dns)));
         out.insert("load_balancer_dns".into(), json!(dns));
     }
     if let Some(v) = find(Kind::Vpc) {

@@ -258,6 +258,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
     }
     service_ports.sort_unstable();
     service_ports.dedup();
+    let listener_ports = spec.load_balancer.listener_ports();
     let ingress_cidrs: Vec<String> = spec
         .load_balancer
         .ingress
@@ -275,7 +276,7 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             (
                 "ingress",
                 Value::strs(crate::resources::network_acl::ingress_rules(
-                    spec.load_balancer.port,
+                    &listener_ports,
                     &ingress_cidrs,
                     &service_ports,
                     &spec.vpc_cidr.to_string(),
@@ -384,10 +385,12 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             (
                 "ingress",
                 Value::List(
-                    lb.ingress
+                    listener_ports
                         .iter()
-                        .map(|c| {
-                            Value::List(vec![Value::Int(lb.port.into()), Value::s(c.to_string())])
+                        .flat_map(|p| {
+                            lb.ingress.iter().map(move |c| {
+                                Value::List(vec![Value::Int((*p).into()), Value::s(c.to_string())])
+                            })
                         })
                         .collect(),
                 ),
@@ -564,19 +567,33 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             None,
         );
     }
-    push(
-        listener(),
-        attrs([
-            ("load_balancer_arn", Value::r(&load_balancer())),
-            ("port", Value::Int(lb.port.into())),
-            ("protocol", Value::s("HTTP")),
-            (
-                "default_target_group_arn",
-                Value::r(&service(Kind::TargetGroup, &lb.default_service)),
-            ),
-        ]),
-        None,
-    );
+    let mut main_listener = attrs([
+        ("load_balancer_arn", Value::r(&load_balancer())),
+        ("port", Value::Int(lb.port.into())),
+        ("protocol", Value::s("HTTP")),
+        (
+            "default_target_group_arn",
+            Value::r(&service(Kind::TargetGroup, &lb.default_service)),
+        ),
+    ]);
+    if let Some(h) = &lb.https {
+        main_listener.insert("port".into(), Value::Int(h.port.into()));
+        main_listener.insert("protocol".into(), Value::s("HTTPS"));
+        main_listener.insert("certificate_arn".into(), Value::s(&h.certificate_arn));
+        main_listener.insert("ssl_policy".into(), Value::s(&h.ssl_policy));
+        // Plain HTTP only answers with a permanent redirect to HTTPS.
+        push(
+            Address::new(Kind::Listener, "redirect"),
+            attrs([
+                ("load_balancer_arn", Value::r(&load_balancer())),
+                ("port", Value::Int(lb.port.into())),
+                ("protocol", Value::s("HTTP")),
+                ("redirect", Value::s(format!("HTTPS:{} 301", h.port))),
+            ]),
+            None,
+        );
+    }
+    push(listener(), main_listener, None);
     for rule in &lb.rules {
         push(
             Address::new(Kind::ListenerRule, &rule.name),

@@ -93,7 +93,7 @@ pub async fn read(spec: &Spec, p: &Prepared) -> Result<Status, Error> {
         LoadBalancer {
             address: lb.address.clone(),
             state: lb.extra.get("state").cloned().unwrap_or_default(),
-            url: url(&dns_name, spec.load_balancer.port),
+            url: spec.load_balancer.url(&dns_name),
             dns_name,
         }
     });
@@ -132,15 +132,6 @@ pub async fn read(spec: &Spec, p: &Prepared) -> Result<Status, Error> {
         target_groups: health,
         missing_services: p.plan.missing_services.clone(),
     })
-}
-
-/// The listener's URL, as `stack outputs` prints it.
-pub fn url(dns_name: &str, port: u16) -> String {
-    if port == 80 {
-        format!("http://{dns_name}/")
-    } else {
-        format!("http://{dns_name}:{port}/")
-    }
 }
 
 /// Sizes and instance counts, one call per 50 groups.

@@ -164,6 +164,7 @@ pub fn create_before_destroy(
 pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
     match kind {
         Kind::ListenerRule => listener_rule::claims(attrs),
+        Kind::Listener => listener::claims(attrs),
         Kind::Vpc
         | Kind::Subnet
         | Kind::InternetGateway
@@ -171,7 +172,6 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
         | Kind::SecurityGroup
         | Kind::LoadBalancer
         | Kind::TargetGroup
-        | Kind::Listener
         | Kind::Role
         | Kind::InstanceProfile
         | Kind::LaunchTemplate

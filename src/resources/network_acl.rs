@@ -100,13 +100,16 @@ impl Rule {
 /// The ingress rules for a load balancer on `port` open to `ingress`, services on
 /// `service_ports`, in a VPC of `vpc_cidr`.
 pub fn ingress_rules(
-    port: u16,
+    listener_ports: &[u16],
     ingress: &[String],
     service_ports: &[u16],
     vpc_cidr: &str,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for (i, cidr) in ingress.iter().enumerate() {
+    let pairs = listener_ports
+        .iter()
+        .flat_map(|p| ingress.iter().map(move |c| (p, c)));
+    for (i, (port, cidr)) in pairs.enumerate() {
         out.push(format!("{} allow tcp {port} {cidr}", 100 + i));
     }
     for (i, p) in service_ports.iter().enumerate() {
@@ -452,7 +455,7 @@ mod tests {
 
     #[test]
     fn rules_round_trip_and_keep_ssh_and_rdp_closed_to_the_world() {
-        let rules = ingress_rules(80, &["0.0.0.0/0".into()], &[8080], "10.20.0.0/16");
+        let rules = ingress_rules(&[80, 443], &["0.0.0.0/0".into()], &[8080], "10.20.0.0/16");
         for r in rules.iter().chain(&egress_rules()) {
             let parsed = Rule::parse(r).unwrap_or_else(|| panic!("{r}"));
             assert_eq!(&parsed.render(), r);

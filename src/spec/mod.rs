@@ -179,9 +179,42 @@ pub struct SubnetSpec {
 #[derive(Debug, Clone)]
 pub struct LoadBalancerSpec {
     pub ingress: Vec<Ipv4Net>,
+    /// The HTTP port: the service itself, or with `https` a redirect to it.
     pub port: u16,
+    pub https: Option<HttpsSpec>,
     pub default_service: String,
     pub rules: Vec<RuleSpec>,
+}
+
+/// TLS on the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsSpec {
+    pub certificate_arn: String,
+    pub ssl_policy: String,
+    pub port: u16,
+}
+
+/// TLS 1.3 and 1.2 with forward secrecy only: AWS's recommended policy for new
+/// listeners since 2023.
+pub const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+impl LoadBalancerSpec {
+    /// The ports the listeners open, HTTP's first.
+    pub fn listener_ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.port];
+        ports.extend(self.https.as_ref().map(|h| h.port));
+        ports
+    }
+
+    /// The URL users reach the stack at.
+    pub fn url(&self, dns_name: &str) -> String {
+        match &self.https {
+            Some(h) if h.port == 443 => format!("https://{dns_name}/"),
+            Some(h) => format!("https://{dns_name}:{}/", h.port),
+            None if self.port == 80 => format!("http://{dns_name}/"),
+            None => format!("http://{dns_name}:{}/", self.port),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -496,7 +529,7 @@ impl Validator {
         let subnets = self.subnets(&raw.network.subnets, vpc_cidr, private_instances);
         let services = self.services(&stack, &raw.services);
         let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        let load_balancer = self.load_balancer(&raw.load_balancer, &names);
+        let load_balancer = self.load_balancer(&raw.load_balancer, &names, region.as_deref());
         // AWS health-checks only targets a listener routes to (others read `unused`),
         // so an unrouted service would never pass `up`'s health wait.
         for (name, _) in &raw.services.value.0 {
@@ -1081,10 +1114,89 @@ impl Validator {
         }
     }
 
+    /// The certificate must be an ACM or IAM certificate ARN, ACM's in the stack's
+    /// region (a load balancer cannot use one from elsewhere).
+    fn https(&mut self, h: &S<raw::RawHttps>, http_port: u16, region: Option<&str>) -> HttpsSpec {
+        let h_raw = &h.value;
+        let arn = &h_raw.certificate_arn;
+        let parts: Vec<&str> = arn.value.splitn(6, ':').collect();
+        let well_formed = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && ((parts[2] == "acm"
+                && !parts[3].is_empty()
+                && parts[5].starts_with("certificate/"))
+                || (parts[2] == "iam"
+                    && parts[3].is_empty()
+                    && parts[5].starts_with("server-certificate/")));
+        if !well_formed {
+            self.error(
+                arn.referenced,
+                format!(
+                    "`{}` is not a certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+                    arn.value
+                ),
+            );
+        } else if let Some(region) = region
+            && parts[2] == "acm"
+            && parts[3] != region
+        {
+            self.error(
+                arn.referenced,
+                format!(
+                    "the certificate is in {}, the stack in {region}: a load balancer uses certificates of its own region",
+                    parts[3]
+                ),
+            );
+        }
+        let ssl_policy = match &h_raw.ssl_policy {
+            None => DEFAULT_SSL_POLICY.to_string(),
+            Some(p) => {
+                if !p.value.starts_with("ELBSecurityPolicy-") {
+                    self.error(
+                        p.referenced,
+                        format!(
+                            "`{}` is not an ELB security policy (ELBSecurityPolicy-…; default {DEFAULT_SSL_POLICY})",
+                            p.value
+                        ),
+                    );
+                }
+                p.value.clone()
+            }
+        };
+        let port = match &h_raw.port {
+            None => 443,
+            Some(p) => {
+                self.port(p);
+                if p.value == http_port {
+                    self.error(
+                        p.referenced,
+                        format!("the HTTPS port must differ from the listener's {http_port}, which redirects to it"),
+                    );
+                }
+                p.value
+            }
+        };
+        if port == http_port && h_raw.port.is_none() {
+            self.error(
+                h.referenced,
+                "the listener's port is 443, which HTTPS takes: give the HTTP port (80) as `port`",
+            );
+        }
+        HttpsSpec {
+            certificate_arn: arn.value.clone(),
+            ssl_policy,
+            port,
+        }
+    }
+
     fn load_balancer(
         &mut self,
         lb: &raw::RawLoadBalancer,
         services: &BTreeSet<&str>,
+        region: Option<&str>,
     ) -> LoadBalancerSpec {
         let mut ingress: Vec<Ipv4Net> = Vec::new();
         for c in &lb.ingress.value {
@@ -1115,6 +1227,11 @@ impl Validator {
             );
         }
         self.port(&lb.listener.port);
+        let https = lb
+            .listener
+            .https
+            .as_ref()
+            .map(|h| self.https(h, lb.listener.port.value, region));
         self.known_service(&lb.default_service, services);
         let mut rules: Vec<RuleSpec> = Vec::new();
         let mut priorities: BTreeMap<u32, Location> = BTreeMap::new();
@@ -1194,6 +1311,7 @@ impl Validator {
         LoadBalancerSpec {
             ingress,
             port: lb.listener.port.value,
+            https,
             default_service: lb.default_service.value.clone(),
             rules,
         }

@@ -113,6 +113,26 @@ pub struct RawLoadBalancer {
 pub struct RawListener {
     #[schemars(with = "u16")]
     pub port: S<u16>,
+    /// Serve HTTPS (on 443 unless `port` says otherwise) and redirect `port` to it.
+    #[serde(default)]
+    #[schemars(with = "Option<RawHttps>")]
+    pub https: Option<S<RawHttps>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    /// An ACM (or IAM server) certificate in the stack's region.
+    #[schemars(with = "String")]
+    pub certificate_arn: S<String>,
+    /// An ELB security policy (default ELBSecurityPolicy-TLS13-1-2-2021-06).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub ssl_policy: Option<S<String>>,
+    /// The HTTPS port (default 443).
+    #[serde(default)]
+    #[schemars(with = "Option<u16>")]
+    pub port: Option<S<u16>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -221,6 +221,19 @@ pub async fn before(
                 "The prefix for access logs cannot contain 'AWSLogs'",
             )
         }
+        // ELBv2 API Reference, CreateListener / ModifyListener, Certificates: "if the
+        // protocol is HTTPS … you must specify exactly one certificate". moto accepts
+        // an HTTPS listener without one.
+        ("elasticloadbalancing", "CreateListener" | "ModifyListener")
+            if form_value(body, "Protocol") == Some("HTTPS")
+                && !body.contains("Certificates.member.1.CertificateArn=") =>
+        {
+            err(
+                400,
+                "ValidationError",
+                "A certificate must be specified for HTTPS listeners",
+            )
+        }
         // ELBv2 API Reference, CreateLoadBalancer, Name: "must not begin with
         // `internal-`". moto accepts it.
         ("elasticloadbalancing", "CreateLoadBalancer")
