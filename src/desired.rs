@@ -175,6 +175,30 @@ pub fn load_balancer_name(stack: &str) -> String {
     format!("{stack}-alb")
 }
 
+/// A security group's attributes: inbound `(port, source)` pairs, a source being a
+/// CIDR block or another group.
+fn security_group(
+    vpc: &Value,
+    group_name: String,
+    description: String,
+    ingress: Vec<(u16, Value)>,
+) -> Attrs {
+    attrs([
+        ("vpc_id", vpc.clone()),
+        ("group_name", Value::s(group_name)),
+        ("description", Value::s(description)),
+        (
+            "ingress",
+            Value::List(
+                ingress
+                    .into_iter()
+                    .map(|(port, source)| Value::List(vec![Value::Int(port.into()), source]))
+                    .collect(),
+            ),
+        ),
+    ])
+}
+
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -337,21 +361,12 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         let sg = Address::new(Kind::SecurityGroup, "endpoints");
         push(
             sg.clone(),
-            attrs([
-                ("vpc_id", vpc_ref.clone()),
-                ("group_name", Value::s(format!("{stack}-endpoints"))),
-                (
-                    "description",
-                    Value::s(format!("stack {stack}: Session Manager endpoints")),
-                ),
-                (
-                    "ingress",
-                    Value::List(vec![Value::List(vec![
-                        Value::Int(443),
-                        Value::s(spec.vpc_cidr.to_string()),
-                    ])]),
-                ),
-            ]),
+            security_group(
+                &vpc_ref,
+                format!("{stack}-endpoints"),
+                format!("stack {stack}: Session Manager endpoints"),
+                vec![(443, Value::s(spec.vpc_cidr.to_string()))],
+            ),
             None,
         );
         for service in SSM_ENDPOINT_SERVICES {
@@ -375,27 +390,19 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
     let lb = &spec.load_balancer;
     push(
         alb_sg(),
-        attrs([
-            ("vpc_id", vpc_ref.clone()),
-            ("group_name", Value::s(format!("{stack}-alb"))),
-            (
-                "description",
-                Value::s(format!("stack {stack}: load balancer")),
-            ),
-            (
-                "ingress",
-                Value::List(
-                    listener_ports
+        security_group(
+            &vpc_ref,
+            format!("{stack}-alb"),
+            format!("stack {stack}: load balancer"),
+            listener_ports
+                .iter()
+                .flat_map(|p| {
+                    lb.ingress
                         .iter()
-                        .flat_map(|p| {
-                            lb.ingress.iter().map(move |c| {
-                                Value::List(vec![Value::Int((*p).into()), Value::s(c.to_string())])
-                            })
-                        })
-                        .collect(),
-                ),
-            ),
-        ]),
+                        .map(move |c| (*p, Value::s(c.to_string())))
+                })
+                .collect(),
+        ),
         None,
     );
     push(
@@ -459,21 +466,12 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         let asg = service(Kind::AutoScalingGroup, name);
         push(
             sg.clone(),
-            attrs([
-                ("vpc_id", vpc_ref.clone()),
-                ("group_name", Value::s(format!("{stack}-{name}"))),
-                (
-                    "description",
-                    Value::s(format!("stack {stack}: service {name} instances")),
-                ),
-                (
-                    "ingress",
-                    Value::List(vec![Value::List(vec![
-                        Value::Int(svc.port.into()),
-                        Value::r(&alb_sg()),
-                    ])]),
-                ),
-            ]),
+            security_group(
+                &vpc_ref,
+                format!("{stack}-{name}"),
+                format!("stack {stack}: service {name} instances"),
+                vec![(svc.port, Value::r(&alb_sg()))],
+            ),
             None,
         );
         let h = &svc.health;
