@@ -199,6 +199,18 @@ fn security_group(
     ])
 }
 
+/// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
+fn endpoint(vpc: &Value, region: &str, service: &str, kind: &str) -> Attrs {
+    attrs([
+        ("vpc_id", vpc.clone()),
+        (
+            "service_name",
+            Value::s(vpc_endpoint::service_name(region, service)),
+        ),
+        ("type", Value::s(kind)),
+    ])
+}
+
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -338,22 +350,12 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             gateways.push("dynamodb");
         }
         for service in gateways {
-            push(
-                Address::new(Kind::VpcEndpoint, service),
-                attrs([
-                    ("vpc_id", vpc_ref.clone()),
-                    (
-                        "service_name",
-                        Value::s(vpc_endpoint::service_name(&inputs.region, service)),
-                    ),
-                    ("type", Value::s("Gateway")),
-                    (
-                        "route_table_ids",
-                        Value::List(vec![Value::r(&private_route_table())]),
-                    ),
-                ]),
-                None,
+            let mut a = endpoint(&vpc_ref, &inputs.region, service, "Gateway");
+            a.insert(
+                "route_table_ids".into(),
+                Value::List(vec![Value::r(&private_route_table())]),
             );
+            push(Address::new(Kind::VpcEndpoint, service), a, None);
         }
     }
     if spec.ssm_endpoints {
@@ -370,21 +372,19 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             None,
         );
         for service in SSM_ENDPOINT_SERVICES {
-            push(
-                Address::new(Kind::VpcEndpoint, service),
-                attrs([
-                    ("vpc_id", vpc_ref.clone()),
-                    (
-                        "service_name",
-                        Value::s(vpc_endpoint::service_name(&inputs.region, service)),
-                    ),
-                    ("type", Value::s("Interface")),
-                    ("subnet_ids", Value::List(private_subnets.clone())),
-                    ("security_group_ids", Value::List(vec![Value::r(&sg)])),
-                    ("private_dns_enabled", Value::Bool(true)),
-                ]),
-                None,
-            );
+            let mut a = endpoint(&vpc_ref, &inputs.region, service, "Interface");
+            a.extend([
+                (
+                    "subnet_ids".to_string(),
+                    Value::List(private_subnets.clone()),
+                ),
+                (
+                    "security_group_ids".to_string(),
+                    Value::List(vec![Value::r(&sg)]),
+                ),
+                ("private_dns_enabled".to_string(), Value::Bool(true)),
+            ]);
+            push(Address::new(Kind::VpcEndpoint, service), a, None);
         }
     }
     let lb = &spec.load_balancer;
