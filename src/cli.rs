@@ -3,7 +3,7 @@
 //! cause.
 
 use crate::apply::{self, Op, Status};
-use crate::aws::{self, ConnectOptions, Error};
+use crate::aws::{self, ConnectOptions, Context, Error};
 use crate::engine::{self, Goal, Prepared};
 use crate::lock;
 use crate::model::{Kind, Live};
@@ -103,6 +103,39 @@ enum Command {
         /// Seconds to wait for instances to pass health checks.
         #[arg(long, default_value_t = 900)]
         ready_timeout: u64,
+        /// Where the app answers, when not at the load balancer's DNS name (your
+        /// domain on an HTTPS listener, a CDN): after a roll `up` asks it until every
+        /// answer comes from the new build.
+        #[arg(long, value_name = "URL")]
+        app_url: Option<String>,
+        #[command(flatten)]
+        lock: LockArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Put back the build each service ran before its last roll (the bucket keeps
+    /// it), through the same rolling path as `up`.
+    Rollback {
+        /// The stack file (YAML).
+        file: PathBuf,
+        /// Only this service (repeatable; default: every service with a previous build).
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Apply without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the plan and what was done as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Operations run at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: usize,
+        /// Seconds to wait for instances to pass health checks.
+        #[arg(long, default_value_t = 900)]
+        ready_timeout: u64,
+        /// Where the app answers, when not at the load balancer's DNS name.
+        #[arg(long, value_name = "URL")]
+        app_url: Option<String>,
         #[command(flatten)]
         lock: LockArgs,
         #[command(flatten)]
@@ -257,6 +290,7 @@ impl Command {
         match self {
             Command::Plan { aws, .. }
             | Command::Up { aws, .. }
+            | Command::Rollback { aws, .. }
             | Command::Down { aws, .. }
             | Command::Outputs { aws, .. }
             | Command::Token { aws, .. }
@@ -492,6 +526,7 @@ async fn run(cli: Cli) -> u8 {
             force,
             parallelism,
             ready_timeout,
+            app_url,
             lock,
             aws,
         } => {
@@ -506,13 +541,23 @@ async fn run(cli: Cli) -> u8 {
                 parallelism,
                 force,
                 ready_timeout: Duration::from_secs(ready_timeout),
+                app_url,
             };
-            let check = |p: &Prepared| match &plan {
+            let check = |p: &mut Prepared| match &plan {
                 Some(saved_plan) => saved::check(saved_plan, &file, p),
                 None => Ok(()),
             };
             let opts = connect_options(&aws);
-            apply_locked(&spec, &opts, Goal::Converge, &settings, &lock, &check).await
+            apply_locked(
+                &spec,
+                &opts,
+                Goal::Converge,
+                &settings,
+                &lock,
+                &BTreeMap::new(),
+                &check,
+            )
+            .await
         }
         Command::Down {
             file,
@@ -534,9 +579,73 @@ async fn run(cli: Cli) -> u8 {
                 parallelism,
                 force,
                 ready_timeout: Duration::from_secs(900),
+                app_url: None,
             };
             let opts = connect_options(&aws);
-            apply_locked(&spec, &opts, Goal::Destroy, &settings, &lock, &|_| Ok(())).await
+            apply_locked(
+                &spec,
+                &opts,
+                Goal::Destroy,
+                &settings,
+                &lock,
+                &BTreeMap::new(),
+                &|_| Ok(()),
+            )
+            .await
+        }
+        Command::Rollback {
+            file,
+            services,
+            yes,
+            json,
+            parallelism,
+            ready_timeout,
+            app_url,
+            lock,
+            aws,
+        } => {
+            let out = Out { json };
+            let spec = match out.load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let opts = connect_options(&aws);
+            let builds = match previous_builds(&spec, &opts, &services).await {
+                Ok(b) => b,
+                Err(e) => return out.fail(&e),
+            };
+            if !json {
+                for (service, key) in &builds {
+                    eprintln!(
+                        "stack: rolling {service} back to build {}… (s3://{}/{key})",
+                        &crate::desired::sha_of_key(key)
+                            .chars()
+                            .take(12)
+                            .collect::<String>(),
+                        spec.bucket.as_ref().map(|b| b.name.as_str()).unwrap_or("?")
+                    );
+                }
+            }
+            let settings = Settings {
+                yes,
+                json,
+                parallelism,
+                force: false,
+                ready_timeout: Duration::from_secs(ready_timeout),
+                app_url,
+            };
+            let rolled: Vec<String> = builds.keys().cloned().collect();
+            let only = move |p: &mut Prepared| rollback_only(p, &rolled);
+            apply_locked(
+                &spec,
+                &opts,
+                Goal::Converge,
+                &settings,
+                &lock,
+                &builds,
+                &only,
+            )
+            .await
         }
         Command::Outputs { file, json, aws } => {
             let out = Out { json };
@@ -618,6 +727,8 @@ struct Settings {
     parallelism: usize,
     force: bool,
     ready_timeout: Duration,
+    /// `up --app-url`: where the build check asks instead of the load balancer.
+    app_url: Option<String>,
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -746,14 +857,15 @@ async fn apply_locked(
     goal: Goal,
     s: &Settings,
     lock_args: &LockArgs,
-    check: &dyn Fn(&Prepared) -> Result<(), Error>,
+    builds: &BTreeMap<String, String>,
+    check: &dyn Fn(&mut Prepared) -> Result<(), Error>,
 ) -> u8 {
     let out = Out { json: s.json };
-    let p = match engine::prepare(spec, opts, goal).await {
+    let mut p = match engine::prepare_with(spec, opts, goal, builds).await {
         Ok(p) => p,
         Err(e) => return out.fail(&e),
     };
-    if let Err(e) = check(&p) {
+    if let Err(e) = check(&mut p) {
         return out.fail(&e);
     }
     let refused =
@@ -772,8 +884,8 @@ async fn apply_locked(
             Err(e) => return out.fail(&e),
         };
     let session = lock::Session::start(Some(held));
-    let code = match engine::prepare(spec, opts, goal).await {
-        Ok(p) => match check(&p) {
+    let code = match engine::prepare_with(spec, opts, goal, builds).await {
+        Ok(mut p) => match check(&mut p) {
             Ok(()) => apply_plan(spec, p, s, goal, &session).await,
             Err(e) => out.fail(&e),
         },
@@ -869,6 +981,7 @@ async fn apply_plan(
         shared: Default::default(),
     };
     let health_clients = ctx.c.clone();
+    let builds = roll_checks(spec, &plan, &desired, &live);
     let outcome = apply::execute(
         ctx,
         &plan,
@@ -879,11 +992,31 @@ async fn apply_plan(
         interrupt.clone(),
     )
     .await;
-    // Every `up` ends with the services answering behind the load balancer.
+    // Every `up` ends with the services answering behind the load balancer, and a
+    // roll with the new build answering there.
     let unhealthy = if goal == Goal::Converge && outcome.ok() && !interrupt.is_set() {
-        services_healthy(&health_clients, &outcome.live, s)
-            .await
-            .err()
+        match services_healthy(&health_clients, &outcome.live, s).await {
+            Ok(()) => {
+                let rolled: Vec<crate::verify::Expect> = builds
+                    .into_iter()
+                    .filter(|e| {
+                        outcome.steps.iter().any(|r| {
+                            r.op == Op::Update
+                                && r.status == Status::Done
+                                && r.address
+                                    == crate::model::Address::new(
+                                        Kind::AutoScalingGroup,
+                                        &e.service,
+                                    )
+                        })
+                    })
+                    .collect();
+                check_builds(spec, &health_clients, &outcome.live, s, &rolled)
+                    .await
+                    .err()
+            }
+            Err(e) => Some(e),
+        }
     } else {
         None
     };
@@ -968,6 +1101,229 @@ async fn apply_plan(
     } else {
         1
     }
+}
+
+/// `stack rollback`: per service to roll back, the build it ran before its last roll
+/// (a tag the roll wrote), checked to be still in the bucket. Refused before any write
+/// when a service has none or its build is gone.
+async fn previous_builds(
+    spec: &Spec,
+    opts: &ConnectOptions,
+    only: &[String],
+) -> Result<BTreeMap<String, String>, Error> {
+    if let Some(unknown) = only
+        .iter()
+        .find(|n| !spec.services.iter().any(|s| &&s.name == n))
+    {
+        return Err(Error::Config(format!(
+            "--service {unknown}: {} has no such service (it has {})",
+            spec.file.display(),
+            spec.services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let p = engine::prepare(spec, opts, Goal::Observe).await?;
+    let mut out = BTreeMap::new();
+    for svc in &spec.services {
+        if !only.is_empty() && !only.contains(&svc.name) {
+            continue;
+        }
+        let group = crate::model::Address::new(Kind::AutoScalingGroup, &svc.name);
+        let previous = p
+            .live
+            .get(&group)
+            .and_then(|l| l.extra.get("previous_build"))
+            .filter(|k| !k.is_empty());
+        match previous {
+            Some(key) => {
+                out.insert(svc.name.clone(), key.clone());
+            }
+            None if only.contains(&svc.name) => {
+                return Err(Error::Refused {
+                    resource: group.to_string(),
+                    reason: "no previous build recorded: the group has not rolled from one build to another yet".into(),
+                });
+            }
+            None => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Refused {
+            resource: format!("stack `{}`", spec.stack),
+            reason: "no service has a previous build to roll back to (a build is recorded when a roll to the next one succeeds)".into(),
+        });
+    }
+    let Some(bucket) = &spec.bucket else {
+        return Err(Error::Config(
+            "the stack has no bucket to keep builds in".into(),
+        ));
+    };
+    for (service, key) in &out {
+        let found = p
+            .clients
+            .s3
+            .head_object()
+            .bucket(&bucket.name)
+            .key(key)
+            .send()
+            .await
+            .ctx(
+                "reading the previous build of",
+                &format!("service {service}"),
+            );
+        match found {
+            Ok(_) => {}
+            Err(e) if e.is_code(&["NotFound", "NoSuchKey"]) => {
+                return Err(Error::Refused {
+                    resource: format!("service {service}"),
+                    reason: format!(
+                        "its previous build s3://{}/{key} is no longer in the bucket",
+                        bucket.name
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps only the rollback: the rolled services' templates and groups, moving build
+/// and nothing else. Anything more the file changes there is refused before any write.
+fn rollback_only(p: &mut Prepared, services: &[String]) -> Result<(), Error> {
+    let allowed = |c: &crate::plan::Change| -> &'static [&'static str] {
+        match c.address.kind {
+            Kind::LaunchTemplate => &["name", "user_data_sha256"],
+            _ => &["launch_template_id", "launch_template_digest", "build"],
+        }
+    };
+    p.plan.changes.retain(|c| {
+        matches!(
+            c.address.kind,
+            Kind::LaunchTemplate | Kind::AutoScalingGroup
+        ) && services.contains(&c.address.name)
+    });
+    for c in &p.plan.changes {
+        if let Some(a) = c
+            .attributes
+            .iter()
+            .find(|a| !allowed(c).contains(&a.name.as_str()))
+        {
+            return Err(Error::Refused {
+                resource: c.address.to_string(),
+                reason: format!(
+                    "the stack file also changes `{}` here; apply it with `stack up` (or undo it) before rolling back",
+                    a.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The services a plan rolls onto a new build: where their listener rule sends
+/// requests, and the build (its SHA-256) their new template installs.
+fn roll_checks(
+    spec: &Spec,
+    plan: &Plan,
+    desired: &[crate::model::Desired],
+    live: &BTreeMap<crate::model::Address, Live>,
+) -> Vec<crate::verify::Expect> {
+    plan.changes
+        .iter()
+        .filter(|c| c.address.kind == Kind::AutoScalingGroup && c.action == Action::Update)
+        .filter(|c| {
+            c.attributes
+                .iter()
+                .any(|a| a.name == "launch_template_digest")
+        })
+        .filter_map(|c| {
+            let service = c.address.name.clone();
+            let lt = crate::model::Address::new(Kind::LaunchTemplate, &service);
+            let build = desired
+                .iter()
+                .find(|d| d.address == lt)
+                .and_then(|d| d.payload.as_deref())
+                .and_then(crate::desired::build_of_user_data)?;
+            let path = spec
+                .load_balancer
+                .rules
+                .iter()
+                .find(|r| r.service == service && service != spec.load_balancer.default_service)
+                .map(|r| r.path.trim_end_matches(['*', '?']).to_string())
+                .unwrap_or_else(|| {
+                    spec.services
+                        .iter()
+                        .find(|s| s.name == service)
+                        .map(|s| s.health.path.clone())
+                        .unwrap_or_else(|| "/".into())
+                });
+            let instances = live
+                .get(&c.address)
+                .and_then(|l| l.extra.get("actual_desired_capacity"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            Some(crate::verify::Expect {
+                service,
+                path: if path.is_empty() { "/".into() } else { path },
+                build,
+                instances,
+            })
+        })
+        .collect()
+}
+
+/// After a roll: the new build answers through the load balancer (or `--app-url`).
+/// Skipped, saying why, where no instance really runs or the URL cannot be checked.
+async fn check_builds(
+    spec: &Spec,
+    c: &aws::Clients,
+    live: &BTreeMap<crate::model::Address, Live>,
+    s: &Settings,
+    rolled: &[crate::verify::Expect],
+) -> Result<(), Error> {
+    if rolled.is_empty() {
+        return Ok(());
+    }
+    let say = |m: String| {
+        if !s.json {
+            eprintln!("build check: {m}");
+        }
+    };
+    let base = match (&s.app_url, &c.endpoint_url) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(endpoint)) => {
+            say(format!(
+                "skipped: at {endpoint} the instances are records, no app answers behind the load balancer (pass --app-url where one does)"
+            ));
+            return Ok(());
+        }
+        (None, None) if spec.load_balancer.https.is_some() => {
+            say("skipped: the HTTPS certificate names your domain, not the load balancer's DNS name (pass --app-url https://your.domain)".into());
+            return Ok(());
+        }
+        (None, None) => {
+            let Some(dns) = live
+                .values()
+                .find(|l| l.address.kind == Kind::LoadBalancer)
+                .and_then(|l| l.extra.get("dns_name"))
+            else {
+                return Ok(());
+            };
+            spec.load_balancer
+                .url(dns)
+                .trim_end_matches('/')
+                .to_string()
+        }
+    };
+    let progress = |m: String| say(m);
+    for line in crate::verify::builds_served(&base, rolled, s.ready_timeout, &progress).await? {
+        say(line);
+    }
+    Ok(())
 }
 
 /// Waits, within `--ready-timeout`, for every group's targets to be healthy; reports

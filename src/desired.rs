@@ -26,6 +26,9 @@ pub struct Inputs {
     pub archs: BTreeMap<String, Arch>,
     /// The ARN of the existing instance profile the stack file names.
     pub instance_profile_arn: Option<String>,
+    /// `stack rollback`: per service, the stored build (its artifact key) to install
+    /// instead of this machine's.
+    pub builds: BTreeMap<String, String>,
 }
 
 impl Inputs {
@@ -496,25 +499,8 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         };
         let user_data =
             render_user_data(&svc.user_data_template, &template_vars(spec, inputs, svc));
-        push(
-            lt.clone(),
-            attrs([
-                ("name", Value::s(format!("{stack}-{name}"))),
-                ("image_id", Value::s(&image)),
-                ("instance_type", Value::s(&svc.instance_type)),
-                (
-                    "user_data_sha256",
-                    Value::s(sha256_hex(user_data.as_bytes())),
-                ),
-                ("security_group_ids", Value::List(vec![Value::r(&sg)])),
-                ("http_tokens", Value::s("required")),
-                ("metadata_hop_limit", Value::Int(1)),
-                ("root_volume", Value::s(ROOT_VOLUME)),
-                ("iam_instance_profile_arn", profile_arn.clone()),
-            ]),
-            Some(user_data.clone()),
-        );
-        // The fleet rolls when what an instance boots from changes.
+        // What an instance boots from: it names the template, and the fleet rolls
+        // when it changes.
         let profile = match &profile_arn {
             Value::Str(arn) => arn.clone(),
             _ => iam_name(stack, &inputs.region),
@@ -532,28 +518,50 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
             )
             .as_bytes(),
         );
-        let sc = &svc.scaling;
         push(
-            asg.clone(),
+            lt.clone(),
             attrs([
-                ("name", Value::s(format!("{stack}-{name}"))),
-                ("launch_template_id", Value::r(&lt)),
-                ("launch_template_digest", Value::s(&digest[..16])),
-                ("min_size", Value::Int(sc.min.into())),
-                ("max_size", Value::Int(sc.max.into())),
-                ("desired_capacity", Value::Int(sc.desired.into())),
-                ("subnet_ids", Value::List(instance_subnets.clone())),
-                ("target_group_arns", Value::List(vec![Value::r(&tg)])),
-                ("health_check_type", Value::s("ELB")),
+                // One template per build and configuration, never a second version: groups
+                // pin version 1 (what auto rollback needs), and the name says the content.
+                ("name", Value::s(launch_template_name(stack, name, &digest))),
+                ("image_id", Value::s(&image)),
+                ("instance_type", Value::s(&svc.instance_type)),
                 (
-                    "health_check_grace_period",
-                    Value::Int(h.grace_period.into()),
+                    "user_data_sha256",
+                    Value::s(sha256_hex(user_data.as_bytes())),
                 ),
-                // How a new template rolls the group (a tag; sent with each refresh).
-                ("deploy", Value::s(svc.deploy.render())),
+                ("security_group_ids", Value::List(vec![Value::r(&sg)])),
+                ("http_tokens", Value::s("required")),
+                ("metadata_hop_limit", Value::Int(1)),
+                ("root_volume", Value::s(ROOT_VOLUME)),
+                ("iam_instance_profile_arn", profile_arn.clone()),
             ]),
-            None,
+            Some(user_data.clone()),
         );
+        let sc = &svc.scaling;
+        let mut group = attrs([
+            ("name", Value::s(format!("{stack}-{name}"))),
+            ("launch_template_id", Value::r(&lt)),
+            ("launch_template_digest", Value::s(&digest[..16])),
+            ("min_size", Value::Int(sc.min.into())),
+            ("max_size", Value::Int(sc.max.into())),
+            ("desired_capacity", Value::Int(sc.desired.into())),
+            ("subnet_ids", Value::List(instance_subnets.clone())),
+            ("target_group_arns", Value::List(vec![Value::r(&tg)])),
+            ("health_check_type", Value::s("ELB")),
+            (
+                "health_check_grace_period",
+                Value::Int(h.grace_period.into()),
+            ),
+            // How a new template rolls the group (a tag; sent with each refresh).
+            ("deploy", Value::s(svc.deploy.render())),
+        ]);
+        // The app build the fleet was rolled to (a tag; `stack rollback` goes back to
+        // the one before). Stacks that ship no app have none.
+        if let Some(key) = build_key(inputs, name) {
+            group.insert("build".into(), Value::s(key));
+        }
+        push(asg.clone(), group, None);
         push(
             service(Kind::ScalingPolicy, name),
             attrs([
@@ -755,6 +763,41 @@ pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
         }
     }
     out
+}
+
+/// The artifact key service `service` installs: the rollback's stored build, else
+/// this machine's build for its architecture.
+pub fn build_key(inputs: &Inputs, service: &str) -> Option<String> {
+    if let Some(key) = inputs.builds.get(service) {
+        return Some(key.clone());
+    }
+    let arch = inputs.archs.get(service).copied().unwrap_or(Arch::X86_64);
+    inputs.artifacts.get(&arch).map(LocalArtifact::key)
+}
+
+/// The SHA-256 in an artifact key (`artifacts/[arm64/]<sha256>/<file>`).
+pub fn sha_of_key(key: &str) -> &str {
+    key.strip_prefix(&artifact_prefix(arch_of_key(key)))
+        .unwrap_or(key)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The build (the app binary's SHA-256) a rendered user data installs: its
+/// `SHA256="…"` line.
+pub fn build_of_user_data(user_data: &str) -> Option<String> {
+    user_data
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SHA256=\""))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A service's launch template for one content digest (`web-stack-web-1f2e3d4c`
+/// style): a new build or configuration is a new template.
+pub fn launch_template_name(stack: &str, service: &str, digest: &str) -> String {
+    format!("{stack}-{service}-{}", &digest[..8])
 }
 
 /// IAM path of the stack's role and profile: discovery lists by this prefix. IAM is
@@ -1000,10 +1043,9 @@ fn template_vars<'a>(
         vars.insert("bucket", b.name.clone());
         vars.insert("artifact_bucket", b.name.clone());
     }
-    let arch = inputs.archs.get(&svc.name).copied().unwrap_or(Arch::X86_64);
-    if let Some(a) = inputs.artifacts.get(&arch) {
-        vars.insert("artifact_key", a.key());
-        vars.insert("artifact_sha256", a.sha256.clone());
+    if let Some(key) = build_key(inputs, &svc.name) {
+        vars.insert("artifact_sha256", sha_of_key(&key).to_string());
+        vars.insert("artifact_key", key);
     }
     vars.insert("stress", svc.stress.to_string());
     if spec.app.is_some() {

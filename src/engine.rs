@@ -49,6 +49,17 @@ pub struct Prepared {
 }
 
 pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<Prepared, Error> {
+    prepare_with(spec, opts, goal, &BTreeMap::new()).await
+}
+
+/// [`prepare`], with stored builds (artifact keys, per service) installed instead of
+/// building the app here: what `stack rollback` applies.
+pub async fn prepare_with(
+    spec: &Spec,
+    opts: &ConnectOptions,
+    goal: Goal,
+    builds: &BTreeMap<String, String>,
+) -> Result<Prepared, Error> {
     let mut opts = opts.clone();
     if let Some(r) = &opts.region
         && !crate::aws::region_is_well_formed(r)
@@ -95,7 +106,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
             // binary of the wrong architecture fails here, before any write.
             let artifacts = async {
                 let mut out = BTreeMap::new();
-                if let Some(app) = &spec.app {
+                if let Some(app) = spec.app.as_ref().filter(|_| builds.is_empty()) {
                     for &arch in &needed {
                         out.insert(arch, crate::artifact::produce(app, arch).await?);
                     }
@@ -116,6 +127,7 @@ pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<P
                 artifacts,
                 archs,
                 instance_profile_arn,
+                builds: builds.clone(),
             };
             desired::build(spec, &inputs)
                 .into_iter()
@@ -370,7 +382,7 @@ fn notes(
                 })
                 .map(|d| {
                     format!(
-                        " ({}, {}–{}% of the group in service, {} s warmup)",
+                        "; {}, {}–{}% of the group in service, {} s warmup, rolls back by itself on failure",
                         if d.min_healthy >= 100 {
                             "launch before terminate"
                         } else {
@@ -382,32 +394,45 @@ fn notes(
                     )
                 })
                 .unwrap_or_default();
-            // Which build goes out, read from the `SHA256=` line of each user data.
+            // Which template and build go out: the build from the `SHA256=` line of
+            // each user data.
             let lt = Address::new(crate::model::Kind::LaunchTemplate, &change.address.name);
+            let new_lt = desired.iter().find(|d| d.address == lt);
             let build = |user_data: Option<&str>| {
-                user_data?
-                    .lines()
-                    .find_map(|l| l.trim().strip_prefix("SHA256=\""))
-                    .map(|v| v.trim_end_matches('"').chars().take(12).collect::<String>())
-                    .filter(|v| !v.is_empty())
+                crate::desired::build_of_user_data(user_data?)
+                    .map(|v| v.chars().take(12).collect::<String>())
             };
             let old_build = build(
                 live.get(&lt)
                     .and_then(|l| l.extra.get("user_data"))
                     .map(String::as_str),
             );
-            let new_build = build(
-                desired
-                    .iter()
-                    .find(|d| d.address == lt)
-                    .and_then(|d| d.payload.as_deref()),
-            );
+            let new_build = build(new_lt.and_then(|d| d.payload.as_deref()));
             let builds = match (old_build, new_build) {
                 (Some(o), Some(n)) if o != n => format!(", build {o}… → {n}…"),
                 _ => String::new(),
             };
+            let old_template = format!(
+                "{} v{}",
+                l.extra
+                    .get("launch_template_name")
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+                l.extra
+                    .get("launch_template_version")
+                    .map(String::as_str)
+                    .unwrap_or("?")
+            );
+            let new_template = format!(
+                "{} v{}",
+                new_lt
+                    .and_then(|d| d.attrs.get("name"))
+                    .and_then(crate::model::Value::as_str)
+                    .unwrap_or("?"),
+                crate::resources::LAUNCH_TEMPLATE_VERSION
+            );
             vec![format!(
-                "rolls its {n} running instance{} onto the new template{how}{builds}",
+                "roll {n} instance{}: launch template {old_template} → {new_template}{builds}{how}",
                 if n == 1 { "" } else { "s" }
             )]
         }

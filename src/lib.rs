@@ -17,6 +17,7 @@
 //! - [`schema`]: the stack file's JSON Schema, derived from the [`spec`] parser types.
 //! - [`render`]: plan and status as text and JSON, progress bars or lines.
 //! - [`lock`]: the per-stack lock in AWS that `up` and `down` hold, and their Ctrl-C handling.
+//! - [`verify`]: after a roll, the new build answering through the load balancer.
 //! - [`cli`]: the commands; `main.rs` only runs them and prints errors.
 
 pub mod apply;
@@ -33,3 +34,4 @@ pub mod resources;
 pub mod schema;
 pub mod spec;
 pub mod status;
+pub mod verify;

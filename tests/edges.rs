@@ -55,7 +55,7 @@ async fn replacing_a_table_that_holds_items_needs_force() {
         "{human}"
     );
     assert!(
-        human.contains("# rolls its 2 running instances onto the new template"),
+        human.contains("# roll 2 instances: launch template directory-web-"),
         "{human}"
     );
     let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
@@ -84,7 +84,8 @@ async fn replacing_a_table_that_holds_items_needs_force() {
     let forced = stack(&aws.url(), &["up", &file, "--yes", "--force"]);
     assert_ok(&forced);
     assert!(
-        text(&forced).contains(", 1 replaced, 0 destroyed"),
+        // The table, and the two templates whose user data names it.
+        text(&forced).contains(", 3 replaced, 0 destroyed"),
         "{}",
         text(&forced)
     );
@@ -120,6 +121,24 @@ async fn names_taken_by_others_are_refused_before_any_write() {
     let aws = Proxy::start(Some(moto.port), &[]).await;
     let conf = sdk(&moto.url()).await;
     let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    // A template's name carries its content digest: the one this file would create.
+    let planned = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    let admin_template = planned["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "launch_template.admin")
+        .and_then(|c| {
+            c["attributes"]
+                .as_array()?
+                .iter()
+                .find(|a| a["name"] == "name")
+        })
+        .and_then(|a| a["after"].as_str())
+        .unwrap()
+        .to_string();
     let vpc = ec2
         .create_vpc()
         .cidr_block("10.99.0.0/16")
@@ -137,7 +156,7 @@ async fn names_taken_by_others_are_refused_before_any_write() {
         .await
         .unwrap();
     ec2.create_launch_template()
-        .launch_template_name("directory-admin")
+        .launch_template_name(&admin_template)
         .launch_template_data(
             aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
                 .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
@@ -153,17 +172,15 @@ async fn names_taken_by_others_are_refused_before_any_write() {
         .send()
         .await
         .unwrap();
-    let w = Workdir::new();
-    let file = w.file(WEB);
 
     let plan = stack(&aws.url(), &["plan", &file]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
     for taken in [
-        "target_group `directory-web`",
-        "launch_template `directory-admin`",
-        "iam_role `directory-us-east-1-instance`",
+        "target_group `directory-web`".to_string(),
+        format!("launch_template `{admin_template}`"),
+        "iam_role `directory-us-east-1-instance`".to_string(),
     ] {
-        assert!(text(&plan).contains(taken), "{taken}: {}", text(&plan));
+        assert!(text(&plan).contains(&taken), "{taken}: {}", text(&plan));
     }
     aws.calls.clear();
     let up = stack(&aws.url(), &["up", &file, "--yes", "--json"]);

@@ -37,6 +37,16 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
+/// The SHA-256 of the running executable: the digest `stack` deploys the build
+/// under, so a deploy can tell through the load balancer which build answers.
+pub fn build_digest() -> String {
+    use sha2::Digest;
+    std::env::current_exe()
+        .and_then(std::fs::read)
+        .map(|bytes| hex::encode(sha2::Sha256::digest(&bytes)))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// Looks up instance metadata at `authority` (`host:port`); never fails, never takes more than ~1 s.
 pub async fn lookup(authority: &str, hostname: String) -> HostInfo {
     match timeout(TOTAL_TIMEOUT, fetch(authority)).await {

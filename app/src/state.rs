@@ -54,6 +54,8 @@ pub struct Inner {
     pub stress: Stress,
     pub auth: WriteAuth,
     pub hostname: String,
+    /// The SHA-256 of this binary, sent as `x-app-build` on every response.
+    pub build: String,
     host_info: OnceCell<HostInfo>,
 }
 
@@ -99,6 +101,7 @@ impl AppState {
             stress: Stress::new(config.stress_enabled),
             auth: WriteAuth::new(&config.write_token, s3, &config.bucket),
             hostname: imds::hostname(),
+            build: imds::build_digest(),
             host_info: OnceCell::new(),
             store,
             config,

@@ -119,6 +119,15 @@ async fn stops_cleanly_on(signal: &str) {
     }
     let r = support::http::get(&format!("{base}/health")).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    // The build it reports is the digest of the file it runs from, as `sha256sum` says.
+    let sum = Command::new("sha256sum").arg(BIN).output().unwrap();
+    let digest = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(digest.len(), 64);
+    assert_eq!(r.header("x-app-build").as_deref(), Some(digest.as_str()));
     // As the load balancer sends it: the id is echoed and carried by the log line.
     let trace = "Root=1-674b1c2d-0123456789abcdef01234567";
     let r = support::http::send(

@@ -7,7 +7,10 @@
 //! group's live number, and `up` must not fight it), and `launch_template_digest` says
 //! which template content the fleet was rolled to.
 
-use super::{Created, Ctx, attr_i64, attr_list, attr_str, changed, scaling_policy};
+use super::roll::{self, TemplateRef};
+use super::{
+    Created, Ctx, attr_i64, attr_list, attr_str, changed, launch_template, scaling_policy,
+};
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
 use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
 use crate::spec::DeploySpec;
@@ -21,6 +24,9 @@ const TAG_DESIRED: &str = "stack:desired-capacity";
 const TAG_DIGEST: &str = "stack:launch-template-digest";
 /// The roll preferences the group was last given (`deploy:` in the file).
 const TAG_DEPLOY: &str = "stack:deploy";
+/// The app build (artifact key) the fleet was rolled to, and the one before it.
+const TAG_BUILD: &str = "stack:build";
+const TAG_PREVIOUS_BUILD: &str = "stack:previous-build";
 
 /// Groups and their scaling policies: one tag-filtered list, one policy list.
 pub async fn discover_with_policies(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
@@ -98,6 +104,7 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
             "deploy".into(),
             Value::s(tag(TAG_DEPLOY).unwrap_or_default()),
         ),
+        ("build".into(), Value::s(tag(TAG_BUILD).unwrap_or_default())),
         (
             "min_size".into(),
             Value::Int(g.min_size().unwrap_or_default().into()),
@@ -132,6 +139,24 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
             "actual_desired_capacity".to_string(),
             g.desired_capacity().unwrap_or_default().to_string(),
         ),
+        (
+            "launch_template_version".to_string(),
+            g.launch_template()
+                .and_then(|l| l.version())
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        (
+            "previous_build".to_string(),
+            tag(TAG_PREVIOUS_BUILD).unwrap_or_default(),
+        ),
+        (
+            "launch_template_name".to_string(),
+            g.launch_template()
+                .and_then(|l| l.launch_template_name())
+                .unwrap_or_default()
+                .to_string(),
+        ),
     ]);
     Live {
         id: g.auto_scaling_group_name().unwrap_or_default().to_string(),
@@ -141,9 +166,13 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
     }
 }
 
-fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Vec<Tag> {
+fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs, previous_build: Option<&str>) -> Vec<Tag> {
     let name = attr_str(attrs, "name");
     let mut pairs = ctx.tags(a);
+    pairs.push((TAG_BUILD.into(), attr_str(attrs, "build").to_string()));
+    if let Some(p) = previous_build {
+        pairs.push((TAG_PREVIOUS_BUILD.into(), p.to_string()));
+    }
     pairs.push((
         TAG_DESIRED.into(),
         attr_i64(attrs, "desired_capacity").to_string(),
@@ -195,7 +224,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .launch_template(
                 LaunchTemplateSpecification::builder()
                     .launch_template_id(attr_str(attrs, "launch_template_id"))
-                    .version("$Default")
+                    .version(launch_template::VERSION)
                     .build(),
             )
             .min_size(attr_i64(attrs, "min_size") as i32)
@@ -205,7 +234,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .set_target_group_arns(Some(attr_list(attrs, "target_group_arns")))
             .health_check_type(attr_str(attrs, "health_check_type"))
             .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
-            .set_tags(Some(tags(ctx, a, attrs)))
+            .set_tags(Some(tags(ctx, a, attrs, None)))
             .send()
             .await
             .ctx("creating", a)
@@ -216,7 +245,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
 }
 
 /// The targets of a target group with their health.
-async fn target_health(
+pub(super) async fn target_health(
     c: &Clients,
     tg: &str,
     a: &Address,
@@ -231,7 +260,7 @@ async fn target_health(
     Ok(h.target_health_descriptions().to_vec())
 }
 
-fn is_healthy(d: &TargetHealthDescription) -> bool {
+pub(super) fn is_healthy(d: &TargetHealthDescription) -> bool {
     d.target_health()
         .and_then(|t| t.state())
         .map(|s| s.as_str())
@@ -399,6 +428,26 @@ pub async fn update(
 ) -> Result<(), Error> {
     let a = &live.address;
     let name = &live.id;
+    let wanted = TemplateRef {
+        id: attr_str(attrs, "launch_template_id").to_string(),
+        version: launch_template::VERSION.to_string(),
+    };
+    // A group whose fleet was rolled before (its digest is recorded) rolls onto a new
+    // template; until the roll succeeds it keeps its current one, at a numbered
+    // version (an older group may name `$Default`): AWS rolls back only to that.
+    let rolls = (changed(changes, "launch_template_digest")
+        || changed(changes, "launch_template_id"))
+        && !attr_str(&live.attrs, "launch_template_digest").is_empty();
+    let current = if rolls {
+        let id = attr_str(&live.attrs, "launch_template_id").to_string();
+        let version = match live.extra.get("launch_template_version") {
+            Some(v) if v.parse::<u64>().is_ok() => v.clone(),
+            _ => launch_template::default_version(ctx, a, &id).await?,
+        };
+        TemplateRef { id, version }
+    } else {
+        wanted.clone()
+    };
     let mut call = ctx
         .c
         .asg
@@ -409,12 +458,7 @@ pub async fn update(
         .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
         .health_check_type(attr_str(attrs, "health_check_type"))
         .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(attr_str(attrs, "launch_template_id"))
-                .version("$Default")
-                .build(),
-        );
+        .launch_template(current.spec());
     if changed(changes, "desired_capacity") {
         call = call.desired_capacity(attr_i64(attrs, "desired_capacity") as i32);
     }
@@ -447,16 +491,13 @@ pub async fn update(
     }
     // The template digest is what the fleet was rolled to: it changes only once the
     // roll succeeded, so a roll that failed or was interrupted stays in the next plan.
-    let rolls = changed(changes, "launch_template_digest")
-        && !attr_str(&live.attrs, "launch_template_digest").is_empty();
     let mut before_roll = attrs.clone();
     if rolls {
-        before_roll.insert(
-            "launch_template_digest".into(),
-            Value::s(attr_str(&live.attrs, "launch_template_digest")),
-        );
+        for pending in ["launch_template_digest", "build"] {
+            before_roll.insert(pending.into(), Value::s(attr_str(&live.attrs, pending)));
+        }
     }
-    set_tags(ctx, a, &before_roll).await?;
+    set_tags(ctx, a, &before_roll, None).await?;
     if rolls {
         let grace = attr_i64(attrs, "health_check_grace_period") as u32;
         let prefs = DeploySpec::parse(attr_str(attrs, "deploy")).unwrap_or(DeploySpec {
@@ -465,17 +506,26 @@ pub async fn update(
             warmup: grace,
             bake: 0,
         });
-        super::roll::roll(ctx, a, name, prefs).await?;
-        set_tags(ctx, a, attrs).await?;
+        roll::roll(ctx, a, name, prefs, &wanted).await?;
+        // The build rolled away from is what `stack rollback` puts back.
+        let old_build = attr_str(&live.attrs, "build");
+        let previous =
+            (!old_build.is_empty() && old_build != attr_str(attrs, "build")).then_some(old_build);
+        set_tags(ctx, a, attrs, previous).await?;
     }
     Ok(())
 }
 
-async fn set_tags(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<(), Error> {
+async fn set_tags(
+    ctx: &Ctx,
+    a: &Address,
+    attrs: &Attrs,
+    previous_build: Option<&str>,
+) -> Result<(), Error> {
     ctx.c
         .asg
         .create_or_update_tags()
-        .set_tags(Some(tags(ctx, a, attrs)))
+        .set_tags(Some(tags(ctx, a, attrs, previous_build)))
         .send()
         .await
         .ctx("tagging", a)

@@ -1,7 +1,11 @@
 //! One launch template per service: AMI, instance type, rendered user data, the
 //! service's security group, the instance profile, IMDSv2 required, ownership tags on
 //! instances and volumes.
-//! A change makes a new version and sets it as the default; the ASG then rolls.
+//! Templates are immutable here: one per build and configuration, named by its digest,
+//! always at version 1. A change is a new template made before the old one goes
+//! (`create_before_destroy`), the group rolls onto it, then the old one is deleted.
+//! Groups pin the numbered version, which AWS needs for auto rollback; and moto cannot
+//! launch from a second version that carries user data.
 
 use super::{
     Created, Ctx, EC2_NOT_YET, absent_ok, attr_i64, attr_list, attr_str, ec2_owned,
@@ -20,7 +24,27 @@ use aws_sdk_ec2::types::{
 use base64::Engine as _;
 use std::collections::BTreeMap;
 
-pub const FORCE_NEW: &[&str] = &["name"];
+/// Every attribute: a template never gets a second version.
+pub const FORCE_NEW: &[&str] = &[
+    "name",
+    "image_id",
+    "instance_type",
+    "user_data_sha256",
+    "security_group_ids",
+    "http_tokens",
+    "root_volume",
+    "metadata_hop_limit",
+    "iam_instance_profile_arn",
+];
+
+/// The only version a template made here has; groups pin it.
+pub const VERSION: &str = "1";
+
+/// A new template can stand beside the old one when its name differs (the content
+/// digest moved); a template whose name stays can only be deleted first.
+pub fn create_before_destroy(live: &Live, wanted: &Attrs) -> bool {
+    attr_str(&live.attrs, "name") != attr_str(wanted, "name")
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut templates = Vec::new();
@@ -262,30 +286,22 @@ pub async fn create(
     Ok((id, Default::default()))
 }
 
-pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs, user_data: &str) -> Result<(), Error> {
-    let a = &live.address;
+/// The default version's number of template `id`: what a group naming `$Default`
+/// runs (groups made before templates were pinned).
+pub async fn default_version(ctx: &Ctx, a: &Address, id: &str) -> Result<String, Error> {
     let r = ctx
         .c
         .ec2
-        .create_launch_template_version()
-        .launch_template_id(&live.id)
-        .launch_template_data(data(ctx, a, attrs, user_data))
+        .describe_launch_templates()
+        .launch_template_ids(id)
         .send()
         .await
-        .ctx("adding a version to", a)?;
-    let version = r
-        .launch_template_version()
-        .and_then(|v| v.version_number())
-        .unwrap_or_default();
-    ctx.c
-        .ec2
-        .modify_launch_template()
-        .launch_template_id(&live.id)
-        .default_version(version.to_string())
-        .send()
-        .await
-        .ctx("setting the default version of", a)?;
-    Ok(())
+        .ctx("reading the launch template of", a)?;
+    Ok(r.launch_templates()
+        .first()
+        .and_then(|t| t.default_version_number())
+        .unwrap_or(1)
+        .to_string())
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {

@@ -7,6 +7,7 @@ mod asg;
 pub use asg::{health_warnings, wait_all_healthy};
 mod bucket;
 pub use bucket::{access_log_prefix, lifecycle_summary};
+pub use launch_template::VERSION as LAUNCH_TEMPLATE_VERSION;
 pub use load_balancer::ACCESS_LOG_PREFIX;
 pub mod conflicts;
 mod elbv2;
@@ -133,6 +134,7 @@ pub fn create_before_destroy(
 ) -> bool {
     match kind {
         Kind::Subnet => subnet::create_before_destroy(live, wanted, all),
+        Kind::LaunchTemplate => launch_template::create_before_destroy(live, wanted),
         // Names unique per account or VPC (target groups, groups, templates, tables,
         // buckets, roles) cannot exist twice; the rest is held by nothing that could
         // move over.
@@ -146,7 +148,6 @@ pub fn create_before_destroy(
         | Kind::ListenerRule
         | Kind::Role
         | Kind::InstanceProfile
-        | Kind::LaunchTemplate
         | Kind::AutoScalingGroup
         | Kind::ScalingPolicy
         | Kind::Table
@@ -283,9 +284,11 @@ pub async fn update(
         Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
         Kind::Role => iam_role::update(ctx, live, attrs, changed).await,
         Kind::InstanceProfile => instance_profile::update(ctx, live, attrs, changed).await,
-        Kind::LaunchTemplate => {
-            launch_template::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
-        }
+        // Every attribute forces a new template: the differ never plans an update.
+        Kind::LaunchTemplate => Err(Error::Refused {
+            resource: live.address.to_string(),
+            reason: "launch templates are replaced, never updated in place".into(),
+        }),
         Kind::AutoScalingGroup => asg::update(ctx, live, attrs, changed).await,
         Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
             .await

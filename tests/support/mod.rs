@@ -330,14 +330,34 @@ pub fn s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
-/// What a launch template's default version holds, as EC2 reports it.
+/// The launch template a group launches from now: `<stack>-<service>-<digest>`, for
+/// `prefix` `<stack>-<service>` (a template is made per build).
+pub async fn template_name(conf: &aws_config::SdkConfig, prefix: &str) -> String {
+    let g = aws_sdk_autoscaling::Client::new(conf)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(prefix)
+        .send()
+        .await
+        .unwrap();
+    let name = g.auto_scaling_groups()[0]
+        .launch_template()
+        .and_then(|t| t.launch_template_name())
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with(&format!("{prefix}-")), "{name}");
+    name
+}
+
+/// What the launch template of group `group` (`<stack>-<service>`) holds, as EC2
+/// reports it.
 pub async fn template_data(
     conf: &aws_config::SdkConfig,
-    name: &str,
+    group: &str,
 ) -> aws_sdk_ec2::types::ResponseLaunchTemplateData {
+    let name = template_name(conf, group).await;
     let v = aws_sdk_ec2::Client::new(conf)
         .describe_launch_template_versions()
-        .launch_template_name(name)
+        .launch_template_name(&name)
         .versions("$Default")
         .send()
         .await

@@ -281,6 +281,8 @@ struct State {
     refresh_starts: Vec<String>,
     refresh_seen: HashMap<String, usize>,
     older_refresh: Option<bool>,
+    /// Each group's launch template version, as the last Create/Update sent it.
+    group_versions: HashMap<String, String>,
 }
 
 impl State {
@@ -957,8 +959,53 @@ fn refresh(
         )
     };
     match action {
+        "CreateAutoScalingGroup" | "UpdateAutoScalingGroup" => {
+            let version = param("LaunchTemplate.Version");
+            if !version.is_empty() {
+                st.group_versions.insert(
+                    param("AutoScalingGroupName"),
+                    super::percent_decode(&version),
+                );
+            }
+            None
+        }
         "StartInstanceRefresh" => {
             st.inject("refresh");
+            // AWS: "The AutoRollback parameter cannot be set to true when the
+            // DesiredConfiguration parameter is empty", and a rollback needs the group
+            // and the desired configuration on numbered versions (not $Default/$Latest).
+            if param("Preferences.AutoRollback") == "true" {
+                let numbered = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                let desired =
+                    super::percent_decode(&param("DesiredConfiguration.LaunchTemplate.Version"));
+                let group = st
+                    .group_versions
+                    .get(&param("AutoScalingGroupName"))
+                    .cloned()
+                    .unwrap_or_default();
+                let refusal = if param("DesiredConfiguration.LaunchTemplate.LaunchTemplateId")
+                    .is_empty()
+                {
+                    Some(
+                        "The AutoRollback parameter cannot be set to true when the DesiredConfiguration parameter is empty.",
+                    )
+                } else if !numbered(&desired) || !numbered(&group) {
+                    Some(
+                        "AutoRollback requires the group and the desired configuration to use a specific launch template version, not $Default or $Latest.",
+                    )
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
+                    return Some(aws_error(
+                        "autoscaling",
+                        400,
+                        "ValidationError",
+                        message,
+                        head_only,
+                    ));
+                }
+            }
             let errors_left = script
                 .start_errors
                 .len()

@@ -69,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Which build answered: the SHA-256 of the binary, on every response (what `stack
+/// up` reads through the load balancer after a deploy).
+pub const BUILD_HEADER: &str = "x-app-build";
+
 /// Records `http_requests_total` and the latency histogram, and writes the access log
 /// line; everything logged while the request runs carries its `request_id`, which the
 /// response echoes in `x-request-id`.
@@ -115,6 +119,9 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     });
     if let Ok(v) = header::HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(logging::REQUEST_ID_HEADER, v);
+    }
+    if let Ok(v) = header::HeaderValue::from_str(&state.build) {
+        resp.headers_mut().insert(BUILD_HEADER, v);
     }
     resp
 }

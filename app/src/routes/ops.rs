@@ -91,6 +91,7 @@ pub async fn info(
             "availability_zone": host.availability_zone,
             "metadata_source": host.source,
             "version": env!("CARGO_PKG_VERSION"),
+            "build": state.build,
             "cache": {
                 "ttl_secs": cache.ttl().as_secs(),
                 "hits": cache.stats.hits.get(),
@@ -108,6 +109,7 @@ pub async fn info(
         ("Availability zone", host.availability_zone.clone()),
         ("Metadata source", host.source.to_owned()),
         ("App version", env!("CARGO_PKG_VERSION").to_owned()),
+        ("Build (SHA-256)", state.build.clone()),
         ("Cache TTL", format!("{} s", cache.ttl().as_secs())),
         (
             "Cache hits / misses",
