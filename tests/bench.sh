@@ -59,3 +59,7 @@ for target in web 1 5 20; do
   run "down" "$file" down --yes
   kill $MOTO_PID; wait $MOTO_PID 2>/dev/null || true
 done
+
+# The deploy benchmark (a new build to a 5-service stack through the proxy at 50 ms
+# per call, with scripted 4 s instance refreshes): the engine's time on top of AWS's.
+MOTO_SERVER="$MOTO" cargo nextest run --test bench_deploy --no-capture 2>&1 | sed -n '/^deploy benchmark/,/engine on top/p'

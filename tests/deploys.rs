@@ -53,6 +53,7 @@ async fn a_roll_launches_before_it_terminates_and_up_waits_for_it() {
             state("InProgress", 50, ""),
             state("Successful", 100, ""),
         ],
+        ..Default::default()
     })
     .await;
     assert_ok(&up);
@@ -108,6 +109,7 @@ async fn a_failed_roll_fails_up_with_the_reason_and_stays_pending() {
                 "Instances failed to pass health checks",
             ),
         ],
+        ..Default::default()
     })
     .await;
     assert_eq!(up.status.code(), Some(1), "{}", text(&up));
@@ -125,6 +127,7 @@ async fn a_refresh_already_running_is_cancelled_then_ours_starts() {
     let (_moto, aws, w, up) = deploy(RefreshScript {
         start_errors: vec!["InstanceRefreshInProgress".into()],
         states: vec![state("Successful", 100, "")],
+        ..Default::default()
     })
     .await;
     assert_ok(&up);
@@ -138,6 +141,7 @@ async fn access_denied_on_start_records_nothing_as_done() {
     let (_moto, aws, w, up) = deploy(RefreshScript {
         start_errors: vec!["AccessDenied".into(), "AccessDenied".into()],
         states: vec![state("Successful", 100, "")],
+        ..Default::default()
     })
     .await;
     assert_eq!(up.status.code(), Some(1), "{}", text(&up));
@@ -200,6 +204,7 @@ async fn deploy_keys_tune_the_roll() {
             refresh: Some(RefreshScript {
                 start_errors: vec![],
                 states: vec![state("Successful", 100, "")],
+                ..Default::default()
             }),
             ..Faults::real()
         },

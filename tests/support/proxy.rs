@@ -82,6 +82,9 @@ pub struct RefreshScript {
     /// What successive describes of a started refresh read: (status, percentage
     /// complete, status reason); the last one stays.
     pub states: Vec<(String, u32, String)>,
+    /// Instead of `states`: each refresh is `InProgress` for this long after its
+    /// start (the percentage following the clock), then `Successful`.
+    pub duration: Option<Duration>,
 }
 
 /// How long deleted load balancer interfaces linger.
@@ -280,6 +283,7 @@ struct State {
     /// older refresh an `InstanceRefreshInProgress` left (cancelled or not).
     refresh_starts: Vec<String>,
     refresh_seen: HashMap<String, usize>,
+    refresh_started: HashMap<String, Instant>,
     older_refresh: Option<bool>,
     /// Each group's launch template version, as the last Create/Update sent it.
     group_versions: HashMap<String, String>,
@@ -1028,6 +1032,7 @@ fn refresh(
             st.refresh_starts.push(body.to_string());
             let id = format!("refresh-{}", st.refresh_starts.len());
             st.refresh_seen.insert(id.clone(), 0);
+            st.refresh_started.insert(id.clone(), Instant::now());
             Some(ok(
                 "StartInstanceRefresh",
                 format!("<InstanceRefreshId>{id}</InstanceRefreshId>"),
@@ -1043,13 +1048,22 @@ fn refresh(
         "DescribeInstanceRefreshes" => {
             let group = param("AutoScalingGroupName");
             let id = param("InstanceRefreshIds.member.1");
+            let started = st.refresh_started.get(&id).copied();
             let members = if let Some(seen) = st.refresh_seen.get_mut(&id) {
-                let (status, pct, reason) = script
-                    .states
-                    .get(*seen)
-                    .or(script.states.last())
-                    .cloned()
-                    .unwrap_or(("Successful".into(), 100, String::new()));
+                let (status, pct, reason) = match (script.duration, started) {
+                    (Some(d), Some(t)) if t.elapsed() < d => (
+                        "InProgress".to_string(),
+                        (100.0 * t.elapsed().as_secs_f64() / d.as_secs_f64()) as u32,
+                        String::new(),
+                    ),
+                    (Some(_), _) => ("Successful".into(), 100, String::new()),
+                    (None, _) => script
+                        .states
+                        .get(*seen)
+                        .or(script.states.last())
+                        .cloned()
+                        .unwrap_or(("Successful".into(), 100, String::new())),
+                };
                 *seen += 1;
                 member(&id, &group, &status, pct, &reason)
             } else {
