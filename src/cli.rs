@@ -44,6 +44,8 @@ struct AwsArgs {
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint_url: Option<String>,
     /// Use the local emulator at http://localhost:4566 with test credentials unless set.
+    /// `up`, `down` and `status` also run, stop and show the stack on this machine
+    /// (instances as processes behind HAProxy; see `stack up --help`).
     #[arg(long)]
     local: bool,
     /// Print the AWS API calls made, per service and operation, on stderr at the end.
@@ -207,6 +209,13 @@ enum Command {
     },
     /// Print the stack file's JSON Schema (for editors; kept in schema/stack.schema.json).
     Schema,
+    /// Runs a stack's local data plane until SIGTERM (started by `up --local`).
+    #[command(hide = true)]
+    LocalSupervise {
+        file: PathBuf,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
     /// Print shell completions.
     Completions {
         /// The shell to complete for.
@@ -294,7 +303,8 @@ impl Command {
             | Command::Down { aws, .. }
             | Command::Outputs { aws, .. }
             | Command::Token { aws, .. }
-            | Command::Status { aws, .. } => Some(aws),
+            | Command::Status { aws, .. }
+            | Command::LocalSupervise { aws, .. } => Some(aws),
             Command::Validate { .. }
             | Command::Build { .. }
             | Command::Schema
@@ -548,7 +558,7 @@ async fn run(cli: Cli) -> u8 {
                 None => Ok(()),
             };
             let opts = connect_options(&aws);
-            apply_locked(
+            let code = apply_locked(
                 &spec,
                 &opts,
                 Goal::Converge,
@@ -557,7 +567,11 @@ async fn run(cli: Cli) -> u8 {
                 &BTreeMap::new(),
                 &check,
             )
-            .await
+            .await;
+            if code != 0 || !aws.local {
+                return code;
+            }
+            serve_locally(&spec, &opts, &settings).await
         }
         Command::Down {
             file,
@@ -582,6 +596,11 @@ async fn run(cli: Cli) -> u8 {
                 app_url: None,
             };
             let opts = connect_options(&aws);
+            if aws.local
+                && let Err(e) = crate::local::stop(&spec.stack, &|m| eprintln!("stack: {m}")).await
+            {
+                return out.fail(&e);
+            }
             apply_locked(
                 &spec,
                 &opts,
@@ -697,12 +716,35 @@ async fn run(cli: Cli) -> u8 {
                 Ok(s) => s,
                 Err(e) => return out.fail(&e),
             };
+            let local = aws.local.then(|| crate::local::read_state(&spec.stack));
             if json {
-                print_json(&render::status_json(&status));
+                let mut doc = render::status_json(&status);
+                if let Some(l) = &local {
+                    doc["local"] = serde_json::to_value(l).unwrap_or_default();
+                }
+                print_json(&doc);
             } else {
                 print!("{}", render::status_text(&status, Style::detect()));
+                if let Some(l) = &local {
+                    print!("{}", local_status_text(&spec.stack, l.as_ref()));
+                }
             }
             0
+        }
+        Command::LocalSupervise { file, aws } => {
+            let out = Out { json: false };
+            let spec = match out.load(&file) {
+                Ok(s) => s,
+                Err(c) => return c,
+            };
+            let clients = match aws::Clients::connect(&connect_options(&aws)).await {
+                Ok(c) => c,
+                Err(e) => return out.fail(&e),
+            };
+            match crate::local::supervise(&spec, &clients).await {
+                Ok(()) => 0,
+                Err(e) => out.fail(&e),
+            }
         }
         Command::Schema => {
             // A closed pipe (`| head`) is not an error worth reporting.
@@ -1101,6 +1143,83 @@ async fn apply_plan(
     } else {
         1
     }
+}
+
+/// `up --local`, after the apply: the local data plane serves the stack, and the user
+/// is told where. Only ever against an emulator on this machine.
+async fn serve_locally(spec: &Spec, opts: &ConnectOptions, s: &Settings) -> u8 {
+    let out = Out { json: s.json };
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| aws::LOCAL_ENDPOINT.to_string());
+    if !aws::is_loopback(&endpoint) {
+        return out.fail(&Error::Config(format!(
+            "`--local` serves the stack on this machine from a local emulator; {endpoint} is not one"
+        )));
+    }
+    let say = |m: String| {
+        if !s.json {
+            eprintln!("stack: {m}");
+        }
+    };
+    match crate::local::start(spec, &endpoint, s.ready_timeout, &say).await {
+        Ok(urls) => {
+            if !s.json {
+                println!();
+                for u in urls {
+                    println!(
+                        "Serving locally at {u} (HAProxy; `stack status --local` shows the instances, `stack down --local` stops them)"
+                    );
+                }
+            }
+            0
+        }
+        Err(e) => out.fail(&e),
+    }
+}
+
+/// `status --local`: the local processes, HAProxy's view of each, the groups' sizes.
+fn local_status_text(stack: &str, state: Option<&crate::local::State>) -> String {
+    let Some(st) = state else {
+        return format!(
+            "\nLocal data plane: not running (`stack up --local` starts it; files under {})\n",
+            crate::local::dir(stack).display()
+        );
+    };
+    let mut out = format!(
+        "\nLocal data plane (supervisor pid {}): {}\n",
+        st.supervisor_pid,
+        st.urls.join(" ")
+    );
+    for g in &st.groups {
+        out.push_str(&format!(
+            "  {}: desired {} (min {}, max {}), average CPU {:.0}% against a target of {:.0}%\n",
+            g.name, g.desired, g.min, g.max, g.average_cpu, g.cpu_target
+        ));
+    }
+    for i in &st.instances {
+        let haproxy = st
+            .backends
+            .values()
+            .find_map(|b| b.get(&i.id))
+            .map(String::as_str)
+            .unwrap_or("-");
+        out.push_str(&format!(
+            "  {} {:<6} {} 127.0.0.1:{} pid {} {:<8} HAProxy {haproxy}, CPU {:.0}%\n",
+            i.id,
+            i.service,
+            i.zone,
+            i.port,
+            i.pid.map_or("-".to_string(), |p| p.to_string()),
+            i.state,
+            i.cpu
+        ));
+    }
+    if let Some(p) = &st.problem {
+        out.push_str(&format!("  last problem: {p}\n"));
+    }
+    out
 }
 
 /// `stack rollback`: per service to roll back, the build it ran before its last roll

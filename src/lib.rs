@@ -16,6 +16,7 @@
 //! - [`status`]: `stack status`, the live summary of a stack (read-only).
 //! - [`schema`]: the stack file's JSON Schema, derived from the [`spec`] parser types.
 //! - [`render`]: plan and status as text and JSON, progress bars or lines.
+//! - [`local`]: `up --local`: instances as processes behind HAProxy, target tracking.
 //! - [`lock`]: the per-stack lock in AWS that `up` and `down` hold, and their Ctrl-C handling.
 //! - [`verify`]: after a roll, the new build answering through the load balancer.
 //! - [`cli`]: the commands; `main.rs` only runs them and prints errors.
@@ -26,6 +27,7 @@ pub mod aws;
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod local;
 pub mod lock;
 pub mod model;
 pub mod plan;

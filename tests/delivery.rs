@@ -125,7 +125,7 @@ impl Sandbox {
 
     /// Runs the user data as cloud-init would: bash, as the only argument.
     fn boot(&self, script: &Path, aws_cli: &Path) -> std::process::Output {
-        let stub_dir = root().join("tests/fixtures/boot");
+        let stub_dir = root().join("localstack/instance");
         let path = std::env::join_paths(
             [stub_dir, aws_cli.parent().unwrap().to_path_buf()]
                 .into_iter()

@@ -10,6 +10,8 @@ export MOTO_SERVER="$(localstack/moto.sh path)"
 # The boot test runs user data with the AWS CLI, and builds the app with cargo-zigbuild.
 localstack/moto.sh aws >/dev/null
 app/toolchain.sh install
+# `up --local` (tests/local.rs) serves the stack with HAProxy from the OS packages.
+localstack/haproxy.sh install
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -6,7 +6,7 @@ pub mod calls;
 pub mod probe;
 pub mod retry;
 
-pub use retry::{Patience, retry_codes, retry_when, wait_for};
+pub use retry::{Patience, retry_codes, retry_when, scale, wait_for};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
