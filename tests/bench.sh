@@ -63,3 +63,7 @@ done
 # The deploy benchmark (a new build to a 5-service stack through the proxy at 50 ms
 # per call, with scripted 4 s instance refreshes): the engine's time on top of AWS's.
 MOTO_SERVER="$MOTO" cargo nextest run --test bench_deploy --no-capture 2>&1 | sed -n '/^deploy benchmark/,/engine on top/p'
+
+# The local load balancer (`up --local`): req/s and p50/p99 through HAProxy to 2 and
+# 4 local instances beside one instance hit directly.
+MOTO_SERVER="$MOTO" cargo nextest run --test bench_local --no-capture 2>&1 | sed -n '/^local load balancer benchmark/,/HAProxy → 4 instances *\/info/p'

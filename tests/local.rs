@@ -5,129 +5,29 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use support::local::*;
 use support::*;
 
 const WEB: &str = "stacks/web.yaml";
-
-/// One HTTP/1.1 exchange on loopback: (status, head, body).
-fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut s = std::net::TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
-fn local_state(endpoint: &str, file: &str, env: &[(&str, String)]) -> serde_json::Value {
-    let mut c = stack_command(endpoint, &["status", file, "--local", "--json"]);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    json(&c.output().unwrap())["local"].clone()
-}
-
-/// Waits up to `secs` for `cond` on the local state; panics with the last state.
-fn wait_state(
-    what: &str,
-    secs: u64,
-    mut read: impl FnMut() -> serde_json::Value,
-    cond: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = read();
-        if cond(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {secs}s: {s:#}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn running(s: &serde_json::Value, service: &str) -> Vec<String> {
-    s["instances"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|i| i["service"] == service && i["state"] == "running")
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn up_local_serves_round_robin_path_rules_data_failover_and_scaling() {
     let moto = Moto::start();
     let w = Workdir::new();
-    w.use_real_app();
+    let local = LocalRun::new(&moto, &w);
     // The demo's stress switch on for web, and a target its stress run crosses.
     w.edit(
         WEB,
         "    scaling: { min: 2, max: 6, desired: 2, cpu_target: 50 }",
         "    scaling: { min: 2, max: 4, desired: 2, cpu_target: 20 }\n    stress: true",
     );
-    let file = w.file(WEB);
-    let http_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let aws_cli = std::process::Command::new(root().join("localstack/moto.sh"))
-        .arg("aws")
-        .output()
-        .unwrap();
-    let aws_dir = std::path::PathBuf::from(String::from_utf8_lossy(&aws_cli.stdout).trim())
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = std::env::join_paths(
-        std::iter::once(aws_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
-    )
-    .unwrap();
-    let env: Vec<(&str, String)> = vec![
-        ("STACK_LOCAL_DIR", w.file("local")),
-        ("STACK_LOCAL_PORT_OFFSET", (http_port - 80).to_string()),
-        ("PATH", path.to_string_lossy().into_owned()),
-    ];
-    let run = |args: &[&str]| {
-        let mut c = stack_command(&moto.url(), args);
-        for (k, v) in &env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
-    };
-    let state = || local_state(&moto.url(), &file, &env);
-
+    let file = local.file.clone();
+    let http_port = local.http_port;
+    let run = |args: &[&str]| local.run(args);
+    let state = || local.state();
     let up = run(&["up", &file, "--yes", "--local", "--ready-timeout", "240"]);
     assert_ok(&up);
-    let base = format!("http://127.0.0.1:{http_port}");
+    let base = local.base();
     assert!(
         text(&up).contains(&format!("Serving locally at {base}/")),
         "{}",
@@ -219,7 +119,7 @@ async fn up_local_serves_round_robin_path_rules_data_failover_and_scaling() {
         assert_eq!(code, 200, "served while {} is dead: {body}", web[0]);
         assert!(!body.contains(&web[0]), "{body}");
     }
-    let s = wait_state("the dead instance replaced", 120, &state, |s| {
+    let s = local.wait_for("the dead instance replaced", 120, |s| {
         let r = running(s, "web");
         r.len() == 2 && !r.contains(&web[0])
     });
@@ -229,9 +129,7 @@ async fn up_local_serves_round_robin_path_rules_data_failover_and_scaling() {
     // and shrinks back (draining first) once the stress ends.
     let (code, _, body) = http("POST", &format!("{base}/info/stress?seconds=8"), &[], "");
     assert!(code == 200 || code == 202, "{code} {body}");
-    let s = wait_state("web scaled out", 120, &state, |s| {
-        running(s, "web").len() >= 3
-    });
+    let s = local.wait_for("web scaled out", 120, |s| running(s, "web").len() >= 3);
     assert!(
         s["groups"]
             .as_array()
@@ -240,7 +138,7 @@ async fn up_local_serves_round_robin_path_rules_data_failover_and_scaling() {
             .any(|g| g["service"] == "web" && g["desired"].as_i64() >= Some(3)),
         "{s:#}"
     );
-    wait_state("web scaled back in", 180, &state, |s| {
+    local.wait_for("web scaled back in", 180, |s| {
         running(s, "web").len() == 2
             && s["groups"]
                 .as_array()
@@ -248,7 +146,38 @@ async fn up_local_serves_round_robin_path_rules_data_failover_and_scaling() {
                 .iter()
                 .any(|g| g["service"] == "web" && g["desired"] == 2)
     });
-    let _ = web;
+
+    // A new build rolls the local instances as on AWS (the engine's own roll here),
+    // and `up` sees it answer through HAProxy: the build check runs for real.
+    let built = json(&run(&["build", &file, "--json"]));
+    let mut next = std::fs::read(built["path"].as_str().unwrap()).unwrap();
+    next.extend_from_slice(b"\0another build"); // trailing bytes: same program, new digest
+    std::fs::write(w.path("bin/next-app"), &next).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&next))
+    };
+    let app_line = std::fs::read_to_string(w.path(WEB))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("app:"))
+        .unwrap()
+        .to_string();
+    w.edit(WEB, &app_line, "app: { artifact: ../bin/next-app }");
+    let up = run(&["up", &file, "--yes", "--local", "--app-url", &base]);
+    assert_ok(&up);
+    assert!(
+        text(&up).contains(&format!("came from build {}", &sha[..12])),
+        "{}",
+        text(&up)
+    );
+    let s = local.state();
+    let now = running(&s, "web");
+    assert_eq!(now.len(), 2, "{s:#}");
+    assert!(
+        now.iter().all(|i| !web.contains(i)),
+        "rolled: {web:?} → {now:?}"
+    );
 
     // Down stops everything it started: no process, no port.
     let ports: Vec<u16> = state()["instances"]

@@ -35,7 +35,7 @@ fn moto_server_path() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -304,6 +304,8 @@ impl Workdir {
     }
 }
 
+#[allow(dead_code)]
+pub mod local;
 pub mod proxy;
 pub mod real_aws;
 #[allow(unused_imports)]
