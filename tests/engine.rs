@@ -421,3 +421,76 @@ async fn up_without_a_terminal_or_yes_refuses() {
     assert!(text(&up).contains("without --yes"), "{}", text(&up));
     assert!(tagged(&moto.url(), "directory").await.is_empty());
 }
+
+/// Resources deleted behind the tool's back (an Auto Scaling group, a listener rule)
+/// are found missing by the next plan, which proposes exactly their re-creation; `up`
+/// converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_deleted_out_of_band_are_planned_again_and_nothing_else() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file("stacks/web.yaml");
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    let conf = sdk(&moto.url()).await;
+    aws_sdk_autoscaling::Client::new(&conf)
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name("directory-admin")
+        .force_delete(true)
+        .send()
+        .await
+        .unwrap();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&conf);
+    let lbs = elb
+        .describe_load_balancers()
+        .names("directory-alb")
+        .send()
+        .await
+        .unwrap();
+    let lb = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .unwrap();
+    for l in listeners.listeners() {
+        let rules = elb
+            .describe_rules()
+            .listener_arn(l.listener_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for r in rules.rules().iter().filter(|r| r.is_default() != Some(true)) {
+            elb.delete_rule()
+                .rule_arn(r.rule_arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let plan = json(&stack(&aws.url(), &["plan", &file, "--json"]));
+    let mut changes: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_string(),
+                c["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            ("autoscaling_group.admin".to_string(), "create".to_string()),
+            ("listener_rule.admin".to_string(), "create".to_string()),
+            ("scaling_policy.admin".to_string(), "create".to_string()),
+        ],
+        "{plan:#}"
+    );
+    assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
+    assert_converged(&aws.url(), &file);
+}

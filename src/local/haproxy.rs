@@ -59,7 +59,8 @@ pub fn config(dir: &Path, frontends: &[Frontend], backends: &[Backend]) -> Strin
          defaults\n    mode http\n    option httplog\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
          \x20   # A request to an instance that just died goes to another one, as an ALB\n\
          \x20   # stops routing to a target that refuses connections.\n\
-         \x20   option redispatch\n    retries 2\n",
+         \x20   # A reused connection to it fails with an empty or junk answer: try again.\n\
+         \x20   option redispatch\n    retries 2\n    retry-on conn-failure empty-response junk-response\n",
         dir.join("haproxy.sock").display(),
         dir.join("haproxy.pid").display()
     );
