@@ -461,7 +461,11 @@ async fn resources_deleted_out_of_band_are_planned_again_and_nothing_else() {
             .send()
             .await
             .unwrap();
-        for r in rules.rules().iter().filter(|r| r.is_default() != Some(true)) {
+        for r in rules
+            .rules()
+            .iter()
+            .filter(|r| r.is_default() != Some(true))
+        {
             elb.delete_rule()
                 .rule_arn(r.rule_arn().unwrap())
                 .send()
