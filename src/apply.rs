@@ -3,12 +3,15 @@
 //! failed step are skipped; after an interrupt no new step starts. Destroy edges are
 //! the apply edges reversed, read from what live resources refer to.
 //!
-//! The engine never prints: it reports [`Event`]s to an [`Observer`].
+//! The engine never prints: it reports [`Event`]s to an [`Observer`]. It never calls
+//! AWS itself either: each step goes to a [`Provider`] (AWS's is
+//! [`resources::Ctx`]), so the scheduler is tested with an in-memory one.
 
 use crate::aws::Error;
-use crate::model::{Address, Desired, Kind, Live};
+use crate::model::{Address, Attrs, Desired, Kind, Live};
 use crate::plan::{Action, Plan, deposed, is_reference_attr, resolve};
 use crate::resources::{self, Ctx};
+use futures_util::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,6 +89,50 @@ impl Interrupt {
     }
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What the executor asks of the world, one resource at a time.
+pub trait Provider: Clone + Send + Sync + 'static {
+    /// Called once before the first step, with the plan and the live resources.
+    fn prepare(&mut self, _plan: &Plan, _live: &BTreeMap<Address, Live>) {}
+    /// Creates a resource from its resolved attributes; returns it as it now stands.
+    fn create<'a>(&'a self, d: &'a Desired, attrs: &'a Attrs)
+    -> BoxFuture<'a, Result<Live, Error>>;
+    /// Changes the `changed` attributes of `live` in place.
+    fn update<'a>(
+        &'a self,
+        d: &'a Desired,
+        live: &'a Live,
+        attrs: &'a Attrs,
+        changed: &'a [String],
+    ) -> BoxFuture<'a, Result<(), Error>>;
+    fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+/// AWS, through each kind's own file.
+impl Provider for Ctx {
+    fn prepare(&mut self, plan: &Plan, live: &BTreeMap<Address, Live>) {
+        self.shared = Arc::new(resources::Shared::for_plan(plan, live));
+    }
+    fn create<'a>(
+        &'a self,
+        d: &'a Desired,
+        attrs: &'a Attrs,
+    ) -> BoxFuture<'a, Result<Live, Error>> {
+        Box::pin(resources::create(self, d, attrs))
+    }
+    fn update<'a>(
+        &'a self,
+        d: &'a Desired,
+        live: &'a Live,
+        attrs: &'a Attrs,
+        changed: &'a [String],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(resources::update(self, d, live, attrs, changed))
+    }
+    fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(resources::delete(self, live))
     }
 }
 
@@ -333,8 +380,8 @@ fn collect_strs(v: &crate::model::Value, out: &mut Vec<String>) {
 
 /// Runs the plan. `desired` holds every resource of the stack file (unchanged ones
 /// too: their ids resolve references); `live` is what discovery found.
-pub async fn execute(
-    ctx: Ctx,
+pub async fn execute<P: Provider>(
+    provider: P,
     plan: &Plan,
     desired: Vec<Desired>,
     live: BTreeMap<Address, Live>,
@@ -356,8 +403,8 @@ pub async fn execute(
         }
     }
     let mut waits = graph(plan, &desired, &live);
-    let mut ctx = ctx;
-    ctx.shared = Arc::new(resources::Shared::for_plan(plan, &live));
+    let mut provider = provider;
+    provider.prepare(plan, &live);
     let changes: BTreeMap<Address, &crate::plan::Change> = plan
         .changes
         .iter()
@@ -389,7 +436,7 @@ pub async fn execute(
                     address: step.address.clone(),
                     op: step.op,
                 });
-                let ctx = ctx.clone();
+                let provider = provider.clone();
                 let state = state.clone();
                 let d = desired.get(&step.address).cloned();
                 let changed: Vec<String> = changes
@@ -398,7 +445,7 @@ pub async fn execute(
                     .unwrap_or_default();
                 running.spawn(async move {
                     let start = Instant::now();
-                    let r = run_step(&ctx, &step, d.as_ref(), &changed, &state).await;
+                    let r = run_step(&provider, &step, d.as_ref(), &changed, &state).await;
                     (step, r, start.elapsed())
                 });
             }
@@ -489,8 +536,8 @@ fn skip_dependents(
     }
 }
 
-async fn run_step(
-    ctx: &Ctx,
+async fn run_step<P: Provider>(
+    provider: &P,
     step: &Step,
     desired: Option<&Desired>,
     changed: &[String],
@@ -504,7 +551,7 @@ async fn run_step(
                 .get(&step.address)
                 .cloned();
             if let Some(live) = live {
-                resources::delete(ctx, &live).await?;
+                provider.delete(&live).await?;
                 state.lock().expect("state lock").remove(&step.address);
             }
             Ok(())
@@ -525,7 +572,7 @@ async fn run_step(
                 )));
             }
             if step.op == Op::Create {
-                let created = resources::create(ctx, d, &attrs).await?;
+                let created = provider.create(d, &attrs).await?;
                 state
                     .lock()
                     .expect("state lock")
@@ -538,7 +585,7 @@ async fn run_step(
                     .cloned();
                 let live = live
                     .ok_or_else(|| Error::Config(format!("{}: no longer exists", step.address)))?;
-                resources::update(ctx, d, &live, &attrs, changed).await?;
+                provider.update(d, &live, &attrs, changed).await?;
                 let mut s = state.lock().expect("state lock");
                 if let Some(l) = s.get_mut(&step.address) {
                     l.attrs = attrs;
@@ -638,5 +685,217 @@ mod tests {
         assert!(delete_old.contains(&step(&sub, Op::Create)));
         assert!(delete_old.contains(&step(&lb, Op::Update)));
         assert!(!g.contains_key(&step(&sub, Op::Delete)));
+    }
+
+    /// An in-memory provider: logs when each step starts and ends, fails the
+    /// addresses it is told to, holds each step for `delay`, and can raise an
+    /// interrupt from inside a step (as Ctrl-C during a call does).
+    #[derive(Clone, Default)]
+    struct Memory {
+        log: Arc<Mutex<Vec<(String, &'static str)>>>,
+        fail: Arc<BTreeSet<Address>>,
+        in_flight: Arc<std::sync::atomic::AtomicUsize>,
+        max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+        delay: Duration,
+        interrupt_during: Option<(Address, Interrupt)>,
+    }
+
+    impl Memory {
+        async fn step(&self, what: String, a: &Address) -> Result<(), Error> {
+            let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+            self.log.lock().unwrap().push((what.clone(), "start"));
+            if let Some((at, i)) = &self.interrupt_during
+                && at == a
+            {
+                // The flag only: `trigger` would also stop every wait in this process.
+                i.0.store(true, Ordering::SeqCst);
+            }
+            tokio::time::sleep(self.delay).await;
+            self.log.lock().unwrap().push((what, "end"));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.fail.contains(a) {
+                return Err(Error::Refused {
+                    resource: a.to_string(),
+                    reason: "told to fail".into(),
+                });
+            }
+            Ok(())
+        }
+        fn position(&self, what: &str, when: &str) -> usize {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .position(|(w, t)| w == what && *t == when)
+                .unwrap_or_else(|| panic!("{what} never {when}s"))
+        }
+    }
+
+    impl Provider for Memory {
+        fn create<'a>(
+            &'a self,
+            d: &'a Desired,
+            attrs: &'a Attrs,
+        ) -> BoxFuture<'a, Result<Live, Error>> {
+            Box::pin(async move {
+                self.step(format!("create {}", d.address), &d.address)
+                    .await?;
+                Ok(Live {
+                    address: d.address.clone(),
+                    id: format!("id-{}", d.address.name),
+                    attrs: attrs.clone(),
+                    extra: Default::default(),
+                })
+            })
+        }
+        fn update<'a>(
+            &'a self,
+            d: &'a Desired,
+            _live: &'a Live,
+            _attrs: &'a Attrs,
+            _changed: &'a [String],
+        ) -> BoxFuture<'a, Result<(), Error>> {
+            Box::pin(self.step(format!("update {}", d.address), &d.address))
+        }
+        fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
+            Box::pin(self.step(format!("delete {}", live.address), &live.address))
+        }
+    }
+
+    struct Events(Mutex<Vec<Event>>);
+    impl Observer for Events {
+        fn event(&self, e: Event) {
+            self.0.lock().unwrap().push(e);
+        }
+    }
+
+    /// A VPC, `n` subnets that refer to it, and a table that refers to nothing.
+    fn stack(n: usize) -> Vec<Desired> {
+        let vpc = Address::new(Kind::Vpc, "main");
+        let mut out = vec![Desired {
+            address: vpc.clone(),
+            attrs: Default::default(),
+            payload: None,
+            after: vec![],
+        }];
+        for i in 0..n {
+            out.push(Desired {
+                address: Address::new(Kind::Subnet, format!("s{i}")),
+                attrs: [("vpc_id".to_string(), Value::r(&vpc))].into(),
+                payload: None,
+                after: vec![],
+            });
+        }
+        out.push(Desired {
+            address: Address::new(Kind::Table, "main"),
+            attrs: Default::default(),
+            payload: None,
+            after: vec![],
+        });
+        out
+    }
+
+    async fn run(
+        p: &Memory,
+        desired: Vec<Desired>,
+        parallelism: usize,
+        i: Interrupt,
+    ) -> (Outcome, Vec<Event>) {
+        let plan = crate::plan::diff(&desired, &BTreeMap::new());
+        let events = Arc::new(Events(Mutex::new(Vec::new())));
+        let outcome = execute(
+            p.clone(),
+            &plan,
+            desired,
+            BTreeMap::new(),
+            parallelism,
+            events.clone(),
+            i,
+        )
+        .await;
+        let seen = events.0.lock().unwrap().clone();
+        (outcome, seen)
+    }
+
+    fn status(o: &Outcome, a: &str) -> Status {
+        o.steps
+            .iter()
+            .find(|s| s.address.to_string() == a)
+            .map(|s| s.status)
+            .unwrap_or_else(|| panic!("no step for {a}"))
+    }
+
+    #[tokio::test]
+    async fn steps_wait_for_what_they_refer_to_and_run_in_parallel_up_to_the_cap() {
+        let p = Memory {
+            delay: Duration::from_millis(20),
+            ..Memory::default()
+        };
+        let (outcome, _) = run(&p, stack(6), 3, Interrupt::default()).await;
+        assert!(outcome.ok());
+        let vpc_done = p.position("create vpc.main", "end");
+        for i in 0..6 {
+            assert!(p.position(&format!("create subnet.s{i}"), "start") > vpc_done);
+        }
+        assert_eq!(
+            p.max_in_flight.load(Ordering::SeqCst),
+            3,
+            "the cap is reached, never passed"
+        );
+        // What each create returned is what the run ends with.
+        assert_eq!(outcome.live[&Address::new(Kind::Subnet, "s0")].id, "id-s0");
+        assert_eq!(
+            outcome.live[&Address::new(Kind::Subnet, "s0")].attrs["vpc_id"],
+            Value::s("id-main"),
+            "references resolved to the id the VPC's create returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_skips_its_dependents_and_nothing_else() {
+        let p = Memory {
+            fail: Arc::new([Address::new(Kind::Vpc, "main")].into()),
+            ..Memory::default()
+        };
+        let (outcome, events) = run(&p, stack(2), 10, Interrupt::default()).await;
+        assert!(!outcome.ok());
+        assert_eq!(status(&outcome, "vpc.main"), Status::Failed);
+        assert_eq!(status(&outcome, "subnet.s0"), Status::Skipped);
+        assert_eq!(status(&outcome, "subnet.s1"), Status::Skipped);
+        assert_eq!(status(&outcome, "dynamodb_table.main"), Status::Done);
+        let skipped = events
+            .iter()
+            .filter(|e| matches!(e, Event::Skipped { because, .. } if because == "vpc.main was not created"))
+            .count();
+        assert_eq!(skipped, 2);
+        assert!(
+            !p.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(w, _)| w.starts_with("create subnet"))
+        );
+    }
+
+    #[tokio::test]
+    async fn after_an_interrupt_no_step_starts_and_those_in_flight_finish() {
+        let i = Interrupt::default();
+        let p = Memory {
+            delay: Duration::from_millis(30),
+            interrupt_during: Some((Address::new(Kind::Vpc, "main"), i.clone())),
+            ..Memory::default()
+        };
+        let (outcome, _) = run(&p, stack(2), 2, i).await;
+        // The VPC and the table started together; both finish, nothing else starts.
+        assert_eq!(status(&outcome, "vpc.main"), Status::Done);
+        assert_eq!(status(&outcome, "dynamodb_table.main"), Status::Done);
+        assert_eq!(status(&outcome, "subnet.s0"), Status::NotStarted);
+        assert_eq!(status(&outcome, "subnet.s1"), Status::NotStarted);
+        assert_eq!(
+            p.log.lock().unwrap().len(),
+            4,
+            "two steps, started and ended"
+        );
     }
 }

@@ -12,7 +12,8 @@
 //! - [`engine`]: connect, probe, discover and diff — what every command starts with.
 //! - [`plan`]: the differ and the plan, pure data: replacements created first where
 //!   the old resource can stay meanwhile, the data a change destroys, notes for people.
-//! - [`apply`]: the dependency-graph executor; emits events, never prints.
+//! - [`apply`]: the dependency-graph executor; emits events, never prints, and runs each
+//!   step through a [`apply::Provider`] (AWS: [`resources::Ctx`]; tests: in memory).
 //! - [`status`]: `stack status`, the live summary of a stack (read-only).
 //! - [`schema`]: the stack file's JSON Schema, derived from the [`spec`] parser types.
 //! - [`render`]: plan and status as text and JSON, progress bars or lines.
