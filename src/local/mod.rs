@@ -310,40 +310,13 @@ async fn read_groups(c: &Clients, stack: &str) -> Result<Vec<Group>, Error> {
             instances,
         });
     }
-    // Which template each instance came from (AWS's tag on it): during a roll the
-    // old instances keep booting the old user data.
+    // Which template each instance came from: during a roll the old instances keep
+    // booting the old user data.
     let ids: Vec<String> = groups
         .iter()
         .flat_map(|g| g.instances.iter().map(|i| i.0.clone()))
         .collect();
-    let mut templates = BTreeMap::new();
-    for chunk in ids.chunks(200) {
-        let r = c
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(chunk.to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .ctx("reading", &"the groups' instances")?;
-        for i in r.reservations().iter().flat_map(|r| r.instances()) {
-            if let Some(t) = i
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some("aws:ec2launchtemplate:id"))
-                .and_then(|t| t.value())
-            {
-                templates.insert(
-                    i.instance_id().unwrap_or_default().to_string(),
-                    t.to_string(),
-                );
-            }
-        }
-    }
+    let templates = crate::resources::instance_templates(c, &ids, &"the groups' instances").await?;
     for g in &mut groups {
         for i in &mut g.instances {
             i.2 = templates

@@ -21,6 +21,7 @@ mod listener_rule;
 mod load_balancer;
 pub mod network_acl;
 mod roll;
+pub use roll::instance_templates;
 mod route_table;
 mod scaling_policy;
 pub mod secret;

@@ -305,6 +305,46 @@ impl Group {
     }
 }
 
+/// Which launch template each of `ids` was launched from, by the tag AWS puts on
+/// every such instance: a group's own instance list reports its current template for
+/// every instance on moto. A filter, not InstanceIds, so an id not yet visible is no
+/// error; at most 200 values per filter.
+pub async fn instance_templates(
+    c: &crate::aws::Clients,
+    ids: &[String],
+    of: &(dyn std::fmt::Display + Sync),
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in ids.chunks(200) {
+        let r = c
+            .ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx("reading the instances of", of)?;
+        for i in r.reservations().iter().flat_map(|r| r.instances()) {
+            if let Some(t) = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(TAG_INSTANCE_TEMPLATE))
+                .and_then(|t| t.value())
+            {
+                out.insert(
+                    i.instance_id().unwrap_or_default().to_string(),
+                    t.to_string(),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn read_group(ctx: &Ctx, a: &Address, name: &str) -> Result<Group, Error> {
     let r = ctx
         .c
@@ -333,38 +373,10 @@ async fn read_group(ctx: &Ctx, a: &Address, name: &str) -> Result<Group, Error> 
             template: String::new(),
         })
         .collect();
-    // Which template each instance came from, by the tag AWS puts on it: the group's
-    // own list reports its current template for every instance on moto. A filter,
-    // not InstanceIds, so a fresh id is no error; at most 200 values per filter.
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-    for chunk in ids.chunks(200) {
-        let r = ctx
-            .c
-            .ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-id")
-                    .set_values(Some(chunk.to_vec()))
-                    .build(),
-            )
-            .send()
-            .await
-            .ctx("reading the instances of", a)?;
-        for i in r.reservations().iter().flat_map(|r| r.instances()) {
-            let template = i
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some(TAG_INSTANCE_TEMPLATE))
-                .and_then(|t| t.value())
-                .unwrap_or_default();
-            if let Some(m) = members
-                .iter_mut()
-                .find(|m| Some(m.id.as_str()) == i.instance_id())
-            {
-                m.template = template.to_string();
-            }
-        }
+    let templates = instance_templates(&ctx.c, &ids, a).await?;
+    for m in &mut members {
+        m.template = templates.get(&m.id).cloned().unwrap_or_default();
     }
     let roll_capacity = g
         .tags()
