@@ -1,8 +1,8 @@
 //! The internet gateway and its attachment to the VPC.
 
+use super::delete_when_free;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_str, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -113,23 +113,16 @@ pub async fn update(
     attach(ctx, &live.address, &live.id, attr_str(attrs, "vpc_id")).await
 }
 
+/// What AWS answers when it is already deleted.
+const GONE: &[&str] = &["InvalidInternetGatewayID.NotFound"];
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let vpc = attr_str(&live.attrs, "vpc_id");
     if !vpc.is_empty() {
         detach(ctx, &live.address, &live.id, vpc).await?;
     }
     // A detach that just went through may not be seen by the delete yet.
-    retry_codes(STILL_IN_USE, Patience::FRESH_ID, || async {
-        absent_ok(
-            ctx.c
-                .ec2
-                .delete_internet_gateway()
-                .internet_gateway_id(&live.id)
-                .send()
-                .await
-                .ctx("deleting", &live.address),
-            &["InvalidInternetGatewayID.NotFound"],
-        )
-    })
-    .await
+    let (ec2, id) = (&ctx.c.ec2, &live.id);
+    let send = || ec2.delete_internet_gateway().internet_gateway_id(id).send();
+    delete_when_free(Patience::FRESH_ID, GONE, &live.address, send).await
 }

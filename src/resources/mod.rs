@@ -503,6 +503,35 @@ pub(crate) fn absent_ok<T>(r: Result<T, Error>, gone: &[&str]) -> Result<(), Err
     }
 }
 
+/// Deletes resource `a` with one call (`send`), retried while AWS says something
+/// still uses it (`DependencyViolation`, `ResourceInUse`: a load balancer's interfaces
+/// linger for minutes) within `patience`; `gone` codes mean it is already deleted.
+pub(crate) async fn delete_when_free<T, E, F, Fut>(
+    patience: crate::aws::Patience,
+    gone: &[&str],
+    a: &Address,
+    send: F,
+) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                T,
+                aws_smithy_runtime_api::client::result::SdkError<
+                    E,
+                    aws_smithy_runtime_api::http::Response,
+                >,
+            >,
+        >,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use crate::aws::Context;
+    crate::aws::retry_codes(STILL_IN_USE, patience, || async {
+        absent_ok(send().await.ctx("deleting", a), gone)
+    })
+    .await
+}
+
 /// The id of a new resource and the values kept beside it.
 pub(crate) type Created = (String, std::collections::BTreeMap<String, String>);
 

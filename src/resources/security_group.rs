@@ -2,9 +2,9 @@
 //! service (its port, only from the load balancer's group). Ingress rules are a set of
 //! `[port, source]` pairs, where the source is a CIDR block or a group id.
 
+use super::delete_when_free;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_str, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, absent_ok, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -185,18 +185,10 @@ pub async fn update(
     authorize(ctx, &live.address, &live.id, &added).await
 }
 
+/// What AWS answers when it is already deleted.
+const GONE: &[&str] = &["InvalidGroup.NotFound"];
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        absent_ok(
-            ctx.c
-                .ec2
-                .delete_security_group()
-                .group_id(&live.id)
-                .send()
-                .await
-                .ctx("deleting", &live.address),
-            &["InvalidGroup.NotFound"],
-        )
-    })
-    .await
+    let send = || ctx.c.ec2.delete_security_group().group_id(&live.id).send();
+    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
 }

@@ -1,8 +1,8 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
+use super::delete_when_free;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_bool, attr_str, ec2_owned,
-    ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, attr_bool, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::model::{Address, Attrs, Live, Value};
@@ -124,18 +124,10 @@ pub async fn update(
     set_public_ip(ctx, &live.address, &live.id, attrs).await
 }
 
+/// What AWS answers when it is already deleted.
+const GONE: &[&str] = &["InvalidSubnetID.NotFound"];
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        absent_ok(
-            ctx.c
-                .ec2
-                .delete_subnet()
-                .subnet_id(&live.id)
-                .send()
-                .await
-                .ctx("deleting", &live.address),
-            &["InvalidSubnetID.NotFound"],
-        )
-    })
-    .await
+    let send = || ctx.c.ec2.delete_subnet().subnet_id(&live.id).send();
+    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
 }

@@ -1,7 +1,8 @@
 //! One target group per service, with the service's health check.
 
-use super::{Created, Ctx, STILL_IN_USE, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
-use crate::aws::{Context, Error, Patience, retry_codes, retry_when};
+use super::delete_when_free;
+use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
+use crate::aws::{Context, Error, Patience, retry_when};
 use crate::model::{Address, Attrs, Live, Value};
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
@@ -128,20 +129,13 @@ pub async fn update(
         .map(drop)
 }
 
+/// What AWS answers when it is already deleted.
+const GONE: &[&str] = &["TargetGroupNotFound"];
+
 /// A target group still referenced by a listener or rule answers ResourceInUse until
 /// that reference is gone.
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        absent_ok(
-            ctx.c
-                .elb
-                .delete_target_group()
-                .target_group_arn(&live.id)
-                .send()
-                .await
-                .ctx("deleting", &live.address),
-            &["TargetGroupNotFound"],
-        )
-    })
-    .await
+    let (elb, id) = (&ctx.c.elb, &live.id);
+    let send = || elb.delete_target_group().target_group_arn(id).send();
+    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
 }

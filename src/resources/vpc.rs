@@ -1,8 +1,9 @@
 //! The stack's VPC, with DNS support and hostnames on (instances need them to reach
 //! AWS endpoints by name).
 
+use super::delete_when_free;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_bool, attr_str, changed, ec2_owned,
+    Created, Ctx, EC2_NOT_YET, absent_ok, attr_bool, attr_str, changed, ec2_owned,
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -200,18 +201,10 @@ pub async fn update(
     Ok(())
 }
 
+/// What AWS answers when it is already deleted.
+const GONE: &[&str] = &["InvalidVpcID.NotFound"];
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
-        absent_ok(
-            ctx.c
-                .ec2
-                .delete_vpc()
-                .vpc_id(&live.id)
-                .send()
-                .await
-                .ctx("deleting", &live.address),
-            &["InvalidVpcID.NotFound"],
-        )
-    })
-    .await
+    let send = || ctx.c.ec2.delete_vpc().vpc_id(&live.id).send();
+    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
 }
