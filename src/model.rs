@@ -5,86 +5,56 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Every kind of AWS resource a stack manages, in the order they are first created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Vpc,
-    Subnet,
-    InternetGateway,
-    RouteTable,
-    SecurityGroup,
-    LoadBalancer,
-    TargetGroup,
-    Listener,
-    ListenerRule,
-    Role,
-    InstanceProfile,
-    LaunchTemplate,
-    AutoScalingGroup,
-    ScalingPolicy,
-    Table,
-    Bucket,
-    Artifact,
-    Secret,
-    NetworkAcl,
-    FlowLog,
-    VpcEndpoint,
+/// The one list of kinds: the enum, [`Kind::ALL`] and the names in addresses all
+/// come from it, so a kind cannot be left out of one of them.
+macro_rules! kinds {
+    ($($kind:ident => $name:literal,)+) => {
+        /// Every kind of AWS resource a stack manages, in the order they are first created.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind {
+            $($kind,)+
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$kind,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $name,)+
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Vpc => "vpc",
+    Subnet => "subnet",
+    InternetGateway => "internet_gateway",
+    RouteTable => "route_table",
+    SecurityGroup => "security_group",
+    LoadBalancer => "load_balancer",
+    TargetGroup => "target_group",
+    Listener => "listener",
+    ListenerRule => "listener_rule",
+    Role => "iam_role",
+    InstanceProfile => "iam_instance_profile",
+    LaunchTemplate => "launch_template",
+    AutoScalingGroup => "autoscaling_group",
+    ScalingPolicy => "scaling_policy",
+    Table => "dynamodb_table",
+    Bucket => "s3_bucket",
+    Artifact => "s3_object",
+    Secret => "ssm_parameter",
+    NetworkAcl => "network_acl",
+    FlowLog => "flow_log",
+    VpcEndpoint => "vpc_endpoint",
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
-        Kind::Vpc,
-        Kind::Subnet,
-        Kind::InternetGateway,
-        Kind::RouteTable,
-        Kind::SecurityGroup,
-        Kind::LoadBalancer,
-        Kind::TargetGroup,
-        Kind::Listener,
-        Kind::ListenerRule,
-        Kind::Role,
-        Kind::InstanceProfile,
-        Kind::LaunchTemplate,
-        Kind::AutoScalingGroup,
-        Kind::ScalingPolicy,
-        Kind::Table,
-        Kind::Bucket,
-        Kind::Artifact,
-        Kind::Secret,
-        Kind::NetworkAcl,
-        Kind::FlowLog,
-        Kind::VpcEndpoint,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Vpc => "vpc",
-            Kind::Subnet => "subnet",
-            Kind::InternetGateway => "internet_gateway",
-            Kind::RouteTable => "route_table",
-            Kind::SecurityGroup => "security_group",
-            Kind::LoadBalancer => "load_balancer",
-            Kind::TargetGroup => "target_group",
-            Kind::Listener => "listener",
-            Kind::ListenerRule => "listener_rule",
-            Kind::Role => "iam_role",
-            Kind::InstanceProfile => "iam_instance_profile",
-            Kind::LaunchTemplate => "launch_template",
-            Kind::AutoScalingGroup => "autoscaling_group",
-            Kind::ScalingPolicy => "scaling_policy",
-            Kind::Table => "dynamodb_table",
-            Kind::Bucket => "s3_bucket",
-            Kind::Artifact => "s3_object",
-            Kind::Secret => "ssm_parameter",
-            Kind::NetworkAcl => "network_acl",
-            Kind::FlowLog => "flow_log",
-            Kind::VpcEndpoint => "vpc_endpoint",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 }
 

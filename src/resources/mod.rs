@@ -377,72 +377,121 @@ pub fn service_of(kind: Kind) -> Service {
     }
 }
 
-async fn when<T: Default>(
-    run: bool,
-    f: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    if run { f.await } else { Ok(T::default()) }
+/// The listings discovery runs: one per kind, or one for the kinds AWS lists together
+/// (a load balancer with its target groups, listeners and rules; a group with its
+/// scaling policy; a bucket with the app's build in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Listing {
+    Vpcs,
+    Subnets,
+    Gateways,
+    RouteTables,
+    SecurityGroups,
+    LaunchTemplates,
+    NetworkAcls,
+    FlowLogs,
+    VpcEndpoints,
+    LoadBalancing,
+    Groups,
+    Tables,
+    Buckets,
+    Roles,
+    Profiles,
+    Parameters,
+}
+
+/// How each kind is found again: a new kind without its line here does not compile,
+/// so none is left undiscovered (and created again on every run).
+fn listing(kind: Kind) -> Listing {
+    match kind {
+        Kind::Vpc => Listing::Vpcs,
+        Kind::Subnet => Listing::Subnets,
+        Kind::InternetGateway => Listing::Gateways,
+        Kind::RouteTable => Listing::RouteTables,
+        Kind::SecurityGroup => Listing::SecurityGroups,
+        Kind::LaunchTemplate => Listing::LaunchTemplates,
+        Kind::NetworkAcl => Listing::NetworkAcls,
+        Kind::FlowLog => Listing::FlowLogs,
+        Kind::VpcEndpoint => Listing::VpcEndpoints,
+        Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
+            Listing::LoadBalancing
+        }
+        Kind::AutoScalingGroup | Kind::ScalingPolicy => Listing::Groups,
+        Kind::Table => Listing::Tables,
+        Kind::Bucket | Kind::Artifact => Listing::Buckets,
+        Kind::Role => Listing::Roles,
+        Kind::InstanceProfile => Listing::Profiles,
+        Kind::Secret => Listing::Parameters,
+    }
+}
+
+impl Listing {
+    async fn run(self, c: &Clients, stack: &str, hints: &Hints) -> Result<Found, Error> {
+        let live = |live: Vec<Live>| Found {
+            live,
+            foreign: Vec::new(),
+        };
+        let both = |(live, foreign): (Vec<Live>, Vec<Foreign>)| Found { live, foreign };
+        Ok(match self {
+            Listing::Vpcs => live(vpc::discover(c, stack).await?),
+            Listing::Subnets => live(subnet::discover(c, stack).await?),
+            Listing::Gateways => live(igw::discover(c, stack).await?),
+            Listing::RouteTables => live(route_table::discover(c, stack).await?),
+            Listing::SecurityGroups => live(security_group::discover(c, stack).await?),
+            Listing::LaunchTemplates => live(launch_template::discover(c, stack).await?),
+            Listing::NetworkAcls => live(network_acl::discover(c, stack).await?),
+            Listing::FlowLogs => live(flow_log::discover(c, stack).await?),
+            Listing::VpcEndpoints => live(vpc_endpoint::discover(c, stack).await?),
+            Listing::LoadBalancing => live(elbv2::discover(c, stack).await?),
+            Listing::Groups => live(asg::discover_with_policies(c, stack).await?),
+            Listing::Tables => both(table::discover(c, stack).await?),
+            Listing::Buckets => {
+                let (buckets, foreign) = bucket::discover(c, stack, &hints.bucket_names).await?;
+                let artifacts = artifact::discover(c, &buckets).await?;
+                both(([buckets, artifacts].concat(), foreign))
+            }
+            Listing::Roles => live(iam_role::discover(c, stack).await?),
+            Listing::Profiles => live(instance_profile::discover(c, stack).await?),
+            Listing::Parameters => both(secret::discover(c, stack).await?),
+        })
+    }
 }
 
 /// Lists every resource carrying the stack's tags: one paginated, tag-filtered list per
-/// kind, all kinds at once. Services in `skip` (missing at the endpoint) are not asked.
+/// kind (see [`listing`]), all at once. Services in `skip` (missing at the endpoint)
+/// are not asked.
 pub async fn discover(
     c: &Clients,
     stack: &str,
     hints: &Hints,
     skip: &[Service],
 ) -> Result<Found, Error> {
-    let on = |s: Service| !skip.contains(&s);
-    let (ec2, elb, asgs, tables, buckets, iam, secrets) = tokio::try_join!(
-        when(on(Service::Ec2), async {
-            let (v, s, i, r, g, l, n, f, e) = tokio::try_join!(
-                vpc::discover(c, stack),
-                subnet::discover(c, stack),
-                igw::discover(c, stack),
-                route_table::discover(c, stack),
-                security_group::discover(c, stack),
-                launch_template::discover(c, stack),
-                network_acl::discover(c, stack),
-                flow_log::discover(c, stack),
-                vpc_endpoint::discover(c, stack),
-            )?;
-            Ok::<_, Error>([v, s, i, r, g, l, n, f, e].concat())
-        }),
-        when(on(Service::Elbv2), elbv2::discover(c, stack)),
-        when(
-            on(Service::AutoScaling),
-            asg::discover_with_policies(c, stack)
-        ),
-        when(on(Service::DynamoDb), table::discover(c, stack)),
-        when(on(Service::S3), async {
-            let (buckets, foreign) = bucket::discover(c, stack, &hints.bucket_names).await?;
-            let artifacts = artifact::discover(c, &buckets).await?;
-            Ok(([buckets, artifacts].concat(), foreign))
-        }),
-        when(on(Service::Iam), async {
-            let (r, p) = tokio::try_join!(
-                iam_role::discover(c, stack),
-                instance_profile::discover(c, stack)
-            )?;
-            Ok::<_, Error>([r, p].concat())
-        }),
-        when(on(Service::Ssm), secret::discover(c, stack)),
-    )?;
-    let mut secrets = secrets;
-    if on(Service::S3) {
-        secret::discover_verifiers(c, &mut secrets.0, &buckets.0).await?;
-    }
+    let listings: std::collections::BTreeSet<Listing> = Kind::ALL
+        .iter()
+        .filter(|k| !skip.contains(&service_of(**k)))
+        .map(|k| listing(*k))
+        .collect();
+    let lists =
+        futures_util::future::try_join_all(listings.iter().map(|l| l.run(c, stack, hints))).await?;
     let mut found = Found::default();
-    found.live.extend(ec2);
-    found.live.extend(elb);
-    found.live.extend(asgs);
-    found.live.extend(tables.0);
-    found.foreign.extend(tables.1);
-    found.live.extend(buckets.0);
-    found.foreign.extend(buckets.1);
-    found.live.extend(iam);
-    found.live.extend(secrets.0);
-    found.foreign.extend(secrets.1);
+    for list in lists {
+        found.live.extend(list.live);
+        found.foreign.extend(list.foreign);
+    }
+    // The write credential's verifier lives in the app bucket: read once both are known.
+    if !skip.contains(&Service::S3) {
+        let (mut secrets, rest): (Vec<Live>, Vec<Live>) = found
+            .live
+            .into_iter()
+            .partition(|l| l.address.kind == Kind::Secret);
+        let buckets: Vec<Live> = rest
+            .iter()
+            .filter(|l| l.address.kind == Kind::Bucket)
+            .cloned()
+            .collect();
+        secret::discover_verifiers(c, &mut secrets, &buckets).await?;
+        found.live = [rest, secrets].concat();
+    }
     Ok(found)
 }
 
