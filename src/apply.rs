@@ -8,7 +8,7 @@
 //! [`resources::Ctx`]), so the scheduler is tested with an in-memory one.
 
 use crate::aws::Error;
-use crate::model::{Address, Attrs, Desired, Kind, Live};
+use crate::model::{Address, Attrs, Desired, Live};
 use crate::plan::{Action, Plan, deposed, is_reference_attr, resolve};
 use crate::resources::{self, Ctx};
 use futures_util::future::BoxFuture;
@@ -317,11 +317,11 @@ fn graph(
                         }
                     }
                 }
-                // Whichever rule update runs first sends the listener's whole batch of
-                // priorities, so every rule update waits for every rule delete.
-                if s.op == Op::Update && s.address.kind == Kind::ListenerRule {
+                // What a kind's update must let finish first (see `resources::ordering`).
+                if s.op == Op::Update {
+                    let after = resources::ordering(s.address.kind).update_after_deletes_of;
                     for other in g.keys() {
-                        if other.op == Op::Delete && other.address.kind == Kind::ListenerRule {
+                        if other.op == Op::Delete && after.contains(&other.address.kind) {
                             deps.insert(other.clone());
                         }
                     }
@@ -349,18 +349,11 @@ fn graph(
                         }
                     }
                 }
-                // Instances and the load balancer hold public addresses that keep the
-                // gateway attached; let them go first rather than retry for minutes.
-                if s.address.kind == Kind::InternetGateway {
-                    for other in g.keys() {
-                        if other.op == Op::Delete
-                            && matches!(
-                                other.address.kind,
-                                Kind::LoadBalancer | Kind::AutoScalingGroup
-                            )
-                        {
-                            deps.insert(other.clone());
-                        }
+                // What must be gone before this kind can go, beyond what refers to it.
+                let after = resources::ordering(s.address.kind).delete_after_deletes_of;
+                for other in g.keys() {
+                    if other.op == Op::Delete && after.contains(&other.address.kind) {
+                        deps.insert(other.clone());
                     }
                 }
             }
@@ -599,7 +592,7 @@ async fn run_step<P: Provider>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Value;
+    use crate::model::{Kind, Value};
     use crate::plan::{AttrChange, Change};
 
     fn step(a: &Address, op: Op) -> Step {

@@ -161,6 +161,52 @@ pub fn create_before_destroy(
     }
 }
 
+/// Order a kind needs beyond the references between resources (which the executor
+/// reads from the attributes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ordering {
+    /// Its update waits until every resource of these kinds that goes has gone.
+    pub update_after_deletes_of: &'static [Kind],
+    /// Its delete waits until every resource of these kinds that goes has gone.
+    pub delete_after_deletes_of: &'static [Kind],
+}
+
+pub fn ordering(kind: Kind) -> Ordering {
+    match kind {
+        // Whichever rule update runs first sends the listener's whole batch of
+        // priorities, so every rule update waits for every rule delete.
+        Kind::ListenerRule => Ordering {
+            update_after_deletes_of: &[Kind::ListenerRule],
+            ..Ordering::default()
+        },
+        // Instances and the load balancer hold public addresses that keep the gateway
+        // attached; let them go first rather than retry for minutes.
+        Kind::InternetGateway => Ordering {
+            delete_after_deletes_of: &[Kind::LoadBalancer, Kind::AutoScalingGroup],
+            ..Ordering::default()
+        },
+        Kind::Vpc
+        | Kind::Subnet
+        | Kind::RouteTable
+        | Kind::SecurityGroup
+        | Kind::LoadBalancer
+        | Kind::TargetGroup
+        | Kind::Listener
+        | Kind::Role
+        | Kind::InstanceProfile
+        | Kind::LaunchTemplate
+        | Kind::AutoScalingGroup
+        | Kind::ScalingPolicy
+        | Kind::Table
+        | Kind::Bucket
+        | Kind::Artifact
+        | Kind::Secret
+        | Kind::NetworkAcl
+        | Kind::FlowLog
+        | Kind::VpcEndpoint => Ordering::default(),
+    }
+}
+
 /// Values only one resource may hold at a time (a listener rule's priority on its
 /// listener): a step taking one must wait for the live holder to let it go.
 pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
