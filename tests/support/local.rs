@@ -81,6 +81,29 @@ impl<'a> LocalRun<'a> {
     }
 }
 
+/// A test that fails half-way leaves no supervisor behind: it stops its instances
+/// and HAProxy on SIGTERM.
+impl Drop for LocalRun<'_> {
+    fn drop(&mut self) {
+        let dir = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == "STACK_LOCAL_DIR")
+            .map(|(_, v)| PathBuf::from(v).join("directory"));
+        let Some(pid) = dir
+            .and_then(|d| std::fs::read_to_string(d.join("supervisor.pid")).ok())
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// The ids of a service's running local instances.
 pub fn running(s: &serde_json::Value, service: &str) -> Vec<String> {
     s["instances"]
