@@ -558,6 +558,20 @@ async fn run(cli: Cli) -> u8 {
                 None => Ok(()),
             };
             let opts = connect_options(&aws);
+            // What `--app-url` and `--local` need is refused before anything is written.
+            if let Some(url) = &settings.app_url
+                && let Err(e) = crate::verify::check_url(url)
+            {
+                return out.fail(&e);
+            }
+            let local = match aws
+                .local
+                .then(|| crate::local::preflight(opts.endpoint_url.as_deref()))
+                .transpose()
+            {
+                Ok(l) => l,
+                Err(e) => return out.fail(&e),
+            };
             let code = apply_locked(
                 &spec,
                 &opts,
@@ -568,10 +582,10 @@ async fn run(cli: Cli) -> u8 {
                 &check,
             )
             .await;
-            if code != 0 || !aws.local {
-                return code;
+            match local {
+                Some(endpoint) if code == 0 => serve_locally(&spec, &endpoint, &settings).await,
+                _ => code,
             }
-            serve_locally(&spec, &opts, &settings).await
         }
         Command::Down {
             file,
@@ -629,6 +643,11 @@ async fn run(cli: Cli) -> u8 {
                 Err(c) => return c,
             };
             let opts = connect_options(&aws);
+            if let Some(url) = &app_url
+                && let Err(e) = crate::verify::check_url(url)
+            {
+                return out.fail(&e);
+            }
             let builds = match previous_builds(&spec, &opts, &services).await {
                 Ok(b) => b,
                 Err(e) => return out.fail(&e),
@@ -1147,23 +1166,14 @@ async fn apply_plan(
 
 /// `up --local`, after the apply: the local data plane serves the stack, and the user
 /// is told where. Only ever against an emulator on this machine.
-async fn serve_locally(spec: &Spec, opts: &ConnectOptions, s: &Settings) -> u8 {
+async fn serve_locally(spec: &Spec, endpoint: &str, s: &Settings) -> u8 {
     let out = Out { json: s.json };
-    let endpoint = opts
-        .endpoint_url
-        .clone()
-        .unwrap_or_else(|| aws::LOCAL_ENDPOINT.to_string());
-    if !aws::is_loopback(&endpoint) {
-        return out.fail(&Error::Config(format!(
-            "`--local` serves the stack on this machine from a local emulator; {endpoint} is not one"
-        )));
-    }
     let say = |m: String| {
         if !s.json {
             eprintln!("stack: {m}");
         }
     };
-    match crate::local::start(spec, &endpoint, s.ready_timeout, &say).await {
+    match crate::local::start(spec, endpoint, s.ready_timeout, &say).await {
         Ok(urls) => {
             if !s.json {
                 println!();

@@ -33,8 +33,17 @@ struct Target {
     port: u16,
 }
 
+/// Whether `url` can be asked (`--app-url`): checked before anything is written.
+pub fn check_url(url: &str) -> Result<(), Error> {
+    parse(url).map(drop)
+}
+
 fn parse(base: &str) -> Result<Target, Error> {
-    let bad = || Error::Config(format!("`{base}` is not an http:// or https:// URL"));
+    let bad = || {
+        Error::Config(format!(
+            "--app-url `{base}` is not an http:// or https:// URL (like https://www.example.com)"
+        ))
+    };
     let (tls, rest) = if let Some(r) = base.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = base.strip_prefix("http://") {

@@ -547,3 +547,28 @@ async fn up_checks_the_new_build_answers_through_the_app_url() {
     assert_ok(&up);
     assert!(text(&up).contains("build check: skipped"), "{}", text(&up));
 }
+
+/// Mistakes in the deploy flags are refused before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_deploy_flags_are_refused_before_any_write() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    for (args, says) in [
+        (
+            vec!["up", file.as_str(), "--yes", "--app-url", "www.example.com"],
+            "--app-url `www.example.com` is not an http:// or https:// URL",
+        ),
+        (
+            vec!["rollback", file.as_str(), "--yes", "--service", "api"],
+            "--service api:",
+        ),
+    ] {
+        let out = stack(&aws.url(), &args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+    assert!(aws.calls.writes().is_empty(), "{:?}", aws.calls.writes());
+}

@@ -108,14 +108,35 @@ pub fn read_state(stack: &str) -> Option<State> {
     serde_json::from_slice(&std::fs::read(dir(stack).join("state.json")).ok()?).ok()
 }
 
-/// Whether HAProxy is installed, with the way to install it when not.
-pub fn check_haproxy() -> Result<(), Error> {
-    match std::process::Command::new("haproxy").arg("-v").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err(Error::Config(
-            "`up --local` serves the load balancer with HAProxy, which is not installed: `localstack/haproxy.sh` installs it (apt-get on Debian/Ubuntu); on macOS `brew install haproxy`".into(),
-        )),
+/// What `up --local` needs, checked before anything is written: an emulator on
+/// this machine, HAProxy, and the AWS CLI the instances' user data fetches the app
+/// with. Returns the endpoint.
+pub fn preflight(endpoint: Option<&str>) -> Result<String, Error> {
+    let endpoint = endpoint.unwrap_or(crate::aws::LOCAL_ENDPOINT).to_string();
+    if !crate::aws::is_loopback(&endpoint) {
+        return Err(Error::Config(format!(
+            "`--local` serves the stack on this machine from a local emulator; {endpoint} is not one"
+        )));
     }
+    let runs = |program: &str, arg: &str| {
+        std::process::Command::new(program)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !runs("haproxy", "-v") {
+        return Err(Error::Config(
+            "`up --local` serves the load balancer with HAProxy, which is not installed: `localstack/haproxy.sh` installs it (apt-get on Debian/Ubuntu); on macOS `brew install haproxy`".into(),
+        ));
+    }
+    if !runs("aws", "--version") {
+        return Err(Error::Config(
+            "`up --local` boots instances from their user data, which fetches the app with the AWS CLI, and there is no `aws` on PATH: `localstack/moto.sh aws` installs one (put its directory on PATH)".into(),
+        ));
+    }
+    Ok(endpoint)
 }
 
 /// Starts the supervisor for `file` unless one runs (it follows every change by
@@ -127,7 +148,6 @@ pub async fn start(
     timeout: Duration,
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Vec<String>, Error> {
-    check_haproxy()?;
     let d = dir(&spec.stack);
     std::fs::create_dir_all(&d).map_err(|e| Error::Config(format!("{}: {e}", d.display())))?;
     if let Some(pid) = supervisor(&spec.stack) {
