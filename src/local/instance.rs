@@ -19,6 +19,8 @@ pub struct Instance {
     /// The port the app listens on (127.0.0.1).
     pub port: u16,
     pub root: PathBuf,
+    /// The stand-in `systemctl` the instance's unit runs under.
+    systemctl: PathBuf,
     boot: Option<Child>,
     imds: tokio::task::JoinHandle<()>,
     /// CPU ticks of the app at the last sample.
@@ -129,6 +131,7 @@ impl Instance {
             zone: zone.into(),
             port,
             root,
+            systemctl,
             boot: Some(boot),
             imds,
             last_ticks: None,
@@ -182,20 +185,13 @@ impl Instance {
             let _ = b.kill();
             let _ = b.wait();
         }
-        let bin = self
-            .root
-            .parent()
-            .and_then(Path::parent)
-            .and_then(Path::parent);
-        if let Some(dir) = bin {
-            let _ = Command::new(dir.join("bin/systemctl"))
-                .args(["stop", UNIT])
-                .env("STACK_ROOT", &self.root)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        let _ = Command::new(&self.systemctl)
+            .args(["stop", UNIT])
+            .env("STACK_ROOT", &self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         self.imds.abort();
     }
 }

@@ -518,6 +518,8 @@ pub async fn supervise(spec: &Spec, c: &Clients) -> Result<(), Error> {
     let mut trackers: BTreeMap<String, scaling::Tracker> = BTreeMap::new();
     let mut last_window = Instant::now();
     let mut averages: BTreeMap<String, f64> = BTreeMap::new();
+    // The policies' targets, read once per metric window (and on the first round).
+    let mut targets: BTreeMap<String, f64> = BTreeMap::new();
     let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
     loop {
         let mut problem = None;
@@ -618,7 +620,7 @@ pub async fn supervise(spec: &Spec, c: &Clients) -> Result<(), Error> {
             let elapsed = last_window.elapsed();
             if elapsed >= window {
                 last_window = Instant::now();
-                let targets = read_targets(c, &groups).await;
+                targets = read_targets(c, &groups).await;
                 for g in &groups {
                     let members: Vec<&mut Instance> = running
                         .values_mut()
@@ -656,7 +658,9 @@ pub async fn supervise(spec: &Spec, c: &Clients) -> Result<(), Error> {
                     }
                 }
             }
-            let targets_now = read_targets(c, &groups).await;
+            if targets.is_empty() {
+                targets = read_targets(c, &groups).await;
+            }
             let urls = frontends
                 .iter()
                 .map(|f| format!("http://127.0.0.1:{}/", f.local_port))
@@ -673,7 +677,7 @@ pub async fn supervise(spec: &Spec, c: &Clients) -> Result<(), Error> {
                         desired: g.desired,
                         min: g.min,
                         max: g.max,
-                        cpu_target: targets_now.get(&g.name).copied().unwrap_or_default(),
+                        cpu_target: targets.get(&g.name).copied().unwrap_or_default(),
                         average_cpu: averages.get(&g.name).copied().unwrap_or_default(),
                     })
                     .collect(),
