@@ -108,6 +108,15 @@ pub trait Provider: Clone + Send + Sync + 'static {
         changed: &'a [String],
     ) -> BoxFuture<'a, Result<(), Error>>;
     fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>>;
+    /// Reads the resource back as AWS holds it: `None` while AWS does not list it
+    /// (yet). `attrs` are those just written (they name, for instance, the bucket an
+    /// object is in).
+    fn read<'a>(
+        &'a self,
+        address: &'a Address,
+        id: &'a str,
+        attrs: &'a Attrs,
+    ) -> BoxFuture<'a, Result<Option<Live>, Error>>;
 }
 
 /// AWS, through each kind's own file.
@@ -133,6 +142,14 @@ impl Provider for Ctx {
     }
     fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(resources::delete(self, live))
+    }
+    fn read<'a>(
+        &'a self,
+        address: &'a Address,
+        id: &'a str,
+        attrs: &'a Attrs,
+    ) -> BoxFuture<'a, Result<Option<Live>, Error>> {
+        Box::pin(resources::read(self, address, id, attrs))
     }
 }
 
@@ -564,12 +581,8 @@ async fn run_step<P: Provider>(
                     step.address, missing.0
                 )));
             }
-            if step.op == Op::Create {
-                let created = provider.create(d, &attrs).await?;
-                state
-                    .lock()
-                    .expect("state lock")
-                    .insert(step.address.clone(), created);
+            let written = if step.op == Op::Create {
+                provider.create(d, &attrs).await?
             } else {
                 let live = state
                     .lock()
@@ -579,14 +592,40 @@ async fn run_step<P: Provider>(
                 let live = live
                     .ok_or_else(|| Error::Config(format!("{}: no longer exists", step.address)))?;
                 provider.update(d, &live, &attrs, changed).await?;
-                let mut s = state.lock().expect("state lock");
-                if let Some(l) = s.get_mut(&step.address) {
-                    l.attrs = attrs;
-                }
-            }
+                Live { attrs, ..live }
+            };
+            let held = read_back(provider, step, written).await?;
+            state
+                .lock()
+                .expect("state lock")
+                .insert(step.address.clone(), held);
             Ok(())
         }
     }
+}
+
+/// Every write ends with a read (terraform-provider-aws's rule): the run records what
+/// AWS holds, not what was sent. A new id may not be listed at once (eventual
+/// consistency), so an absent resource is asked for again, as long as AWS is given to
+/// show a fresh id. What the write alone knows (a load balancer's DNS name from its
+/// create) is kept where the read does not say it.
+async fn read_back<P: Provider>(provider: &P, step: &Step, written: Live) -> Result<Live, Error> {
+    let waiting_for = format!(
+        "AWS to list it (id {}) after it was {}",
+        written.id,
+        step.op.done()
+    );
+    let mut held = crate::aws::wait_for(
+        &step.address,
+        &waiting_for,
+        crate::aws::Patience::FRESH_ID.total,
+        || provider.read(&step.address, &written.id, &written.attrs),
+    )
+    .await?;
+    for (k, v) in written.extra {
+        held.extra.entry(k).or_insert(v);
+    }
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -691,6 +730,13 @@ mod tests {
         max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
         delay: Duration,
         interrupt_during: Option<(Address, Interrupt)>,
+        /// What "AWS" holds, by address; a read adds `state: available`, as AWS
+        /// adds what a create does not send.
+        held: Arc<Mutex<BTreeMap<Address, Live>>>,
+        /// Reads of a new id that find nothing before it is listed (`usize::MAX`:
+        /// never listed).
+        unlisted_reads: usize,
+        reads: Arc<Mutex<BTreeMap<Address, usize>>>,
     }
 
     impl Memory {
@@ -734,12 +780,17 @@ mod tests {
             Box::pin(async move {
                 self.step(format!("create {}", d.address), &d.address)
                     .await?;
-                Ok(Live {
+                let live = Live {
                     address: d.address.clone(),
                     id: format!("id-{}", d.address.name),
                     attrs: attrs.clone(),
                     extra: Default::default(),
-                })
+                };
+                self.held
+                    .lock()
+                    .unwrap()
+                    .insert(d.address.clone(), live.clone());
+                Ok(live)
             })
         }
         fn update<'a>(
@@ -753,6 +804,35 @@ mod tests {
         }
         fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
             Box::pin(self.step(format!("delete {}", live.address), &live.address))
+        }
+        fn read<'a>(
+            &'a self,
+            address: &'a Address,
+            id: &'a str,
+            _attrs: &'a Attrs,
+        ) -> BoxFuture<'a, Result<Option<Live>, Error>> {
+            Box::pin(async move {
+                let n = {
+                    let mut reads = self.reads.lock().unwrap();
+                    let n = reads.entry(address.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if n <= self.unlisted_reads {
+                    return Ok(None);
+                }
+                Ok(self
+                    .held
+                    .lock()
+                    .unwrap()
+                    .get(address)
+                    .filter(|l| l.id == id)
+                    .map(|l| {
+                        let mut l = l.clone();
+                        l.attrs.insert("state".into(), Value::s("available"));
+                        l
+                    }))
+            })
         }
     }
 
@@ -889,6 +969,47 @@ mod tests {
             p.log.lock().unwrap().len(),
             4,
             "two steps, started and ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_id_not_yet_listed_is_read_again_and_the_run_records_what_aws_holds() {
+        let p = Memory {
+            unlisted_reads: 3,
+            ..Memory::default()
+        };
+        let (outcome, _) = run(&p, stack(1), 4, Interrupt::default()).await;
+        assert!(outcome.ok());
+        let vpc = Address::new(Kind::Vpc, "main");
+        assert_eq!(p.reads.lock().unwrap()[&vpc], 4, "three misses, then found");
+        assert_eq!(
+            outcome.live[&vpc].attrs["state"],
+            Value::s("available"),
+            "the run ends with what the read returned, not what the create sent"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_never_listed_after_its_create_fails_and_skips_its_dependents() {
+        let p = Memory {
+            unlisted_reads: usize::MAX,
+            ..Memory::default()
+        };
+        let (outcome, events) = run(&p, stack(1), 4, Interrupt::default()).await;
+        assert_eq!(status(&outcome, "vpc.main"), Status::Failed);
+        assert_eq!(status(&outcome, "subnet.s0"), Status::Skipped);
+        let error = events
+            .iter()
+            .find_map(|e| match e {
+                Event::Failed { address, error, .. } if address.kind == Kind::Vpc => {
+                    Some(error.to_string())
+                }
+                _ => None,
+            })
+            .expect("the VPC's step failed");
+        assert!(
+            error.contains("AWS to list it (id id-main) after it was created"),
+            "{error}"
         );
     }
 }

@@ -1107,7 +1107,7 @@ async fn apply_plan(
             - if op == Op::Update { 0 } else { replaced }
     };
     if s.json {
-        let mut doc = json!({ "applied": outcome.ok(), "steps": outcome.steps, "outputs": outs, "api_calls": aws::calls::snapshot() });
+        let mut doc = json!({ "applied": outcome.ok(), "steps": outcome.steps, "resources": written(&outcome), "outputs": outs, "api_calls": aws::calls::snapshot() });
         if let Some(e) = &unhealthy {
             doc["error"] = json!({ "code": "Unhealthy", "message": e.to_string() });
         }
@@ -1162,6 +1162,24 @@ async fn apply_plan(
     } else {
         1
     }
+}
+
+/// What each create and update left in AWS, as read back after the write: the ids AWS
+/// gave and the attributes it holds (the next `plan` compares against the same).
+fn written(outcome: &apply::Outcome) -> serde_json::Value {
+    let docs: serde_json::Map<String, serde_json::Value> = outcome
+        .steps
+        .iter()
+        .filter(|r| r.status == Status::Done && r.op != Op::Delete)
+        .filter_map(|r| outcome.live.get(&r.address))
+        .map(|l| {
+            (
+                l.address.to_string(),
+                json!({ "id": l.id, "attributes": l.attrs }),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(docs)
 }
 
 /// `up --local`, after the apply: the local data plane serves the stack, and the user

@@ -498,3 +498,35 @@ async fn resources_deleted_out_of_band_are_planned_again_and_nothing_else() {
     assert_ok(&stack(&aws.url(), &["up", &file, "--yes"]));
     assert_converged(&aws.url(), &file);
 }
+
+/// `up --json` reports each written resource as AWS holds it after the write (read
+/// back, not echoed): the ids AWS gave, references resolved to them.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_json_reports_what_aws_holds_after_each_write() {
+    let moto = Moto::start();
+    let aws = Proxy::start(Some(moto.port), &[]).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    let up = stack(&aws.url(), &["up", &file, "--yes", "--json"]);
+    assert_ok(&up);
+    let doc = json(&up);
+    let resources = doc["resources"].as_object().expect("resources");
+    assert_eq!(resources.len(), 33, "{resources:?}");
+    let vpc = resources["vpc.main"]["id"].as_str().unwrap();
+    assert!(vpc.starts_with("vpc-"), "{vpc}");
+    assert_eq!(
+        resources["security_group.web"]["attributes"]["vpc_id"], vpc,
+        "{resources:?}"
+    );
+    let group = &resources["autoscaling_group.web"]["attributes"];
+    assert_eq!(group["desired_capacity"], 2, "{group}");
+    assert_eq!(group["min_size"], 2, "{group}");
+    let subnets = group["subnet_ids"].as_array().unwrap();
+    assert!(
+        !subnets.is_empty()
+            && subnets
+                .iter()
+                .all(|s| s.as_str().unwrap().starts_with("subnet-")),
+        "{group}"
+    );
+}

@@ -23,7 +23,9 @@ use aws_smithy_types::retry::RetrySpec;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, so that tests with paused time run the backoffs at once.
+use tokio::time::Instant;
 
 /// Attempts per SDK call (the first one included), for throttling and transient errors.
 pub const MAX_ATTEMPTS: u32 = 10;

@@ -541,6 +541,47 @@ pub async fn discover(
     Ok(found)
 }
 
+/// One resource as AWS now holds it, through its kind's listing (the same flatten
+/// discovery uses, so what a run records is what the next plan compares); `None` while
+/// AWS does not list it. `attrs` are what was just written: they name the bucket of an
+/// object or of a credential's verifier.
+pub async fn read(
+    ctx: &Ctx,
+    address: &Address,
+    id: &str,
+    attrs: &Attrs,
+) -> Result<Option<Live>, Error> {
+    let mut hints = Hints::default();
+    match address.kind {
+        Kind::Bucket => hints.bucket_names.push(id.to_string()),
+        Kind::Artifact => hints
+            .bucket_names
+            .push(attr_str(attrs, "bucket").to_string()),
+        _ => {}
+    }
+    let found = listing(address.kind)
+        .run(&ctx.c, &ctx.stack, &hints)
+        .await?;
+    let mut held: Vec<Live> = found
+        .live
+        .into_iter()
+        .filter(|l| l.address == *address && l.id == id)
+        .collect();
+    if address.kind == Kind::Secret {
+        let bucket = attr_str(attrs, "verifier_bucket");
+        if !bucket.is_empty() {
+            let app_bucket = Live {
+                address: crate::desired::bucket(),
+                id: bucket.to_string(),
+                attrs: Attrs::new(),
+                extra: Default::default(),
+            };
+            secret::discover_verifiers(&ctx.c, &mut held, &[app_bucket]).await?;
+        }
+    }
+    Ok(held.pop())
+}
+
 // ---- helpers shared by the EC2 kinds ----
 
 pub(crate) fn ec2_tag_spec(
