@@ -11,6 +11,7 @@ use crate::aws::Error;
 use crate::model::{Address, Attrs, Desired, Live};
 use crate::plan::{Action, Plan, deposed, is_reference_attr, resolve};
 use crate::resources::{self, Ctx};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,14 +100,15 @@ pub trait Provider: Clone + Send + Sync + 'static {
     /// Creates a resource from its resolved attributes; returns it as it now stands.
     fn create<'a>(&'a self, d: &'a Desired, attrs: &'a Attrs)
     -> BoxFuture<'a, Result<Live, Error>>;
-    /// Changes the `changed` attributes of `live` in place.
+    /// Changes the `changed` attributes of `live` in place; returns its id afterwards
+    /// (the same, but for what is named by its content, like an app build's object).
     fn update<'a>(
         &'a self,
         d: &'a Desired,
         live: &'a Live,
         attrs: &'a Attrs,
         changed: &'a [String],
-    ) -> BoxFuture<'a, Result<(), Error>>;
+    ) -> BoxFuture<'a, Result<String, Error>>;
     fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>>;
     /// Reads the resource back as AWS holds it: `None` while AWS does not list it
     /// (yet). `attrs` are those just written (they name, for instance, the bucket an
@@ -137,7 +139,7 @@ impl Provider for Ctx {
         live: &'a Live,
         attrs: &'a Attrs,
         changed: &'a [String],
-    ) -> BoxFuture<'a, Result<(), Error>> {
+    ) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(resources::update(self, d, live, attrs, changed))
     }
     fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
@@ -455,7 +457,24 @@ pub async fn execute<P: Provider>(
                     .unwrap_or_default();
                 running.spawn(async move {
                     let start = Instant::now();
-                    let r = run_step(&provider, &step, d.as_ref(), &changed, &state).await;
+                    // A panic in a step (a bug) fails that step, like any error.
+                    let r = std::panic::AssertUnwindSafe(run_step(
+                        &provider,
+                        &step,
+                        d.as_ref(),
+                        &changed,
+                        &state,
+                    ))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(Error::Config(format!("internal error: {what}")))
+                    });
                     (step, r, start.elapsed())
                 });
             }
@@ -463,13 +482,9 @@ pub async fn execute<P: Provider>(
         let Some(joined) = running.join_next().await else {
             break;
         };
-        let (step, result, elapsed) = match joined {
-            Ok(v) => v,
-            // A panicking step is a bug; report it as a failure of nothing in particular.
-            Err(e) => {
-                eprintln!("stack: internal error in a step: {e}");
-                continue;
-            }
+        // Steps catch their own panics, and the set is never aborted while it runs.
+        let Ok((step, result, elapsed)) = joined else {
+            continue;
         };
         match result {
             Ok(()) => {
@@ -591,8 +606,8 @@ async fn run_step<P: Provider>(
                     .cloned();
                 let live = live
                     .ok_or_else(|| Error::Config(format!("{}: no longer exists", step.address)))?;
-                provider.update(d, &live, &attrs, changed).await?;
-                Live { attrs, ..live }
+                let id = provider.update(d, &live, &attrs, changed).await?;
+                Live { id, attrs, ..live }
             };
             let held = read_back(provider, step, written).await?;
             state
@@ -737,6 +752,8 @@ mod tests {
         /// never listed).
         unlisted_reads: usize,
         reads: Arc<Mutex<BTreeMap<Address, usize>>>,
+        /// A step that panics (a bug in a kind's code).
+        panic_at: Option<Address>,
     }
 
     impl Memory {
@@ -751,6 +768,9 @@ mod tests {
                 i.0.store(true, Ordering::SeqCst);
             }
             tokio::time::sleep(self.delay).await;
+            if self.panic_at.as_ref() == Some(a) {
+                panic!("bug in {a}");
+            }
             self.log.lock().unwrap().push((what, "end"));
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if self.fail.contains(a) {
@@ -796,11 +816,15 @@ mod tests {
         fn update<'a>(
             &'a self,
             d: &'a Desired,
-            _live: &'a Live,
+            live: &'a Live,
             _attrs: &'a Attrs,
             _changed: &'a [String],
-        ) -> BoxFuture<'a, Result<(), Error>> {
-            Box::pin(self.step(format!("update {}", d.address), &d.address))
+        ) -> BoxFuture<'a, Result<String, Error>> {
+            Box::pin(async move {
+                self.step(format!("update {}", d.address), &d.address)
+                    .await?;
+                Ok(live.id.clone())
+            })
         }
         fn delete<'a>(&'a self, live: &'a Live) -> BoxFuture<'a, Result<(), Error>> {
             Box::pin(self.step(format!("delete {}", live.address), &live.address))
@@ -1011,5 +1035,24 @@ mod tests {
             error.contains("AWS to list it (id id-main) after it was created"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_step_fails_like_an_error_and_skips_its_dependents() {
+        let p = Memory {
+            panic_at: Some(Address::new(Kind::Vpc, "main")),
+            ..Memory::default()
+        };
+        let (outcome, _) = run(&p, stack(1), 4, Interrupt::default()).await;
+        assert_eq!(status(&outcome, "vpc.main"), Status::Failed);
+        let error = outcome
+            .steps
+            .iter()
+            .find(|s| s.address.kind == Kind::Vpc)
+            .and_then(|s| s.error.clone())
+            .unwrap_or_default();
+        assert_eq!(error, "internal error: bug in vpc.main");
+        assert_eq!(status(&outcome, "subnet.s0"), Status::Skipped);
+        assert_eq!(status(&outcome, "dynamodb_table.main"), Status::Done);
     }
 }

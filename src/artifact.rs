@@ -35,9 +35,13 @@ const CRATE_SCOPED_VARS: &[&str] = &[
     "NEXTEST",
 ];
 
-/// Builds (or reads) the app for one architecture and hashes it. Cargo's own
-/// progress goes to stderr.
-pub async fn produce(app: &AppSpec, arch: Arch) -> Result<LocalArtifact, Error> {
+/// Builds (or reads) the app for one architecture and hashes it. Says when a build
+/// starts; cargo's own progress goes to stderr.
+pub async fn produce(
+    app: &AppSpec,
+    arch: Arch,
+    say: crate::engine::Say<'_>,
+) -> Result<LocalArtifact, Error> {
     let path = match app {
         AppSpec::Prebuilt { paths } => paths.get(&arch).cloned().ok_or_else(|| {
             let key = match arch {
@@ -48,14 +52,12 @@ pub async fn produce(app: &AppSpec, arch: Arch) -> Result<LocalArtifact, Error> 
                 "a service runs on {arch} instances but the stack file ships no {arch} binary: add `app: {{ {key}: PATH }}`"
             ))
         })?,
-        AppSpec::Build { package_dir, bin } => build(package_dir, bin.as_deref(), arch).await?,
+        AppSpec::Build { package_dir, bin } => build(package_dir, bin.as_deref(), arch, say).await?,
     };
-    let bytes = tokio::fs::read(&path).await.map_err(|e| {
-        Error::Config(format!(
-            "cannot read the app binary {}: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = tokio::fs::read(&path).await.map_err(Error::io(format!(
+        "cannot read the app binary {}",
+        path.display()
+    )))?;
     match elf_arch(&bytes) {
         Err(why) => {
             return Err(Error::Config(format!(
@@ -140,7 +142,12 @@ fn on_path(name: &str, path: &std::ffi::OsStr) -> bool {
     std::env::split_paths(path).any(|d| d.join(name).is_file())
 }
 
-async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<PathBuf, Error> {
+async fn build(
+    package_dir: &Path,
+    bin: Option<&str>,
+    arch: Arch,
+    say: crate::engine::Say<'_>,
+) -> Result<PathBuf, Error> {
     if !rust_target_installed(arch) {
         let t = arch.rust_target();
         return Err(Error::Config(format!(
@@ -162,10 +169,10 @@ async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<Path
     if !on_path("cargo-zigbuild", &path) || !on_path("zig", &path) {
         return Err(Error::Config(NO_TOOLCHAIN.into()));
     }
-    eprintln!(
+    say(format!(
         "Building the app in {} for Amazon Linux 2023 ({target})…",
         package_dir.display()
-    );
+    ));
     let mut cmd = tokio::process::Command::new("cargo-zigbuild");
     cmd.arg("zigbuild")
         .args(["--release", "--target", &target])
@@ -194,7 +201,7 @@ async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<Path
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| Error::Config(format!("cannot run cargo-zigbuild: {e}")))?;
+        .map_err(Error::io("cannot run cargo-zigbuild"))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
     let mut executables: Vec<PathBuf> = Vec::new();
@@ -205,10 +212,7 @@ async fn build(package_dir: &Path, bin: Option<&str>, arch: Arch) -> Result<Path
             executables.push(exe);
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| Error::Config(format!("cargo-zigbuild: {e}")))?;
+    let status = child.wait().await.map_err(Error::io("cargo-zigbuild"))?;
     if !status.success() {
         return Err(Error::Config(format!(
             "building the app in {} failed ({status}); cargo's output above says why",

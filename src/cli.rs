@@ -5,6 +5,7 @@
 use crate::apply::{self, Op, Status};
 use crate::aws::{self, ConnectOptions, Context, Error};
 use crate::engine::{self, Goal, Prepared};
+use crate::failure::{self, Failure};
 use crate::lock;
 use crate::model::{Kind, Live};
 use crate::plan::{Action, Plan};
@@ -264,11 +265,37 @@ pub fn main() -> ExitCode {
     if let Some(a) = cli.command.aws() {
         aws::set_verbose(a.verbose);
     }
-    let code = runtime.block_on(run(cli));
+    let json = cli.command.json();
+    let calls = aws::calls::Calls::default();
+    let result = runtime.block_on(run(cli, calls.clone()));
+    // A prompt still waiting for its line (Ctrl-C ended the run) is not waited for.
+    runtime.shutdown_background();
+    let code = match result {
+        Ok(Done::Success) => 0,
+        Ok(Done::ChangesPending) => 2,
+        Err(f) => {
+            let r = failure::report(&f, json);
+            if let Some(doc) = &r.json {
+                print_json(doc);
+            }
+            if let Some(line) = &r.stderr {
+                eprintln!("{line}");
+            }
+            r.code
+        }
+    };
     if stats {
-        print_stats();
+        print_stats(&calls);
     }
     ExitCode::from(code)
+}
+
+/// How a command that succeeded ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Success,
+    /// `plan --detailed-exitcode` with changes to make: exit 2.
+    ChangesPending,
 }
 
 /// A mistyped flag is an error (exit 1), never the 2 that means "changes pending";
@@ -281,7 +308,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     }
     if std::env::args().any(|a| a == "--json") {
         let message = e.to_string();
-        print_json(&error_doc(
+        print_json(&failure::error_doc(
             "UsageError",
             message
                 .lines()
@@ -295,6 +322,22 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 impl Command {
+    /// Whether the command was asked for one JSON document on stdout.
+    fn json(&self) -> bool {
+        match self {
+            Command::Validate { json, .. }
+            | Command::Build { json, .. }
+            | Command::Plan { json, .. }
+            | Command::Up { json, .. }
+            | Command::Rollback { json, .. }
+            | Command::Down { json, .. }
+            | Command::Outputs { json, .. }
+            | Command::Token { json, .. }
+            | Command::Status { json, .. } => *json,
+            Command::LocalSupervise { .. } | Command::Schema | Command::Completions { .. } => false,
+        }
+    }
+
     fn aws(&self) -> Option<&AwsArgs> {
         match self {
             Command::Plan { aws, .. }
@@ -313,19 +356,20 @@ impl Command {
     }
 }
 
-fn print_stats() {
-    let calls = aws::calls::snapshot();
-    let total: u64 = calls.values().flat_map(|m| m.values()).sum();
-    eprintln!("AWS API calls: {total} ({} writes)", aws::calls::writes());
-    for (service, ops) in calls {
+fn print_stats(calls: &aws::calls::Calls) {
+    let snapshot = calls.snapshot();
+    let total: u64 = snapshot.values().flat_map(|m| m.values()).sum();
+    eprintln!("AWS API calls: {total} ({} writes)", calls.writes());
+    for (service, ops) in snapshot {
         let n: u64 = ops.values().sum();
         let detail: Vec<String> = ops.iter().map(|(o, c)| format!("{o}×{c}")).collect();
         eprintln!("  {service}: {n}  {}", detail.join(" "));
     }
 }
 
-fn connect_options(a: &AwsArgs) -> ConnectOptions {
+fn connect_options(a: &AwsArgs, calls: &aws::calls::Calls) -> ConnectOptions {
     ConnectOptions {
+        calls: calls.clone(),
         profile: a.profile.clone(),
         region: a.region.clone(),
         endpoint_url: a.endpoint_url.clone().filter(|s| !s.is_empty()),
@@ -333,108 +377,47 @@ fn connect_options(a: &AwsArgs) -> ConnectOptions {
     }
 }
 
-/// The JSON document every `--json` command prints when it fails.
-fn error_doc(code: &str, message: &str, extra: Option<serde_json::Value>) -> serde_json::Value {
-    let mut error = json!({ "code": code, "message": message });
-    if let (Some(map), Some(serde_json::Value::Object(more))) = (error.as_object_mut(), extra) {
-        map.extend(more);
-    }
-    json!({ "format_version": render::JSON_SCHEMA_VERSION, "error": error })
+/// The stack file, or why it is not one.
+fn load(file: &Path) -> Result<Spec, Failure> {
+    Spec::load(file).map_err(|errors| Failure::InvalidFile {
+        file: file.to_path_buf(),
+        errors,
+    })
 }
 
-/// Where a command's failure goes: a line on stderr, and with `--json` also one
-/// JSON document on stdout, so a pipeline never parses empty input.
-#[derive(Clone, Copy)]
-struct Out {
-    json: bool,
-}
-
-impl Out {
-    fn fail(self, e: &Error) -> u8 {
-        if self.json {
-            let extra = match e {
-                Error::Aws { resource, .. }
-                | Error::Refused { resource, .. }
-                | Error::Timeout { resource, .. }
-                | Error::Interrupted { resource, .. } => Some(json!({ "resource": resource })),
-                Error::Config(_) | Error::Cancelled => None,
-            };
-            print_json(&error_doc(e.kind_code(), &e.to_string(), extra));
-        }
-        eprintln!("stack: {e}");
-        1
-    }
-
-    fn load(self, file: &Path) -> Result<Spec, u8> {
-        Spec::load(file).map_err(|e| {
-            if self.json {
-                let located: Vec<serde_json::Value> =
-                    e.0.iter()
-                        .map(|d| {
-                            json!({
-                                "file": d.file,
-                                "line": d.line,
-                                "column": d.column,
-                                "message": d.message,
-                            })
-                        })
-                        .collect();
-                print_json(&error_doc(
-                    "InvalidStackFile",
-                    &format!("{} has {} error(s)", file.display(), e.0.len()),
-                    Some(json!({ "diagnostics": located })),
-                ));
-            }
-            eprintln!("{e}");
-            eprintln!(
-                "stack: {} has {} error(s); nothing was sent to AWS",
-                file.display(),
-                e.0.len()
-            );
-            1
-        })
-    }
-}
-
-async fn run(cli: Cli) -> u8 {
+async fn run(cli: Cli, calls: aws::calls::Calls) -> Result<Done, Failure> {
+    // What the engine says while it prepares (an app build starting).
+    let say = |m: String| eprintln!("{m}");
     match cli.command {
         Command::Validate { file, json } => {
-            let out = Out { json };
-            match out.load(&file) {
-                Ok(spec) => {
-                    if json {
-                        print_json(&json!({
-                            "format_version": render::JSON_SCHEMA_VERSION,
-                            "valid": true,
-                            "stack": spec.stack,
-                            "services": spec.services.len(),
-                            "subnets": spec.subnets.len(),
-                        }));
-                    } else {
-                        println!(
-                            "{}: valid — stack `{}`, {} service(s), {} subnet(s)",
-                            file.display(),
-                            spec.stack,
-                            spec.services.len(),
-                            spec.subnets.len()
-                        );
-                    }
-                    0
-                }
-                Err(code) => code,
+            let spec = load(&file)?;
+            if json {
+                print_json(&json!({
+                    "format_version": render::JSON_SCHEMA_VERSION,
+                    "valid": true,
+                    "stack": spec.stack,
+                    "services": spec.services.len(),
+                    "subnets": spec.subnets.len(),
+                }));
+            } else {
+                println!(
+                    "{}: valid — stack `{}`, {} service(s), {} subnet(s)",
+                    file.display(),
+                    spec.stack,
+                    spec.services.len(),
+                    spec.subnets.len()
+                );
             }
+            Ok(Done::Success)
         }
         Command::Build { file, json } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
+            let spec = load(&file)?;
             let Some(app) = &spec.app else {
-                return out.fail(&Error::Config(format!(
+                return Err(Error::Config(format!(
                     "{} has no `app:` section; nothing to build",
                     file.display()
-                )));
+                ))
+                .into());
             };
             // No AWS call here: the architectures come from the instance types' names
             // (`plan` and `up` ask AWS).
@@ -445,10 +428,7 @@ async fn run(cli: Cli) -> u8 {
                 .collect();
             let mut built = Vec::new();
             for arch in archs {
-                match crate::artifact::produce(app, arch).await {
-                    Ok(a) => built.push(a),
-                    Err(e) => return out.fail(&e),
-                }
+                built.push(crate::artifact::produce(app, arch, &say).await?);
             }
             if json {
                 let docs: Vec<serde_json::Value> = built
@@ -479,7 +459,7 @@ async fn run(cli: Cli) -> u8 {
                     );
                 }
             }
-            0
+            Ok(Done::Success)
         }
         Command::Plan {
             file,
@@ -488,15 +468,20 @@ async fn run(cli: Cli) -> u8 {
             out: save,
             aws,
         } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Converge).await {
-                Ok(p) => p,
-                Err(e) => return out.fail(&e),
-            };
+            let spec = load(&file)?;
+            let p = engine::prepare_with(
+                &spec,
+                &connect_options(&aws, &calls),
+                Goal::Converge,
+                &BTreeMap::new(),
+                &say,
+            )
+            .await?;
+            // Saved before anything is printed: a file that cannot be written fails the
+            // command with one error document, not a plan and then an error.
+            if let Some(save) = &save {
+                saved::write(save, &file, &p)?;
+            }
             let refusal = refusal(&p.plan, Goal::Converge);
             if json {
                 let mut extra = json!({ "outputs": outputs(&spec, &p.live) });
@@ -507,25 +492,22 @@ async fn run(cli: Cli) -> u8 {
             } else {
                 print!("{}", render::plan_text(&p.plan, Style::detect()));
             }
-            if let Some(save) = save {
-                if let Err(e) = saved::write(&save, &file, &p) {
-                    return Out { json: false }.fail(&e);
-                }
-                if !json {
-                    println!(
-                        "\nSaved the plan to {}. Apply exactly it with: stack up {} --plan {}",
-                        save.display(),
-                        file.display(),
-                        save.display()
-                    );
-                }
+            if let Some(save) = save
+                && !json
+            {
+                println!(
+                    "\nSaved the plan to {}. Apply exactly it with: stack up {} --plan {}",
+                    save.display(),
+                    file.display(),
+                    save.display()
+                );
             }
             if refusal.is_some() {
-                1
+                Err(Failure::PlanRefused)
             } else if detailed_exitcode && !p.plan.is_empty() {
-                2
+                Ok(Done::ChangesPending)
             } else {
-                0
+                Ok(Done::Success)
             }
         }
         Command::Up {
@@ -540,11 +522,7 @@ async fn run(cli: Cli) -> u8 {
             lock,
             aws,
         } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
+            let spec = load(&file)?;
             let settings = Settings {
                 yes,
                 json,
@@ -552,27 +530,22 @@ async fn run(cli: Cli) -> u8 {
                 force,
                 ready_timeout: Duration::from_secs(ready_timeout),
                 app_url,
+                calls: calls.clone(),
             };
             let check = |p: &mut Prepared| match &plan {
                 Some(saved_plan) => saved::check(saved_plan, &file, p),
                 None => Ok(()),
             };
-            let opts = connect_options(&aws);
+            let opts = connect_options(&aws, &calls);
             // What `--app-url` and `--local` need is refused before anything is written.
-            if let Some(url) = &settings.app_url
-                && let Err(e) = crate::verify::check_url(url)
-            {
-                return out.fail(&e);
+            if let Some(url) = &settings.app_url {
+                crate::verify::check_url(url)?;
             }
-            let local = match aws
+            let local = aws
                 .local
                 .then(|| crate::local::preflight(opts.endpoint_url.as_deref()))
-                .transpose()
-            {
-                Ok(l) => l,
-                Err(e) => return out.fail(&e),
-            };
-            let code = apply_locked(
+                .transpose()?;
+            apply_locked(
                 &spec,
                 &opts,
                 Goal::Converge,
@@ -581,11 +554,11 @@ async fn run(cli: Cli) -> u8 {
                 &BTreeMap::new(),
                 &check,
             )
-            .await;
-            match local {
-                Some(endpoint) if code == 0 => serve_locally(&spec, &endpoint, &settings).await,
-                _ => code,
+            .await?;
+            if let Some(endpoint) = local {
+                serve_locally(&spec, &endpoint, &settings).await?;
             }
+            Ok(Done::Success)
         }
         Command::Down {
             file,
@@ -596,11 +569,7 @@ async fn run(cli: Cli) -> u8 {
             lock,
             aws,
         } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
+            let spec = load(&file)?;
             let settings = Settings {
                 yes,
                 json,
@@ -608,12 +577,11 @@ async fn run(cli: Cli) -> u8 {
                 force,
                 ready_timeout: Duration::from_secs(900),
                 app_url: None,
+                calls: calls.clone(),
             };
-            let opts = connect_options(&aws);
-            if aws.local
-                && let Err(e) = crate::local::stop(&spec.stack, &|m| eprintln!("stack: {m}")).await
-            {
-                return out.fail(&e);
+            let opts = connect_options(&aws, &calls);
+            if aws.local {
+                crate::local::stop(&spec.stack, &|m| eprintln!("stack: {m}")).await?;
             }
             apply_locked(
                 &spec,
@@ -637,21 +605,12 @@ async fn run(cli: Cli) -> u8 {
             lock,
             aws,
         } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            let opts = connect_options(&aws);
-            if let Some(url) = &app_url
-                && let Err(e) = crate::verify::check_url(url)
-            {
-                return out.fail(&e);
+            let spec = load(&file)?;
+            let opts = connect_options(&aws, &calls);
+            if let Some(url) = &app_url {
+                crate::verify::check_url(url)?;
             }
-            let builds = match previous_builds(&spec, &opts, &services).await {
-                Ok(b) => b,
-                Err(e) => return out.fail(&e),
-            };
+            let builds = previous_builds(&spec, &opts, &services).await?;
             if !json {
                 for (service, key) in &builds {
                     eprintln!(
@@ -671,6 +630,7 @@ async fn run(cli: Cli) -> u8 {
                 force: false,
                 ready_timeout: Duration::from_secs(ready_timeout),
                 app_url,
+                calls: calls.clone(),
             };
             let rolled: Vec<String> = builds.keys().cloned().collect();
             let only = move |p: &mut Prepared| rollback_only(p, &rolled);
@@ -686,15 +646,8 @@ async fn run(cli: Cli) -> u8 {
             .await
         }
         Command::Outputs { file, json, aws } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Observe).await {
-                Ok(p) => p,
-                Err(e) => return out.fail(&e),
-            };
+            let spec = load(&file)?;
+            let p = engine::prepare(&spec, &connect_options(&aws, &calls), Goal::Observe).await?;
             let outs = outputs(&spec, &p.live);
             if json {
                 print_json(
@@ -703,7 +656,7 @@ async fn run(cli: Cli) -> u8 {
             } else {
                 print_outputs(&outs);
             }
-            0
+            Ok(Done::Success)
         }
         Command::Token {
             file,
@@ -711,30 +664,14 @@ async fn run(cli: Cli) -> u8 {
             json,
             aws,
         } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            match token(&spec, &connect_options(&aws), rotate, json).await {
-                Ok(()) => 0,
-                Err(e) => out.fail(&e),
-            }
+            let spec = load(&file)?;
+            token(&spec, &connect_options(&aws, &calls), rotate, json).await?;
+            Ok(Done::Success)
         }
         Command::Status { file, json, aws } => {
-            let out = Out { json };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            let p = match engine::prepare(&spec, &connect_options(&aws), Goal::Observe).await {
-                Ok(p) => p,
-                Err(e) => return out.fail(&e),
-            };
-            let status = match crate::status::read(&spec, &p).await {
-                Ok(s) => s,
-                Err(e) => return out.fail(&e),
-            };
+            let spec = load(&file)?;
+            let p = engine::prepare(&spec, &connect_options(&aws, &calls), Goal::Observe).await?;
+            let status = crate::status::read(&spec, &p).await?;
             let local = aws.local.then(|| crate::local::read_state(&spec.stack));
             if json {
                 let mut doc = render::status_json(&status);
@@ -748,36 +685,27 @@ async fn run(cli: Cli) -> u8 {
                     print!("{}", local_status_text(&spec.stack, l.as_ref()));
                 }
             }
-            0
+            Ok(Done::Success)
         }
         Command::LocalSupervise { file, aws } => {
-            let out = Out { json: false };
-            let spec = match out.load(&file) {
-                Ok(s) => s,
-                Err(c) => return c,
-            };
-            let clients = match aws::Clients::connect(&connect_options(&aws)).await {
-                Ok(c) => c,
-                Err(e) => return out.fail(&e),
-            };
-            match crate::local::supervise(&spec, &clients).await {
-                Ok(()) => 0,
-                Err(e) => out.fail(&e),
-            }
+            let spec = load(&file)?;
+            let clients = aws::Clients::connect(&connect_options(&aws, &calls)).await?;
+            crate::local::supervise(&spec, &clients).await?;
+            Ok(Done::Success)
         }
         Command::Schema => {
             // A closed pipe (`| head`) is not an error worth reporting.
             let _ = std::io::stdout()
                 .lock()
                 .write_all(crate::schema::text().as_bytes());
-            0
+            Ok(Done::Success)
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "stack", &mut script);
             // A closed pipe (`| head`) is not an error worth reporting.
             let _ = std::io::stdout().lock().write_all(&script);
-            0
+            Ok(Done::Success)
         }
     }
 }
@@ -790,6 +718,8 @@ struct Settings {
     ready_timeout: Duration,
     /// `up --app-url`: where the build check asks instead of the load balancer.
     app_url: Option<String>,
+    /// The run's AWS calls, for the JSON documents.
+    calls: aws::calls::Calls,
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -920,60 +850,85 @@ async fn apply_locked(
     lock_args: &LockArgs,
     builds: &BTreeMap<String, String>,
     check: &dyn Fn(&mut Prepared) -> Result<(), Error>,
-) -> u8 {
-    let out = Out { json: s.json };
-    let mut p = match engine::prepare_with(spec, opts, goal, builds).await {
-        Ok(p) => p,
-        Err(e) => return out.fail(&e),
+) -> Result<Done, Failure> {
+    let say = |m: String| eprintln!("{m}");
+    let notice = |m: String| eprintln!("stack: {m}");
+    let interrupted = Arc::new(|m: String| eprintln!("\nstack: {m}"));
+    let mut p = engine::prepare_with(spec, opts, goal, builds, &say).await?;
+    check(&mut p)?;
+    let lock = if matches!(decide(&p.plan, goal, s.force), Decision::Apply) || lock_args.break_lock
+    {
+        let command = if goal == Goal::Destroy { "down" } else { "up" };
+        Some(
+            lock::acquire(
+                &p.clients,
+                &spec.stack,
+                command,
+                &lock_args.options(),
+                &notice,
+            )
+            .await?,
+        )
+    } else {
+        None
     };
-    if let Err(e) = check(&mut p) {
-        return out.fail(&e);
-    }
-    let refused =
-        refusal(&p.plan, goal).is_some() || data_refusal(&p.plan, goal, s.force).is_some();
-    if refused || (p.plan.is_empty() && !lock_args.break_lock) {
-        let session = lock::Session::start(None);
-        let code = apply_plan(spec, p, s, goal, &session).await;
-        session.finish().await;
-        return code;
-    }
-    let command = if goal == Goal::Destroy { "down" } else { "up" };
-    let say = |m: String| eprintln!("stack: {m}");
-    let held =
-        match lock::acquire(&p.clients, &spec.stack, command, &lock_args.options(), &say).await {
-            Ok(l) => l,
-            Err(e) => return out.fail(&e),
-        };
-    let session = lock::Session::start(Some(held));
-    let code = match engine::prepare_with(spec, opts, goal, builds).await {
-        Ok(mut p) => match check(&mut p) {
-            Ok(()) => apply_plan(spec, p, s, goal, &session).await,
-            Err(e) => out.fail(&e),
-        },
-        Err(e) => out.fail(&e),
-    };
-    session.finish().await;
-    code
+    let locked = lock.is_some();
+    let session = lock::Session::start(lock, interrupted);
+    let result = session
+        .guard(async {
+            let p = if locked {
+                let mut p = engine::prepare_with(spec, opts, goal, builds, &say).await?;
+                check(&mut p)?;
+                p
+            } else {
+                p
+            };
+            apply_plan(spec, p, s, goal, &session).await
+        })
+        .await
+        .unwrap_or_else(|why| Err(Failure::Interrupted(why)));
+    session.finish(&notice).await;
+    result
 }
 
+/// What to do with a plan, decided before anything is asked or written.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    /// Refused before any write: the code and message of the error.
+    Refuse(&'static str, String),
+    /// Nothing to change (the services must still answer).
+    Converged,
+    Apply,
+}
+
+fn decide(plan: &Plan, goal: Goal, force: bool) -> Decision {
+    if let Some((code, message)) = refusal(plan, goal).or_else(|| data_refusal(plan, goal, force)) {
+        Decision::Refuse(code, message)
+    } else if plan.is_empty() {
+        Decision::Converged
+    } else {
+        Decision::Apply
+    }
+}
+
+/// The plan shown, decided on, confirmed, executed and summarized.
 async fn apply_plan(
     spec: &Spec,
     p: Prepared,
     s: &Settings,
     goal: Goal,
     session: &lock::Session,
-) -> u8 {
+) -> Result<Done, Failure> {
     let Prepared {
         clients,
         desired,
         live,
         plan,
     } = p;
-    let style = Style::detect();
     if !s.json {
         if goal == Goal::Destroy && plan.is_empty() && plan.missing_services.is_empty() {
             println!("Nothing to destroy: {} has no resources.", plan.target());
-            return 0;
+            return Ok(Done::Success);
         }
         if goal == Goal::Destroy && !plan.is_empty() {
             println!(
@@ -981,50 +936,117 @@ async fn apply_plan(
                 spec.stack, spec.stack
             );
         }
-        print!("{}", render::plan_text(&plan, style));
+        print!("{}", render::plan_text(&plan, Style::detect()));
     }
-    if let Some((code, msg)) = refusal(&plan, goal).or_else(|| data_refusal(&plan, goal, s.force)) {
-        return json_or_error(s.json, &plan, code, &msg);
-    }
-    if plan.is_empty() {
-        // Nothing to change, but the services must still answer.
-        if goal == Goal::Converge
-            && let Err(e) = services_healthy(&clients, &live, s).await
-        {
-            return json_or_error(s.json, &plan, "Unhealthy", &e.to_string());
+    match decide(&plan, goal, s.force) {
+        Decision::Refuse(code, message) => {
+            return Err(Failure::Refused {
+                code,
+                doc: Some(not_applied(&plan, &message, &s.calls)),
+                message,
+            });
         }
-        let outs = outputs(spec, &live);
-        if s.json {
-            print_json(&render::plan_json(
-                &plan,
-                json!({ "applied": true, "steps": [], "outputs": outs, "api_calls": aws::calls::snapshot() }),
-            ));
-        } else if goal == Goal::Converge {
-            print_outputs(&outs);
-        }
-        return 0;
+        Decision::Converged => return converged(spec, &plan, &clients, &live, s, goal).await,
+        Decision::Apply => {}
     }
-    if !s.yes {
-        let q = if goal == Goal::Destroy {
-            format!("\nDestroy these resources of {}?", plan.target())
-        } else {
-            format!("\nApply these changes to {}?", plan.target())
-        };
-        match confirm(&q) {
-            Ok(true) => {}
-            Ok(false) => {
-                eprintln!("stack: cancelled; nothing was changed");
-                return 1;
-            }
-            Err(e) => {
-                eprintln!("stack: {e}");
-                return 1;
-            }
-        }
-    }
+    confirm_apply(&plan, goal, s).await?;
     // From here Ctrl-C stops new steps instead of quitting (see `lock::Session`).
     session.applying();
     let interrupt = session.interrupt();
+    let rolls = roll_checks(spec, &plan, &desired, &live);
+    let outcome = execute(spec, clients.clone(), &plan, desired, live, s, &interrupt).await;
+    // Every `up` ends with the services answering behind the load balancer, and a
+    // roll with the new build answering there.
+    let unhealthy = if goal == Goal::Converge && outcome.ok() && !interrupt.is_set() {
+        after_apply(spec, &clients, &outcome, s, rolls).await.err()
+    } else {
+        None
+    };
+    summarize(
+        spec,
+        &plan,
+        &outcome,
+        goal,
+        s,
+        interrupt.is_set(),
+        unhealthy,
+    )
+}
+
+/// The JSON document of a plan that was not applied, to carry its error.
+fn not_applied(plan: &Plan, message: &str, calls: &aws::calls::Calls) -> serde_json::Value {
+    render::plan_json(
+        plan,
+        json!({
+            "applied": false,
+            "errors": [message],
+            "api_calls": calls.snapshot(),
+        }),
+    )
+}
+
+/// Nothing to change: the services must still answer; then the outputs.
+async fn converged(
+    spec: &Spec,
+    plan: &Plan,
+    clients: &aws::Clients,
+    live: &BTreeMap<crate::model::Address, Live>,
+    s: &Settings,
+    goal: Goal,
+) -> Result<Done, Failure> {
+    if goal == Goal::Converge
+        && let Err(e) = services_healthy(clients, live, s).await
+    {
+        let message = e.to_string();
+        return Err(Failure::Refused {
+            code: "Unhealthy",
+            doc: Some(not_applied(plan, &message, &s.calls)),
+            message,
+        });
+    }
+    let outs = outputs(spec, live);
+    if s.json {
+        print_json(&render::plan_json(
+            plan,
+            json!({ "applied": true, "steps": [], "outputs": outs, "api_calls": s.calls.snapshot() }),
+        ));
+    } else if goal == Goal::Converge {
+        print_outputs(&outs);
+    }
+    Ok(Done::Success)
+}
+
+/// `--yes`, or "yes" at a terminal; nothing else proceeds. The prompt waits on its
+/// own thread, so that Ctrl-C meanwhile ends the run (see `lock::Session::guard`).
+async fn confirm_apply(plan: &Plan, goal: Goal, s: &Settings) -> Result<(), Failure> {
+    if s.yes {
+        return Ok(());
+    }
+    let q = if goal == Goal::Destroy {
+        format!("\nDestroy these resources of {}?", plan.target())
+    } else {
+        format!("\nApply these changes to {}?", plan.target())
+    };
+    let answer = tokio::task::spawn_blocking(move || confirm(&q))
+        .await
+        .map_err(|e| Error::Config(format!("the prompt failed: {e}")))?;
+    match answer {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::Declined),
+        Err(e) => Err(Error::Config(e).into()),
+    }
+}
+
+/// Runs the plan's steps against AWS, progress reported as they go.
+async fn execute(
+    spec: &Spec,
+    clients: aws::Clients,
+    plan: &Plan,
+    desired: Vec<crate::model::Desired>,
+    live: BTreeMap<crate::model::Address, Live>,
+    s: &Settings,
+    interrupt: &apply::Interrupt,
+) -> apply::Outcome {
     let progress = Arc::new(Progress::detect(s.json));
     let observer: Arc<dyn apply::Observer> = progress.clone();
     let reporter = observer.clone();
@@ -1041,46 +1063,51 @@ async fn apply_plan(
         ready_timeout: s.ready_timeout,
         shared: Default::default(),
     };
-    let health_clients = ctx.c.clone();
-    let builds = roll_checks(spec, &plan, &desired, &live);
-    let outcome = apply::execute(
+    apply::execute(
         ctx,
-        &plan,
+        plan,
         desired,
         live,
         s.parallelism,
         observer,
         interrupt.clone(),
     )
-    .await;
-    // Every `up` ends with the services answering behind the load balancer, and a
-    // roll with the new build answering there.
-    let unhealthy = if goal == Goal::Converge && outcome.ok() && !interrupt.is_set() {
-        match services_healthy(&health_clients, &outcome.live, s).await {
-            Ok(()) => {
-                let rolled: Vec<crate::verify::Expect> = builds
-                    .into_iter()
-                    .filter(|e| {
-                        outcome.steps.iter().any(|r| {
-                            r.op == Op::Update
-                                && r.status == Status::Done
-                                && r.address
-                                    == crate::model::Address::new(
-                                        Kind::AutoScalingGroup,
-                                        &e.service,
-                                    )
-                        })
-                    })
-                    .collect();
-                check_builds(spec, &health_clients, &outcome.live, s, &rolled)
-                    .await
-                    .err()
-            }
-            Err(e) => Some(e),
-        }
-    } else {
-        None
-    };
+    .await
+}
+
+/// After an apply that went through: the services healthy, and rolled services
+/// answering with their new build.
+async fn after_apply(
+    spec: &Spec,
+    clients: &aws::Clients,
+    outcome: &apply::Outcome,
+    s: &Settings,
+    rolls: Vec<crate::verify::Expect>,
+) -> Result<(), Error> {
+    services_healthy(clients, &outcome.live, s).await?;
+    let rolled: Vec<crate::verify::Expect> = rolls
+        .into_iter()
+        .filter(|e| {
+            outcome.steps.iter().any(|r| {
+                r.op == Op::Update
+                    && r.status == Status::Done
+                    && r.address == crate::model::Address::new(Kind::AutoScalingGroup, &e.service)
+            })
+        })
+        .collect();
+    check_builds(spec, clients, &outcome.live, s, &rolled).await
+}
+
+/// What the run did, as a summary (text) or one document (JSON), and how it ends.
+fn summarize(
+    spec: &Spec,
+    plan: &Plan,
+    outcome: &apply::Outcome,
+    goal: Goal,
+    s: &Settings,
+    interrupted: bool,
+    unhealthy: Option<Error>,
+) -> Result<Done, Failure> {
     let outs = outputs(spec, &outcome.live);
     let done = |op: Op, a: &crate::model::Address| {
         outcome
@@ -1106,12 +1133,13 @@ async fn apply_plan(
             .count()
             - if op == Op::Update { 0 } else { replaced }
     };
+    let doc = json!({ "applied": outcome.ok(), "steps": outcome.steps, "resources": written(outcome), "outputs": outs, "api_calls": s.calls.snapshot() });
+    let doc = render::plan_json(plan, doc);
     if s.json {
-        let mut doc = json!({ "applied": outcome.ok(), "steps": outcome.steps, "resources": written(&outcome), "outputs": outs, "api_calls": aws::calls::snapshot() });
-        if let Some(e) = &unhealthy {
-            doc["error"] = json!({ "code": "Unhealthy", "message": e.to_string() });
+        // An unhealthy stack's document carries the error (see below).
+        if unhealthy.is_none() {
+            print_json(&doc);
         }
-        print_json(&render::plan_json(&plan, doc));
     } else {
         println!();
         if !outcome.ok() {
@@ -1144,23 +1172,20 @@ async fn apply_plan(
         } else {
             println!(
                 "{}Stopped with work left: {summary}. Run the same command again to converge from here.",
-                if interrupt.is_set() {
-                    "Interrupted. "
-                } else {
-                    ""
-                }
+                if interrupted { "Interrupted. " } else { "" }
             );
         }
     }
-    if let Some(e) = &unhealthy {
-        eprintln!("stack: {e}");
-    }
-    if interrupt.is_set() {
-        130
-    } else if outcome.ok() && unhealthy.is_none() {
-        0
+    if let Some(e) = unhealthy {
+        Err(Failure::Refused {
+            code: "Unhealthy",
+            message: e.to_string(),
+            doc: Some(doc),
+        })
+    } else if interrupted || !outcome.ok() {
+        Err(Failure::Incomplete { interrupted })
     } else {
-        1
+        Ok(Done::Success)
     }
 }
 
@@ -1184,27 +1209,22 @@ fn written(outcome: &apply::Outcome) -> serde_json::Value {
 
 /// `up --local`, after the apply: the local data plane serves the stack, and the user
 /// is told where. Only ever against an emulator on this machine.
-async fn serve_locally(spec: &Spec, endpoint: &str, s: &Settings) -> u8 {
-    let out = Out { json: s.json };
+async fn serve_locally(spec: &Spec, endpoint: &str, s: &Settings) -> Result<(), Error> {
     let say = |m: String| {
         if !s.json {
             eprintln!("stack: {m}");
         }
     };
-    match crate::local::start(spec, endpoint, s.ready_timeout, &say).await {
-        Ok(urls) => {
-            if !s.json {
-                println!();
-                for u in urls {
-                    println!(
-                        "Serving locally at {u} (HAProxy; `stack status --local` shows the instances, `stack down --local` stops them)"
-                    );
-                }
-            }
-            0
+    let urls = crate::local::start(spec, endpoint, s.ready_timeout, &say).await?;
+    if !s.json {
+        println!();
+        for u in urls {
+            println!(
+                "Serving locally at {u} (HAProxy; `stack status --local` shows the instances, `stack down --local` stops them)"
+            );
         }
-        Err(e) => out.fail(&e),
     }
+    Ok(())
 }
 
 /// `status --local`: the local processes, HAProxy's view of each, the groups' sizes.
@@ -1492,22 +1512,6 @@ async fn services_healthy(
     crate::resources::wait_all_healthy(c, live, s.ready_timeout, &progress).await
 }
 
-fn json_or_error(json: bool, plan: &Plan, code: &str, msg: &str) -> u8 {
-    if json {
-        print_json(&render::plan_json(
-            plan,
-            json!({
-                "applied": false,
-                "errors": [msg],
-                "error": { "code": code, "message": msg },
-                "api_calls": aws::calls::snapshot(),
-            }),
-        ));
-    }
-    eprintln!("stack: {msg}");
-    1
-}
-
 /// `stack token`: the write credential from SSM, or a new one. The value goes to stdout
 /// only when asked for, and nowhere else.
 async fn token(spec: &Spec, opts: &ConnectOptions, rotate: bool, json: bool) -> Result<(), Error> {
@@ -1649,7 +1653,7 @@ mod saved {
     fn file_digest(file: &Path) -> Result<String, Error> {
         std::fs::read(file)
             .map(|b| sha256_hex(&b))
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", file.display())))
+            .map_err(Error::io(format!("cannot read {}", file.display())))
     }
 
     pub fn write(out: &Path, file: &Path, p: &Prepared) -> Result<(), Error> {
@@ -1660,12 +1664,12 @@ mod saved {
             "plan": render::plan_json(&p.plan, json!({})),
         });
         std::fs::write(out, serde_json::to_string_pretty(&doc).unwrap_or_default())
-            .map_err(|e| Error::Config(format!("cannot write {}: {e}", out.display())))
+            .map_err(Error::io(format!("cannot write {}", out.display())))
     }
 
     pub fn check(saved: &Path, file: &Path, p: &Prepared) -> Result<(), Error> {
         let text = std::fs::read_to_string(saved)
-            .map_err(|e| Error::Config(format!("cannot read plan {}: {e}", saved.display())))?;
+            .map_err(Error::io(format!("cannot read plan {}", saved.display())))?;
         let doc: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::Config(format!("{} is not a saved plan: {e}", saved.display())))?;
         if doc["stack_file_sha256"].as_str() != Some(file_digest(file)?.as_str()) {

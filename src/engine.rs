@@ -48,17 +48,24 @@ pub struct Prepared {
     pub plan: Plan,
 }
 
+/// What the engine has to say while it prepares (the app's build starting).
+pub type Say<'a> = &'a (dyn Fn(String) + Sync);
+
+/// Connects, discovers and plans, with nothing to say: for reading what is there
+/// (`outputs`, `status`), where no app is built.
 pub async fn prepare(spec: &Spec, opts: &ConnectOptions, goal: Goal) -> Result<Prepared, Error> {
-    prepare_with(spec, opts, goal, &BTreeMap::new()).await
+    prepare_with(spec, opts, goal, &BTreeMap::new(), &|_| {}).await
 }
 
-/// [`prepare`], with stored builds (artifact keys, per service) installed instead of
-/// building the app here: what `stack rollback` applies.
+/// [`prepare`], building the app where the goal needs it (saying so through `say`),
+/// or with stored builds (artifact keys, per service) installed instead: what
+/// `stack rollback` applies.
 pub async fn prepare_with(
     spec: &Spec,
     opts: &ConnectOptions,
     goal: Goal,
     builds: &BTreeMap<String, String>,
+    say: Say<'_>,
 ) -> Result<Prepared, Error> {
     let mut opts = opts.clone();
     if let Some(r) = &opts.region
@@ -108,7 +115,7 @@ pub async fn prepare_with(
                 let mut out = BTreeMap::new();
                 if let Some(app) = spec.app.as_ref().filter(|_| builds.is_empty()) {
                     for &arch in &needed {
-                        out.insert(arch, crate::artifact::produce(app, arch).await?);
+                        out.insert(arch, crate::artifact::produce(app, arch, say).await?);
                     }
                 }
                 Ok::<_, Error>(out)

@@ -20,7 +20,9 @@
 //! - [`local`]: `up --local`: instances as processes behind HAProxy, target tracking.
 //! - [`lock`]: the per-stack lock in AWS that `up` and `down` hold, and their Ctrl-C handling.
 //! - [`verify`]: after a roll, the new build answering through the load balancer.
-//! - [`cli`]: the commands; `main.rs` only runs them and prints errors.
+//! - [`failure`]: how a command ends when it does not succeed, and its one rendering
+//!   (message with cause chain, AWS code and request id; JSON document; exit code).
+//! - [`cli`]: the commands; each returns `Done` or a [`failure::Failure`], rendered once.
 
 pub mod apply;
 pub mod artifact;
@@ -28,6 +30,7 @@ pub mod aws;
 pub mod cli;
 pub mod desired;
 pub mod engine;
+pub mod failure;
 pub mod local;
 pub mod lock;
 pub mod model;

@@ -16,9 +16,11 @@
 //! backend locked with it for years).
 //!
 //! [`Session`] is what `up`/`down` hold while they may change AWS: the lock and the
-//! Ctrl-C handling. Before the apply starts, Ctrl-C releases the lock and quits (nothing
-//! was changed); during the apply it stops new steps and lets calls in flight finish;
-//! a second Ctrl-C releases the lock and quits at once.
+//! Ctrl-C handling. Before the apply starts, Ctrl-C ends the run (nothing was changed);
+//! during the apply it stops new steps and lets calls in flight finish; a second Ctrl-C
+//! ends the run at once, abandoning the calls in flight. Ending the run is
+//! [`Session::guard`] returning: the command releases the lock and exits 130 through
+//! the same path as every other outcome.
 
 use crate::apply::Interrupt;
 use crate::aws::{Clients, Context, Error, wait_for};
@@ -433,62 +435,82 @@ impl Lock {
         }
     }
 
-    /// Release for exit paths: bounded in time, problems reported on stderr.
-    async fn release_or_warn(&self) {
+    /// Release for exit paths: bounded in time, problems reported through `say`.
+    async fn release_or_warn(&self, say: &(dyn Fn(String) + Sync)) {
         match tokio::time::timeout(Duration::from_secs(10), self.release()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("stack: warning: {e}"),
-            Err(_) => eprintln!(
-                "stack: warning: could not release {} in time; the next run needs --break-lock",
+            Ok(Err(e)) => say(format!("warning: {e}")),
+            Err(_) => say(format!(
+                "warning: could not release {} in time; the next run needs --break-lock",
                 resource(&self.stack)
-            ),
+            )),
         }
     }
 }
 
 /// What `up`/`down` hold while they may change AWS: the stack's lock (if taken) and the
-/// Ctrl-C handling described in the module docs.
+/// Ctrl-C handling described in the module docs. Nothing here exits the process: a
+/// Ctrl-C that ends the run makes [`Session::guard`] return, and the command returns
+/// "interrupted" like any other outcome (the lock released on the way).
 pub struct Session {
     lock: Option<Arc<Lock>>,
     interrupt: Interrupt,
     applying: Arc<AtomicBool>,
+    /// Set when Ctrl-C ends the run, with what to tell the user.
+    quit: Arc<(tokio::sync::Notify, std::sync::Mutex<Option<String>>)>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
-    pub fn start(lock: Option<Lock>) -> Session {
+    /// `say` hears the first Ctrl-C of an apply (which lets the calls in flight
+    /// finish); the one that ends the run is returned by [`Session::guard`].
+    pub fn start(lock: Option<Lock>, say: Arc<dyn Fn(String) + Send + Sync>) -> Session {
         let lock = lock.map(Arc::new);
         let interrupt = Interrupt::default();
         let applying = Arc::new(AtomicBool::new(false));
+        let quit = Arc::new((tokio::sync::Notify::new(), std::sync::Mutex::new(None)));
         let watcher = {
-            let (lock, interrupt, applying) = (lock.clone(), interrupt.clone(), applying.clone());
+            let (interrupt, applying, quit) = (interrupt.clone(), applying.clone(), quit.clone());
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_err() {
                     return;
                 }
-                if applying.load(Ordering::SeqCst) {
+                let why = if applying.load(Ordering::SeqCst) {
                     interrupt.trigger();
-                    eprintln!(
-                        "\nstack: interrupted — no new step starts; waiting for the calls in flight (Ctrl-C again to quit now)"
-                    );
+                    say("interrupted — no new step starts; waiting for the calls in flight (Ctrl-C again to quit now)".into());
                     if tokio::signal::ctrl_c().await.is_err() {
                         return;
                     }
-                    eprintln!("stack: quitting; run the same command again to converge");
+                    "quitting; run the same command again to converge"
                 } else {
-                    eprintln!("\nstack: interrupted before anything was changed");
-                }
-                if let Some(l) = &lock {
-                    l.release_or_warn().await;
-                }
-                std::process::exit(130);
+                    "interrupted before anything was changed"
+                };
+                *quit.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+                // A permit, should the guarded work not be waiting yet.
+                quit.0.notify_one();
             })
         };
         Session {
             lock,
             interrupt,
             applying,
+            quit,
             watcher,
+        }
+    }
+
+    /// Runs `work` unless Ctrl-C ends the run first; then `work` is dropped (the call
+    /// in flight is abandoned, as quitting would) and the reason returned.
+    pub async fn guard<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
+        tokio::select! {
+            r = work => Ok(r),
+            () = self.quit.0.notified() => Err(self
+                .quit
+                .1
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default()),
         }
     }
 
@@ -506,12 +528,12 @@ impl Session {
         self.interrupt.is_set()
     }
 
-    /// Stops watching Ctrl-C and releases the lock (problems are printed, not fatal:
-    /// the run's own result stands).
-    pub async fn finish(self) {
+    /// Stops watching Ctrl-C and releases the lock. A release that fails is reported
+    /// through `say` and is not fatal: the run's own result stands.
+    pub async fn finish(self, say: &(dyn Fn(String) + Sync)) {
         self.watcher.abort();
         if let Some(l) = &self.lock {
-            l.release_or_warn().await;
+            l.release_or_warn(say).await;
         }
     }
 }

@@ -265,6 +265,44 @@ async fn ctrl_c_during_up_finishes_calls_in_flight_and_starts_nothing_new() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
 
+/// A second Ctrl-C quits at once, without waiting for the call in flight: the run
+/// returns "interrupted" (exit 130) with the lock released, and the next run converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_quits_at_once_and_releases_the_lock() {
+    let moto = Moto::start();
+    let proxy = Proxy::with_faults(Some(moto.port), Faults::real()).await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+
+    let hold = proxy.hold("CreateLoadBalancer", When::Before);
+    let run = spawn_stack(&proxy.url(), &["up", &file, "--yes", "--parallelism", "1"]);
+    hold.reached().await;
+    run.signal("INT");
+    eventually("the interrupt to be acknowledged", || {
+        run.text().contains("no new step starts")
+    });
+    // The load balancer's call is still held: only quitting ends the run now.
+    run.signal("INT");
+    let out = run.wait();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{all}");
+    assert!(
+        all.contains("stack: quitting; run the same command again to converge"),
+        "{all}"
+    );
+    assert!(
+        lock_item(&moto.url(), STACK).await.is_none(),
+        "lock not released: {all}"
+    );
+    // The quitting run dropped its connection: the held call never reaches AWS.
+    hold.abandon();
+
+    let up = stack(&proxy.url(), &["up", &file, "--yes"]);
+    assert_ok(&up);
+    let plan = stack(&proxy.url(), &["plan", &file, "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_down_finishes_calls_in_flight_and_starts_nothing_new() {
     let moto = Moto::start();
@@ -427,6 +465,14 @@ async fn exhausted_retries_name_the_code_the_resource_and_what_is_left() {
     assert_eq!(proxy.calls.action("CreateTargetGroup"), 20, "{out}");
     assert!(
         out.contains("target_group.web creating failed: creating target_group.web: Throttling: Rate exceeded (retries exhausted: still throttled after up to 10 attempts"),
+        "{out}"
+    );
+    // With AWS's id for the request, for a support case or CloudTrail.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("target_group.web creating failed")
+                && l.contains("(request id ")
+                && l.contains("-fault-")),
         "{out}"
     );
     // What was left in place, and what was not done.

@@ -27,6 +27,8 @@ pub struct ConnectOptions {
     pub endpoint_url: Option<String>,
     /// `--local`: the LocalStack-compatible endpoint with test credentials when none are set.
     pub local: bool,
+    /// Where the clients count their calls.
+    pub calls: calls::Calls,
 }
 
 /// One client per service, sharing one configuration.
@@ -208,13 +210,13 @@ impl Clients {
                     .build(),
             )
             .build();
-        let counter = calls::Counter;
+        let counter = calls::Counter(opts.calls.clone());
         // Every client counts its calls, so `--stats` and the benchmarks can report them.
         macro_rules! client {
             ($krate:ident, $conf:expr) => {
                 $krate::Client::from_conf(
                     $krate::config::Builder::from($conf)
-                        .interceptor(counter)
+                        .interceptor(counter.clone())
                         .build(),
                 )
             };
@@ -222,7 +224,7 @@ impl Clients {
         let s3_conf = |c: &aws_config::SdkConfig| {
             aws_sdk_s3::config::Builder::from(c)
                 .force_path_style(endpoint.is_some())
-                .interceptor(counter)
+                .interceptor(counter.clone())
                 .build()
         };
         Ok(Clients {
@@ -258,6 +260,14 @@ pub enum Error {
         resource: String,
         code: String,
         message: String,
+        /// AWS's id for the failed request, for a support case or CloudTrail.
+        request_id: Option<String>,
+    },
+    /// A file or a process of this machine failed: what we were doing, and the
+    /// system's own error as the cause.
+    Io {
+        doing: String,
+        cause: std::sync::Arc<std::io::Error>,
     },
     /// A wait for readiness ran out of time.
     Timeout {
@@ -286,10 +296,24 @@ impl fmt::Display for Error {
                 resource,
                 code,
                 message,
+                request_id,
             } => {
                 write!(f, "{action} {resource}: {code}")?;
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
+                }
+                if let Some(id) = request_id {
+                    write!(f, " (request id {id})")?;
+                }
+                Ok(())
+            }
+            // The cause chain, outermost first, as one line.
+            Error::Io { doing, cause } => {
+                write!(f, "{doing}: {cause}")?;
+                let mut next = std::error::Error::source(cause.as_ref());
+                while let Some(e) = next {
+                    write!(f, ": {e}")?;
+                    next = e.source();
                 }
                 Ok(())
             }
@@ -316,13 +340,43 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { cause, .. } => Some(cause.as_ref()),
+            Error::Aws { .. }
+            | Error::Timeout { .. }
+            | Error::Config(_)
+            | Error::Refused { .. }
+            | Error::Cancelled
+            | Error::Interrupted { .. } => None,
+        }
+    }
+}
 
 impl Error {
+    /// For `map_err`: an io failure while `doing` something, kept as the cause.
+    pub fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let doing = doing.into();
+        move |cause| Error::Io {
+            doing,
+            cause: std::sync::Arc::new(cause),
+        }
+    }
+
+    /// AWS's request id of a failed call.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Aws { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Aws { code, .. } => Some(code),
-            Error::Timeout { .. }
+            Error::Io { .. }
+            | Error::Timeout { .. }
             | Error::Config(_)
             | Error::Refused { .. }
             | Error::Cancelled
@@ -335,6 +389,7 @@ impl Error {
         match self {
             Error::Aws { code, .. } => code,
             Error::Timeout { .. } => "Timeout",
+            Error::Io { .. } => "Io",
             Error::Config(_) => "Config",
             Error::Refused { .. } => "Refused",
             Error::Cancelled | Error::Interrupted { .. } => "Interrupted",
@@ -405,6 +460,39 @@ where
     }
 }
 
+/// AWS's id for a request: in the error's metadata (parsed from the body, where EC2
+/// and the Query APIs put it) or in a response header (JSON APIs, S3).
+fn request_id<E, R>(err: &SdkError<E, R>) -> Option<String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+    SdkError<E, R>: HasHeaders,
+{
+    let from_body = match err {
+        SdkError::ServiceError(se) => se.err().meta().extra("aws_request_id"),
+        _ => None,
+    };
+    from_body
+        .map(str::to_string)
+        .or_else(|| err.header_any(&["x-amzn-requestid", "x-amz-request-id"]))
+        .filter(|id| !id.is_empty())
+}
+
+/// Response headers of a failed call, where there was a response.
+trait HasHeaders {
+    fn header_any(&self, names: &[&str]) -> Option<String>;
+}
+
+impl<E> HasHeaders for SdkError<E, aws_smithy_runtime_api::http::Response> {
+    fn header_any(&self, names: &[&str]) -> Option<String> {
+        let r = self.raw_response()?;
+        names
+            .iter()
+            .find_map(|n| r.headers().get(*n))
+            .map(str::to_string)
+    }
+}
+
 /// Adds "what we were doing to which resource" to SDK results.
 pub trait Context<T> {
     fn ctx(self, action: &str, resource: &dyn fmt::Display) -> Result<T, Error>;
@@ -431,6 +519,7 @@ where
                 resource: resource.to_string(),
                 code,
                 message,
+                request_id: request_id(&e),
             }
         })
     }

@@ -149,7 +149,7 @@ pub async fn start(
     say: &(dyn Fn(String) + Sync),
 ) -> Result<Vec<String>, Error> {
     let d = dir(&spec.stack);
-    std::fs::create_dir_all(&d).map_err(|e| Error::Config(format!("{}: {e}", d.display())))?;
+    std::fs::create_dir_all(&d).map_err(Error::io(format!("creating {}", d.display())))?;
     if let Some(pid) = supervisor(&spec.stack) {
         say(format!(
             "local data plane already running (pid {pid}); it follows the change"
@@ -157,7 +157,7 @@ pub async fn start(
     } else {
         let _ = std::fs::remove_file(d.join("state.json"));
         let log = std::fs::File::create(d.join("supervisor.log"))
-            .map_err(|e| Error::Config(format!("supervisor log: {e}")))?;
+            .map_err(Error::io("opening the supervisor log"))?;
         let exe = std::env::current_exe().map_err(|e| Error::Config(e.to_string()))?;
         use std::os::unix::process::CommandExt;
         let child = std::process::Command::new(exe)
@@ -170,7 +170,7 @@ pub async fn start(
             // Its own process group: Ctrl-C in this terminal does not reach it.
             .process_group(0)
             .spawn()
-            .map_err(|e| Error::Config(format!("starting the local supervisor: {e}")))?;
+            .map_err(Error::io("starting the local supervisor"))?;
         std::fs::write(d.join("supervisor.pid"), child.id().to_string())
             .map_err(|e| Error::Config(e.to_string()))?;
         say(format!(

@@ -90,7 +90,7 @@ async fn upload(ctx: &Ctx, a: &Address, attrs: &Attrs, path: &str) -> Result<(),
     let bucket = attr_str(attrs, "bucket");
     let size = tokio::fs::metadata(path)
         .await
-        .map_err(|e| Error::Config(format!("{a}: cannot read the app build {path}: {e}")))?
+        .map_err(Error::io(format!("{a}: cannot read the app build {path}")))?
         .len();
     if size > MULTIPART_THRESHOLD {
         return upload_parts(ctx, a, bucket, key, path, size).await;

@@ -311,44 +311,47 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
     })
 }
 
-/// Changes `changed` attributes in place.
+/// Changes `changed` attributes in place; returns the resource's id afterwards (an
+/// app build's object is the new key).
 pub async fn update(
     ctx: &Ctx,
     d: &Desired,
     live: &Live,
     attrs: &Attrs,
     changed: &[String],
-) -> Result<(), Error> {
+) -> Result<String, Error> {
+    let same = |r: Result<(), Error>| r.map(|()| live.id.clone());
     match d.address.kind {
-        Kind::Vpc => vpc::update(ctx, live, attrs, changed).await,
-        Kind::Subnet => subnet::update(ctx, live, attrs, changed).await,
-        Kind::InternetGateway => igw::update(ctx, live, attrs, changed).await,
-        Kind::RouteTable => route_table::update(ctx, live, attrs, changed).await,
-        Kind::SecurityGroup => security_group::update(ctx, live, attrs, changed).await,
-        Kind::LoadBalancer => load_balancer::update(ctx, live, attrs, changed).await,
-        Kind::TargetGroup => target_group::update(ctx, live, attrs, changed).await,
-        Kind::Listener => listener::update(ctx, live, attrs, changed).await,
-        Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
-        Kind::Role => iam_role::update(ctx, live, attrs, changed).await,
-        Kind::InstanceProfile => instance_profile::update(ctx, live, attrs, changed).await,
+        Kind::Vpc => same(vpc::update(ctx, live, attrs, changed).await),
+        Kind::Subnet => same(subnet::update(ctx, live, attrs, changed).await),
+        Kind::InternetGateway => same(igw::update(ctx, live, attrs, changed).await),
+        Kind::RouteTable => same(route_table::update(ctx, live, attrs, changed).await),
+        Kind::SecurityGroup => same(security_group::update(ctx, live, attrs, changed).await),
+        Kind::LoadBalancer => same(load_balancer::update(ctx, live, attrs, changed).await),
+        Kind::TargetGroup => same(target_group::update(ctx, live, attrs, changed).await),
+        Kind::Listener => same(listener::update(ctx, live, attrs, changed).await),
+        Kind::ListenerRule => same(listener_rule::update(ctx, live, attrs, changed).await),
+        Kind::Role => same(iam_role::update(ctx, live, attrs, changed).await),
+        Kind::InstanceProfile => same(instance_profile::update(ctx, live, attrs, changed).await),
         // Every attribute forces a new template: the differ never plans an update.
         Kind::LaunchTemplate => Err(Error::Refused {
             resource: live.address.to_string(),
             reason: "launch templates are replaced, never updated in place".into(),
         }),
-        Kind::AutoScalingGroup => asg::update(ctx, live, attrs, changed).await,
+        Kind::AutoScalingGroup => same(asg::update(ctx, live, attrs, changed).await),
         Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
             .await
-            .map(drop),
-        Kind::Table => table::update(ctx, live, attrs, changed).await,
-        Kind::Bucket => bucket::update(ctx, live, attrs, changed).await,
+            .map(|(id, _)| id),
+        Kind::Table => same(table::update(ctx, live, attrs, changed).await),
+        Kind::Bucket => same(bucket::update(ctx, live, attrs, changed).await),
         Kind::Artifact => {
-            artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
+            artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await?;
+            Ok(attr_str(attrs, "key").to_string())
         }
-        Kind::Secret => secret::update(ctx, live, attrs).await,
-        Kind::FlowLog => flow_log::update(ctx, live).await,
-        Kind::VpcEndpoint => vpc_endpoint::update(ctx, live, attrs, changed).await,
-        Kind::NetworkAcl => network_acl::update(ctx, live, attrs, changed).await,
+        Kind::Secret => same(secret::update(ctx, live, attrs).await),
+        Kind::FlowLog => same(flow_log::update(ctx, live).await),
+        Kind::VpcEndpoint => same(vpc_endpoint::update(ctx, live, attrs, changed).await),
+        Kind::NetworkAcl => same(network_acl::update(ctx, live, attrs, changed).await),
     }
 }
 
