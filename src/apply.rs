@@ -86,10 +86,16 @@ impl Interrupt {
     /// (the API call in flight finishes).
     pub fn trigger(&self) {
         self.0.store(true, Ordering::SeqCst);
-        crate::aws::retry::stop_waiting();
     }
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+    /// Runs `work` so that its waits stop when this is triggered.
+    pub fn covering<F: std::future::Future>(
+        &self,
+        work: F,
+    ) -> impl std::future::Future<Output = F::Output> + use<F> {
+        crate::aws::retry::stop_with(self.0.clone(), work)
     }
 }
 
@@ -455,7 +461,7 @@ pub async fn execute<P: Provider>(
                     .get(&step.address)
                     .map(|c| c.attributes.iter().map(|a| a.name.clone()).collect())
                     .unwrap_or_default();
-                running.spawn(async move {
+                running.spawn(interrupt.covering(async move {
                     let start = Instant::now();
                     // A panic in a step (a bug) fails that step, like any error.
                     let r = std::panic::AssertUnwindSafe(run_step(
@@ -476,7 +482,7 @@ pub async fn execute<P: Provider>(
                         Err(Error::Config(format!("internal error: {what}")))
                     });
                     (step, r, start.elapsed())
-                });
+                }));
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -754,6 +760,8 @@ mod tests {
         reads: Arc<Mutex<BTreeMap<Address, usize>>>,
         /// A step that panics (a bug in a kind's code).
         panic_at: Option<Address>,
+        /// A step that waits for what never comes, until the run is interrupted.
+        wait_at: Option<Address>,
     }
 
     impl Memory {
@@ -764,10 +772,15 @@ mod tests {
             if let Some((at, i)) = &self.interrupt_during
                 && at == a
             {
-                // The flag only: `trigger` would also stop every wait in this process.
-                i.0.store(true, Ordering::SeqCst);
+                i.trigger();
             }
             tokio::time::sleep(self.delay).await;
+            if self.wait_at.as_ref() == Some(a) {
+                crate::aws::wait_for(a, "what never comes", Duration::from_secs(3600), || async {
+                    Ok::<Option<()>, Error>(None)
+                })
+                .await?;
+            }
             if self.panic_at.as_ref() == Some(a) {
                 panic!("bug in {a}");
             }
@@ -1054,5 +1067,27 @@ mod tests {
         assert_eq!(error, "internal error: bug in vpc.main");
         assert_eq!(status(&outcome, "subnet.s0"), Status::Skipped);
         assert_eq!(status(&outcome, "dynamodb_table.main"), Status::Done);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_stops_the_waits_of_its_own_run_only() {
+        let vpc = Address::new(Kind::Vpc, "main");
+        let i = Interrupt::default();
+        let p = Memory {
+            interrupt_during: Some((vpc.clone(), i.clone())),
+            wait_at: Some(vpc.clone()),
+            ..Memory::default()
+        };
+        let (outcome, events) = run(&p, stack(1), 2, i).await;
+        assert_eq!(status(&outcome, "vpc.main"), Status::Failed);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Failed { error: Error::Interrupted { waiting_for, .. }, .. }
+                if waiting_for == "what never comes"
+        )));
+        // Another run in this process is not stopped by it.
+        assert!(!crate::aws::retry::stopping());
+        let (other, _) = run(&Memory::default(), stack(1), 2, Interrupt::default()).await;
+        assert!(other.ok());
     }
 }

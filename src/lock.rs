@@ -501,9 +501,10 @@ impl Session {
 
     /// Runs `work` unless Ctrl-C ends the run first; then `work` is dropped (the call
     /// in flight is abandoned, as quitting would) and the reason returned.
+    /// Its waits stop at the first Ctrl-C of the apply.
     pub async fn guard<T>(&self, work: impl std::future::Future<Output = T>) -> Result<T, String> {
         tokio::select! {
-            r = work => Ok(r),
+            r = self.interrupt.covering(work) => Ok(r),
             () = self.quit.0.notified() => Err(self
                 .quit
                 .1

@@ -13,8 +13,10 @@
 //! When a budget runs out the error keeps AWS's code and says the retries were exhausted.
 //! `STACK_PATIENCE_SCALE` scales every backoff and window (tests use 0.02).
 //!
-//! After Ctrl-C ([`stop_waiting`]) no wait polls again and no "not yet" error is
-//! retried: the call in flight finishes, and its step reports where it stopped.
+//! After Ctrl-C no wait polls again and no "not yet" error is retried: the call in
+//! flight finishes, and its step reports where it stopped. The flag is the run's own
+//! (its [`crate::apply::Interrupt`]), given to the work it covers with [`stop_with`];
+//! nothing is process-wide, so two runs in one process (tests) stop independently.
 
 use super::Error;
 use aws_config::retry::RetryConfig;
@@ -22,6 +24,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_smithy_types::retry::RetrySpec;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 // Tokio's clock, so that tests with paused time run the backoffs at once.
@@ -124,15 +127,20 @@ pub fn exhausted_note(class: Class) -> Option<String> {
     ))
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Ctrl-C: waits and "not yet" retries stop at their next poll.
-pub fn stop_waiting() {
-    STOP.store(true, Ordering::SeqCst);
+tokio::task_local! {
+    /// The stop flag of the run this task works for.
+    static STOP: Arc<AtomicBool>;
 }
 
+/// Runs `work` with `flag` as its stop flag: once set, the waits and "not yet" retries
+/// inside stop at their next poll.
+pub async fn stop_with<F: Future>(flag: Arc<AtomicBool>, work: F) -> F::Output {
+    STOP.scope(flag, work).await
+}
+
+/// Whether the run this task works for was told to stop (never, outside a run).
 pub fn stopping() -> bool {
-    STOP.load(Ordering::SeqCst)
+    STOP.try_with(|f| f.load(Ordering::SeqCst)).unwrap_or(false)
 }
 
 /// How long to keep retrying errors that mean "not yet" rather than "no".
