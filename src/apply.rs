@@ -9,7 +9,7 @@
 
 use crate::aws::Error;
 use crate::model::{Address, Attrs, Desired, Live};
-use crate::plan::{Action, Plan, deposed, is_reference_attr, resolve};
+use crate::plan::{Action, Plan, deposed, resolve};
 use crate::resources::{self, Ctx};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -273,8 +273,8 @@ fn graph(
     let mut holders: BTreeMap<&Address, BTreeSet<&Address>> = BTreeMap::new();
     for l in live.values() {
         let mut ids = Vec::new();
-        for (k, v) in &l.attrs {
-            if is_reference_attr(k) {
+        for k in resources::references(l.address.kind) {
+            if let Some(v) = l.attrs.get(*k) {
                 collect_strs(v, &mut ids);
             }
         }

@@ -1135,4 +1135,37 @@ mod tests {
             "{policy}"
         );
     }
+
+    /// Every reference a desired form makes is declared by its kind (destroy order
+    /// depends on the declarations), and every declared attribute exists.
+    #[test]
+    fn desired_references_are_declared() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in [
+            "stacks/web.yaml",
+            "stacks/minimal.yaml",
+            "tests/golden/stack.yaml",
+        ] {
+            let spec = Spec::load(&root.join(f)).expect("a valid example");
+            for d in build(&spec, &Inputs::default()) {
+                let declared = crate::resources::references(d.address.kind);
+                for (name, value) in &d.attrs {
+                    let mut refs = Vec::new();
+                    value.refs(&mut refs);
+                    assert!(
+                        refs.is_empty() || declared.contains(&name.as_str()),
+                        "{f}: {}.{name} refers to {refs:?} but is not declared",
+                        d.address
+                    );
+                }
+                for name in declared {
+                    assert!(
+                        d.attrs.contains_key(*name),
+                        "{f}: {} declares `{name}`, which it does not have",
+                        d.address
+                    );
+                }
+            }
+        }
+    }
 }

@@ -142,24 +142,6 @@ impl Plan {
     }
 }
 
-/// Attributes that hold ids of other resources; only these make dependency edges
-/// between live resources (a launch template's `name` may equal a group's id).
-pub fn is_reference_attr(name: &str) -> bool {
-    name.ends_with("_id")
-        || name.ends_with("_ids")
-        || name.ends_with("_arn")
-        || name.ends_with("_arns")
-        || matches!(
-            name,
-            "subnets"
-                | "security_groups"
-                | "ingress"
-                | "autoscaling_group_name"
-                | "role_name"
-                | "bucket"
-        )
-}
-
 /// Live resources keyed by address. A second resource claiming an address (left by a
 /// crash, or tags copied by hand) gets its own address, so the plan removes it. Of
 /// several, the address goes to the one closest to what the file wants (a run

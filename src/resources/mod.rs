@@ -207,6 +207,34 @@ pub fn ordering(kind: Kind) -> Ordering {
     }
 }
 
+/// The attributes of a kind that hold other resources' ids (a reference in the desired
+/// form, an id once live). Destroy order comes from these: a resource goes only after
+/// every live resource holding its id here. `desired_references_are_declared` checks
+/// them against every reference the desired forms make.
+pub fn references(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Vpc | Kind::Role | Kind::Table => &[],
+        Kind::Subnet | Kind::InternetGateway | Kind::TargetGroup => &["vpc_id"],
+        Kind::RouteTable => &["vpc_id", "subnet_ids", "default_route_gateway_id"],
+        Kind::SecurityGroup => &["vpc_id", "ingress"],
+        Kind::LoadBalancer => &["subnets", "security_groups", "access_logs"],
+        Kind::Listener => &["load_balancer_arn", "default_target_group_arn"],
+        Kind::ListenerRule => &["listener_arn", "target_group_arn"],
+        Kind::InstanceProfile => &["role_name"],
+        Kind::LaunchTemplate => &["iam_instance_profile_arn", "security_group_ids"],
+        Kind::AutoScalingGroup => &["launch_template_id", "subnet_ids", "target_group_arns"],
+        Kind::ScalingPolicy => &["autoscaling_group_name"],
+        Kind::Bucket => &["access_log_bucket"],
+        // The bucket's name is its id, known before it exists: a literal, not a
+        // reference, in the desired form, but the object still goes before its bucket.
+        Kind::Artifact => &["bucket"],
+        Kind::Secret => &["verifier_bucket"],
+        Kind::NetworkAcl => &["vpc_id", "subnet_ids"],
+        Kind::FlowLog => &["vpc_id", "log_bucket"],
+        Kind::VpcEndpoint => &["vpc_id", "route_table_ids"],
+    }
+}
+
 /// Values only one resource may hold at a time (a listener rule's priority on its
 /// listener): a step taking one must wait for the live holder to let it go.
 pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
