@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The one list of kinds: the enum, [`Kind::ALL`] and the names in addresses all
-/// come from it, so a kind cannot be left out of one of them.
+/// The one list of kinds: the enum, [`Kind::ALL`], the names in addresses and the
+/// dispatch to each kind's file (`with_kind!`, over `resources::KindOps`) all come
+/// from it, so a kind cannot be left out of one of them.
 macro_rules! kinds {
-    ($($kind:ident => $name:literal,)+) => {
+    ($d:tt $($kind:ident => $name:literal in $module:ident,)+) => {
         /// Every kind of AWS resource a stack manages, in the order they are first created.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -25,31 +26,45 @@ macro_rules! kinds {
                 }
             }
         }
+
+        /// `with_kind!(kind, K => expr)`: `expr` with `K` the kind's
+        /// `resources::<module>::Ops` (its `resources::KindOps`).
+        macro_rules! with_kind {
+            ($d k:expr, $d ops:ident => $d body:expr) => {
+                match $d k {
+                    $(crate::model::Kind::$kind => {
+                        type $d ops = crate::resources::$module::Ops;
+                        $d body
+                    })+
+                }
+            };
+        }
+        pub(crate) use with_kind;
     };
 }
 
-kinds! {
-    Vpc => "vpc",
-    Subnet => "subnet",
-    InternetGateway => "internet_gateway",
-    RouteTable => "route_table",
-    SecurityGroup => "security_group",
-    LoadBalancer => "load_balancer",
-    TargetGroup => "target_group",
-    Listener => "listener",
-    ListenerRule => "listener_rule",
-    Role => "iam_role",
-    InstanceProfile => "iam_instance_profile",
-    LaunchTemplate => "launch_template",
-    AutoScalingGroup => "autoscaling_group",
-    ScalingPolicy => "scaling_policy",
-    Table => "dynamodb_table",
-    Bucket => "s3_bucket",
-    Artifact => "s3_object",
-    Secret => "ssm_parameter",
-    NetworkAcl => "network_acl",
-    FlowLog => "flow_log",
-    VpcEndpoint => "vpc_endpoint",
+kinds! { $
+    Vpc => "vpc" in vpc,
+    Subnet => "subnet" in subnet,
+    InternetGateway => "internet_gateway" in igw,
+    RouteTable => "route_table" in route_table,
+    SecurityGroup => "security_group" in security_group,
+    LoadBalancer => "load_balancer" in load_balancer,
+    TargetGroup => "target_group" in target_group,
+    Listener => "listener" in listener,
+    ListenerRule => "listener_rule" in listener_rule,
+    Role => "iam_role" in iam_role,
+    InstanceProfile => "iam_instance_profile" in instance_profile,
+    LaunchTemplate => "launch_template" in launch_template,
+    AutoScalingGroup => "autoscaling_group" in asg,
+    ScalingPolicy => "scaling_policy" in scaling_policy,
+    Table => "dynamodb_table" in table,
+    Bucket => "s3_bucket" in bucket,
+    Artifact => "s3_object" in artifact,
+    Secret => "ssm_parameter" in secret,
+    NetworkAcl => "network_acl" in network_acl,
+    FlowLog => "flow_log" in flow_log,
+    VpcEndpoint => "vpc_endpoint" in vpc_endpoint,
 }
 
 impl Kind {

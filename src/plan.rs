@@ -284,26 +284,7 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
 
 /// Kinds whose AWS id is the name they are created with.
 fn id_is_name(kind: crate::model::Kind) -> bool {
-    use crate::model::Kind;
-    match kind {
-        Kind::Role | Kind::AutoScalingGroup | Kind::Table | Kind::Bucket | Kind::Secret => true,
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::Listener
-        | Kind::ListenerRule
-        | Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::ScalingPolicy
-        | Kind::Artifact
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => false,
-    }
+    crate::resources::id_is_name(kind)
 }
 
 /// Refs to resources that keep their id become that id; others are known after apply.

@@ -3,7 +3,7 @@
 //! bars on a terminal or one plain line per event elsewhere.
 
 use crate::apply::{Event, Observer, Op};
-use crate::model::{Address, Kind, Value};
+use crate::model::{Address, Value};
 use crate::plan::{Action, Change, Plan};
 use crate::status::Status;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -292,34 +292,7 @@ fn downtime(c: &Change) -> Option<&'static str> {
     if c.action != Action::Replace || c.create_before_destroy {
         return None;
     }
-    match c.address.kind {
-        Kind::LoadBalancer => {
-            Some("downtime: the load balancer is deleted first; the new one has a new DNS name")
-        }
-        Kind::Listener | Kind::TargetGroup => {
-            Some("downtime: requests fail until the new one is in place")
-        }
-        Kind::AutoScalingGroup => {
-            Some("downtime: every instance of the group is terminated before new ones launch")
-        }
-        Kind::Subnet => Some("downtime: what runs in the subnet is replaced with it"),
-        Kind::Vpc
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::ListenerRule
-        | Kind::Role
-        | Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::ScalingPolicy
-        | Kind::Table
-        | Kind::Bucket
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => None,
-    }
+    crate::resources::downtime(c.address.kind)
 }
 
 /// The plan as `--json` prints it.

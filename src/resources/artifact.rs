@@ -250,3 +250,39 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         .collect();
     delete_versions(ctx, a, bucket, mine).await
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    // The bucket's name is its id, known before it exists: a literal, not a reference,
+    // in the desired form; the object still goes before its bucket.
+    const REFERENCES: &'static [&'static str] = &["bucket"];
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
+    const LISTING: super::Listing = super::Listing::Buckets;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs, d.payload.as_deref().unwrap_or("")).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        _changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await?;
+        // Named by its content: the new build is a new key.
+        Ok(super::attr_str(attrs, "key").to_string())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}

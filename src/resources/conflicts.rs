@@ -12,31 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The AWS name a desired resource will carry, for the kinds whose names are unique.
 fn wanted_name(d: &Desired) -> Option<&str> {
-    let attr = match d.address.kind {
-        Kind::SecurityGroup => "group_name",
-        Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::AutoScalingGroup
-        | Kind::LaunchTemplate
-        | Kind::Role
-        | Kind::InstanceProfile => "name",
-        // Tables and buckets are checked by their own discovery; the rest have no
-        // unique names.
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::Listener
-        | Kind::ListenerRule
-        | Kind::ScalingPolicy
-        | Kind::Table
-        | Kind::Bucket
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => return None,
-    };
+    // Tables and buckets are checked by their own discovery.
+    let attr = super::unique_name(d.address.kind)?;
     d.attrs.get(attr).and_then(|v| v.as_str())
 }
 

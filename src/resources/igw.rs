@@ -126,3 +126,45 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let send = || ec2.delete_internet_gateway().internet_gateway_id(id).send();
     delete_when_free(Patience::FRESH_ID, GONE, &live.address, send).await
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["vpc_id"];
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
+    const LISTING: super::Listing = super::Listing::Gateways;
+    // Instances and the load balancer hold public addresses that keep the gateway
+    // attached; let them go first rather than retry for minutes.
+    const ORDERING: super::Ordering = super::Ordering {
+        update_after_deletes_of: &[],
+        delete_after_deletes_of: &[
+            crate::model::Kind::LoadBalancer,
+            crate::model::Kind::AutoScalingGroup,
+        ],
+    };
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, changed).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}

@@ -316,3 +316,48 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         &["InvalidLaunchTemplateId.NotFound"],
     )
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["iam_instance_profile_arn", "security_group_ids"];
+    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
+    const LISTING: super::Listing = super::Listing::LaunchTemplates;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs, d.payload.as_deref().unwrap_or("")).await
+    }
+
+    async fn update(
+        _ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        _attrs: &Attrs,
+        _changed: &[String],
+    ) -> Result<String, Error> {
+        // Every attribute forces a new template: the differ never plans an update.
+        Err(Error::Refused {
+            resource: live.address.to_string(),
+            reason: "launch templates are replaced, never updated in place".into(),
+        })
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+
+    fn create_before_destroy(
+        live: &Live,
+        wanted: &Attrs,
+        _all: &std::collections::BTreeMap<crate::model::Address, Live>,
+    ) -> bool {
+        create_before_destroy(live, wanted)
+    }
+}

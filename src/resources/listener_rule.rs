@@ -201,3 +201,46 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         &["RuleNotFound"],
     )
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["listener_arn", "target_group_arn"];
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
+    const LISTING: super::Listing = super::Listing::LoadBalancing;
+    // Whichever rule update runs first sends the listener's whole batch of
+    // priorities, so every rule update waits for every rule delete.
+    const ORDERING: super::Ordering = super::Ordering {
+        update_after_deletes_of: &[crate::model::Kind::ListenerRule],
+        delete_after_deletes_of: &[],
+    };
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, changed).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+
+    fn claims(attrs: &Attrs) -> Vec<String> {
+        claims(attrs)
+    }
+}

@@ -34,7 +34,7 @@ pub mod vpc_endpoint;
 
 use crate::aws::probe::Service;
 use crate::aws::{Clients, Error};
-use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags};
+use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags, with_kind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -96,69 +96,79 @@ impl Shared {
     }
 }
 
-/// The data replacing or removing `live` would destroy: a table's items, a bucket's
-/// objects. Counted while planning, so `up` and `down` refuse before any write.
-pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan::Loss>, Error> {
-    match live.address.kind {
-        Kind::Table => table::count_items(c, live).await,
-        Kind::Bucket => bucket::count_objects(c, live).await,
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::Listener
-        | Kind::ListenerRule
-        | Kind::Role
-        | Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::AutoScalingGroup
-        | Kind::ScalingPolicy
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => Ok(None),
+/// A kind's whole life, implemented once in its file (`resources::<kind>::Ops`) and
+/// dispatched to by `with_kind!`, which the list of kinds in `model.rs` generates: a
+/// new kind is its file plus one line there, and a missing piece does not compile.
+/// The defaults are what most kinds are: nothing shared, no data of their own.
+pub(crate) trait KindOps {
+    /// Attributes AWS cannot change in place.
+    const FORCE_NEW: &'static [&'static str];
+    /// Attributes that hold other resources' ids (a reference in the desired form, an
+    /// id once live). Destroy order comes from these: a resource goes only after every
+    /// live resource holding its id here. `desired_references_are_declared` checks
+    /// them against every reference the desired forms make.
+    const REFERENCES: &'static [&'static str] = &[];
+    /// AWS names it by the name the stack gives (a role, a table).
+    const ID_IS_NAME: bool = false;
+    /// What replacing it deletes first costs, for the plan.
+    const DOWNTIME: Option<&'static str> = None;
+    /// The attribute holding a name AWS allows once (per account or VPC).
+    const UNIQUE_NAME: Option<&'static str> = None;
+    const SERVICE: Service;
+    /// How discovery finds it.
+    const LISTING: Listing;
+    /// Order beyond the references.
+    const ORDERING: Ordering = Ordering {
+        update_after_deletes_of: &[],
+        delete_after_deletes_of: &[],
+    };
+
+    /// Creates it from resolved attributes: its id and what only AWS knows.
+    async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Created, Error>;
+    /// Changes `changed` in place; returns its id afterwards.
+    async fn update(
+        ctx: &Ctx,
+        d: &Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error>;
+    /// Deletes it, waiting out what AWS needs to let go of it.
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error>;
+    /// Whether a replacement can create the new one before deleting the old one, so
+    /// that what uses it moves over in place (a subnet: the load balancer's
+    /// SetSubnets). Names unique per account or VPC cannot exist twice.
+    fn create_before_destroy(
+        _live: &Live,
+        _wanted: &Attrs,
+        _all: &BTreeMap<Address, Live>,
+    ) -> bool {
+        false
+    }
+    /// Values only one resource may hold at a time (a rule's priority on its listener).
+    fn claims(_attrs: &Attrs) -> Vec<String> {
+        Vec::new()
+    }
+    /// The data replacing or removing it would destroy (a table's items).
+    async fn data_at_risk(_c: &Clients, _live: &Live) -> Result<Option<crate::plan::Loss>, Error> {
+        Ok(None)
     }
 }
 
-/// Whether a replacement can create the new resource before deleting the old one, so
-/// that whatever uses it moves over in place (a subnet: the load balancer's SetSubnets,
-/// the groups' VPCZoneIdentifier) instead of being replaced with it.
+/// The data replacing or removing `live` would destroy: a table's items, a bucket's
+/// objects. Counted while planning, so `up` and `down` refuse before any write.
+pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan::Loss>, Error> {
+    with_kind!(live.address.kind, K => K::data_at_risk(c, live).await)
+}
+
+/// Whether a replacement can create the new resource before deleting the old one.
 pub fn create_before_destroy(
     kind: Kind,
     live: &Live,
     wanted: &Attrs,
     all: &BTreeMap<Address, Live>,
 ) -> bool {
-    match kind {
-        Kind::Subnet => subnet::create_before_destroy(live, wanted, all),
-        Kind::LaunchTemplate => launch_template::create_before_destroy(live, wanted),
-        // Names unique per account or VPC (target groups, groups, templates, tables,
-        // buckets, roles) cannot exist twice; the rest is held by nothing that could
-        // move over.
-        Kind::Vpc
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::Listener
-        | Kind::ListenerRule
-        | Kind::Role
-        | Kind::InstanceProfile
-        | Kind::AutoScalingGroup
-        | Kind::ScalingPolicy
-        | Kind::Table
-        | Kind::Bucket
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => false,
-    }
+    with_kind!(kind, K => K::create_before_destroy(live, wanted, all))
 }
 
 /// Order a kind needs beyond the references between resources (which the executor
@@ -172,95 +182,33 @@ pub struct Ordering {
 }
 
 pub fn ordering(kind: Kind) -> Ordering {
-    match kind {
-        // Whichever rule update runs first sends the listener's whole batch of
-        // priorities, so every rule update waits for every rule delete.
-        Kind::ListenerRule => Ordering {
-            update_after_deletes_of: &[Kind::ListenerRule],
-            ..Ordering::default()
-        },
-        // Instances and the load balancer hold public addresses that keep the gateway
-        // attached; let them go first rather than retry for minutes.
-        Kind::InternetGateway => Ordering {
-            delete_after_deletes_of: &[Kind::LoadBalancer, Kind::AutoScalingGroup],
-            ..Ordering::default()
-        },
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::Listener
-        | Kind::Role
-        | Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::AutoScalingGroup
-        | Kind::ScalingPolicy
-        | Kind::Table
-        | Kind::Bucket
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => Ordering::default(),
-    }
+    with_kind!(kind, K => K::ORDERING)
 }
 
-/// The attributes of a kind that hold other resources' ids (a reference in the desired
-/// form, an id once live). Destroy order comes from these: a resource goes only after
-/// every live resource holding its id here. `desired_references_are_declared` checks
-/// them against every reference the desired forms make.
+/// The attributes of a kind that hold other resources' ids ([`KindOps::REFERENCES`]).
 pub fn references(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Vpc | Kind::Role | Kind::Table => &[],
-        Kind::Subnet | Kind::InternetGateway | Kind::TargetGroup => &["vpc_id"],
-        Kind::RouteTable => &["vpc_id", "subnet_ids", "default_route_gateway_id"],
-        Kind::SecurityGroup => &["vpc_id", "ingress"],
-        Kind::LoadBalancer => &["subnets", "security_groups", "access_logs"],
-        Kind::Listener => &["load_balancer_arn", "default_target_group_arn"],
-        Kind::ListenerRule => &["listener_arn", "target_group_arn"],
-        Kind::InstanceProfile => &["role_name"],
-        Kind::LaunchTemplate => &["iam_instance_profile_arn", "security_group_ids"],
-        Kind::AutoScalingGroup => &["launch_template_id", "subnet_ids", "target_group_arns"],
-        Kind::ScalingPolicy => &["autoscaling_group_name"],
-        Kind::Bucket => &["access_log_bucket"],
-        // The bucket's name is its id, known before it exists: a literal, not a
-        // reference, in the desired form, but the object still goes before its bucket.
-        Kind::Artifact => &["bucket"],
-        Kind::Secret => &["verifier_bucket"],
-        Kind::NetworkAcl => &["vpc_id", "subnet_ids"],
-        Kind::FlowLog => &["vpc_id", "log_bucket"],
-        Kind::VpcEndpoint => &["vpc_id", "route_table_ids"],
-    }
+    with_kind!(kind, K => K::REFERENCES)
 }
 
 /// Values only one resource may hold at a time (a listener rule's priority on its
 /// listener): a step taking one must wait for the live holder to let it go.
 pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
-    match kind {
-        Kind::ListenerRule => listener_rule::claims(attrs),
-        Kind::Listener => listener::claims(attrs),
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LoadBalancer
-        | Kind::TargetGroup
-        | Kind::Role
-        | Kind::InstanceProfile
-        | Kind::LaunchTemplate
-        | Kind::AutoScalingGroup
-        | Kind::ScalingPolicy
-        | Kind::Table
-        | Kind::Bucket
-        | Kind::Artifact
-        | Kind::Secret
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => Vec::new(),
-    }
+    with_kind!(kind, K => K::claims(attrs))
+}
+
+/// Whether AWS names the kind by the name the stack gives it.
+pub fn id_is_name(kind: Kind) -> bool {
+    with_kind!(kind, K => K::ID_IS_NAME)
+}
+
+/// What replacing a resource of the kind deletes first costs, for the plan.
+pub fn downtime(kind: Kind) -> Option<&'static str> {
+    with_kind!(kind, K => K::DOWNTIME)
+}
+
+/// The attribute holding a name AWS allows once, for the kinds that have one.
+pub fn unique_name(kind: Kind) -> Option<&'static str> {
+    with_kind!(kind, K => K::UNIQUE_NAME)
 }
 
 impl Ctx {
@@ -275,64 +223,14 @@ impl Ctx {
 
 /// Whether a change of `attr` can only be made by replacing the resource.
 pub fn forces_replacement(kind: Kind, attr: &str) -> bool {
-    let list: &[&str] = match kind {
-        Kind::Vpc => vpc::FORCE_NEW,
-        Kind::Subnet => subnet::FORCE_NEW,
-        Kind::InternetGateway => igw::FORCE_NEW,
-        Kind::RouteTable => route_table::FORCE_NEW,
-        Kind::SecurityGroup => security_group::FORCE_NEW,
-        Kind::LoadBalancer => load_balancer::FORCE_NEW,
-        Kind::TargetGroup => target_group::FORCE_NEW,
-        Kind::Listener => listener::FORCE_NEW,
-        Kind::ListenerRule => listener_rule::FORCE_NEW,
-        Kind::Role => iam_role::FORCE_NEW,
-        Kind::InstanceProfile => instance_profile::FORCE_NEW,
-        Kind::LaunchTemplate => launch_template::FORCE_NEW,
-        Kind::AutoScalingGroup => asg::FORCE_NEW,
-        Kind::ScalingPolicy => scaling_policy::FORCE_NEW,
-        Kind::Table => table::FORCE_NEW,
-        Kind::Bucket => bucket::FORCE_NEW,
-        Kind::Artifact => artifact::FORCE_NEW,
-        Kind::Secret => secret::FORCE_NEW,
-        Kind::FlowLog => flow_log::FORCE_NEW,
-        Kind::VpcEndpoint => vpc_endpoint::FORCE_NEW,
-        Kind::NetworkAcl => network_acl::FORCE_NEW,
-    };
-    list.contains(&attr)
+    with_kind!(kind, K => K::FORCE_NEW).contains(&attr)
 }
 
 /// Creates a resource from its resolved attributes; returns it as AWS now holds it.
 pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error> {
-    let a = &d.address;
-    let (id, extra) = match a.kind {
-        Kind::Vpc => vpc::create(ctx, a, attrs).await?,
-        Kind::Subnet => subnet::create(ctx, a, attrs).await?,
-        Kind::InternetGateway => igw::create(ctx, a, attrs).await?,
-        Kind::RouteTable => route_table::create(ctx, a, attrs).await?,
-        Kind::SecurityGroup => security_group::create(ctx, a, attrs).await?,
-        Kind::LoadBalancer => load_balancer::create(ctx, a, attrs).await?,
-        Kind::TargetGroup => target_group::create(ctx, a, attrs).await?,
-        Kind::Listener => listener::create(ctx, a, attrs).await?,
-        Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
-        Kind::Role => iam_role::create(ctx, a, attrs).await?,
-        Kind::InstanceProfile => instance_profile::create(ctx, a, attrs).await?,
-        Kind::LaunchTemplate => {
-            launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
-        }
-        Kind::AutoScalingGroup => asg::create(ctx, a, attrs).await?,
-        Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
-        Kind::Table => table::create(ctx, a, attrs).await?,
-        Kind::Bucket => bucket::create(ctx, a, attrs).await?,
-        Kind::Artifact => {
-            artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
-        }
-        Kind::Secret => secret::create(ctx, a, attrs).await?,
-        Kind::FlowLog => flow_log::create(ctx, a, attrs).await?,
-        Kind::VpcEndpoint => vpc_endpoint::create(ctx, a, attrs).await?,
-        Kind::NetworkAcl => network_acl::create(ctx, a, attrs).await?,
-    };
+    let (id, extra) = with_kind!(d.address.kind, K => K::create(ctx, d, attrs).await)?;
     Ok(Live {
-        address: a.clone(),
+        address: d.address.clone(),
         id,
         attrs: attrs.clone(),
         extra,
@@ -348,66 +246,12 @@ pub async fn update(
     attrs: &Attrs,
     changed: &[String],
 ) -> Result<String, Error> {
-    let same = |r: Result<(), Error>| r.map(|()| live.id.clone());
-    match d.address.kind {
-        Kind::Vpc => same(vpc::update(ctx, live, attrs, changed).await),
-        Kind::Subnet => same(subnet::update(ctx, live, attrs, changed).await),
-        Kind::InternetGateway => same(igw::update(ctx, live, attrs, changed).await),
-        Kind::RouteTable => same(route_table::update(ctx, live, attrs, changed).await),
-        Kind::SecurityGroup => same(security_group::update(ctx, live, attrs, changed).await),
-        Kind::LoadBalancer => same(load_balancer::update(ctx, live, attrs, changed).await),
-        Kind::TargetGroup => same(target_group::update(ctx, live, attrs, changed).await),
-        Kind::Listener => same(listener::update(ctx, live, attrs, changed).await),
-        Kind::ListenerRule => same(listener_rule::update(ctx, live, attrs, changed).await),
-        Kind::Role => same(iam_role::update(ctx, live, attrs, changed).await),
-        Kind::InstanceProfile => same(instance_profile::update(ctx, live, attrs, changed).await),
-        // Every attribute forces a new template: the differ never plans an update.
-        Kind::LaunchTemplate => Err(Error::Refused {
-            resource: live.address.to_string(),
-            reason: "launch templates are replaced, never updated in place".into(),
-        }),
-        Kind::AutoScalingGroup => same(asg::update(ctx, live, attrs, changed).await),
-        Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
-            .await
-            .map(|(id, _)| id),
-        Kind::Table => same(table::update(ctx, live, attrs, changed).await),
-        Kind::Bucket => same(bucket::update(ctx, live, attrs, changed).await),
-        Kind::Artifact => {
-            artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await?;
-            Ok(attr_str(attrs, "key").to_string())
-        }
-        Kind::Secret => same(secret::update(ctx, live, attrs).await),
-        Kind::FlowLog => same(flow_log::update(ctx, live).await),
-        Kind::VpcEndpoint => same(vpc_endpoint::update(ctx, live, attrs, changed).await),
-        Kind::NetworkAcl => same(network_acl::update(ctx, live, attrs, changed).await),
-    }
+    with_kind!(d.address.kind, K => K::update(ctx, d, live, attrs, changed).await)
 }
 
 /// Deletes a resource the stack owns, waiting out what AWS needs to let go of it.
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    match live.address.kind {
-        Kind::Vpc => vpc::delete(ctx, live).await,
-        Kind::Subnet => subnet::delete(ctx, live).await,
-        Kind::InternetGateway => igw::delete(ctx, live).await,
-        Kind::RouteTable => route_table::delete(ctx, live).await,
-        Kind::SecurityGroup => security_group::delete(ctx, live).await,
-        Kind::LoadBalancer => load_balancer::delete(ctx, live).await,
-        Kind::TargetGroup => target_group::delete(ctx, live).await,
-        Kind::Listener => listener::delete(ctx, live).await,
-        Kind::ListenerRule => listener_rule::delete(ctx, live).await,
-        Kind::Role => iam_role::delete(ctx, live).await,
-        Kind::InstanceProfile => instance_profile::delete(ctx, live).await,
-        Kind::LaunchTemplate => launch_template::delete(ctx, live).await,
-        Kind::AutoScalingGroup => asg::delete(ctx, live).await,
-        Kind::ScalingPolicy => scaling_policy::delete(ctx, live).await,
-        Kind::Table => table::delete(ctx, live).await,
-        Kind::Bucket => bucket::delete(ctx, live).await,
-        Kind::Artifact => artifact::delete(ctx, live).await,
-        Kind::Secret => secret::delete(ctx, live).await,
-        Kind::FlowLog => flow_log::delete(ctx, live).await,
-        Kind::VpcEndpoint => vpc_endpoint::delete(ctx, live).await,
-        Kind::NetworkAcl => network_acl::delete(ctx, live).await,
-    }
+    with_kind!(live.address.kind, K => K::delete(ctx, live).await)
 }
 
 /// Names of the table and bucket the stack file asks for: tags can't be listed across
@@ -433,32 +277,14 @@ pub struct Found {
 
 /// The service that manages a kind.
 pub fn service_of(kind: Kind) -> Service {
-    match kind {
-        Kind::Vpc
-        | Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::RouteTable
-        | Kind::SecurityGroup
-        | Kind::LaunchTemplate
-        | Kind::NetworkAcl
-        | Kind::FlowLog
-        | Kind::VpcEndpoint => Service::Ec2,
-        Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
-            Service::Elbv2
-        }
-        Kind::AutoScalingGroup | Kind::ScalingPolicy => Service::AutoScaling,
-        Kind::Table => Service::DynamoDb,
-        Kind::Bucket | Kind::Artifact => Service::S3,
-        Kind::Role | Kind::InstanceProfile => Service::Iam,
-        Kind::Secret => Service::Ssm,
-    }
+    with_kind!(kind, K => K::SERVICE)
 }
 
 /// The listings discovery runs: one per kind, or one for the kinds AWS lists together
 /// (a load balancer with its target groups, listeners and rules; a group with its
 /// scaling policy; a bucket with the app's build in it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Listing {
+pub(crate) enum Listing {
     Vpcs,
     Subnets,
     Gateways,
@@ -477,29 +303,10 @@ enum Listing {
     Parameters,
 }
 
-/// How each kind is found again: a new kind without its line here does not compile,
-/// so none is left undiscovered (and created again on every run).
+/// How each kind is found again ([`KindOps::LISTING`]: a kind cannot be without one,
+/// and be created again on every run).
 fn listing(kind: Kind) -> Listing {
-    match kind {
-        Kind::Vpc => Listing::Vpcs,
-        Kind::Subnet => Listing::Subnets,
-        Kind::InternetGateway => Listing::Gateways,
-        Kind::RouteTable => Listing::RouteTables,
-        Kind::SecurityGroup => Listing::SecurityGroups,
-        Kind::LaunchTemplate => Listing::LaunchTemplates,
-        Kind::NetworkAcl => Listing::NetworkAcls,
-        Kind::FlowLog => Listing::FlowLogs,
-        Kind::VpcEndpoint => Listing::VpcEndpoints,
-        Kind::LoadBalancer | Kind::TargetGroup | Kind::Listener | Kind::ListenerRule => {
-            Listing::LoadBalancing
-        }
-        Kind::AutoScalingGroup | Kind::ScalingPolicy => Listing::Groups,
-        Kind::Table => Listing::Tables,
-        Kind::Bucket | Kind::Artifact => Listing::Buckets,
-        Kind::Role => Listing::Roles,
-        Kind::InstanceProfile => Listing::Profiles,
-        Kind::Secret => Listing::Parameters,
-    }
+    with_kind!(kind, K => K::LISTING)
 }
 
 impl Listing {

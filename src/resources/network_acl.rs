@@ -451,6 +451,39 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["vpc_id", "subnet_ids"];
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
+    const LISTING: super::Listing = super::Listing::NetworkAcls;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, changed).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

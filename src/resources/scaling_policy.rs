@@ -93,3 +93,35 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         &["ValidationError"],
     )
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["autoscaling_group_name"];
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::AutoScaling;
+    const LISTING: super::Listing = super::Listing::Groups;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        put(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        _changed: &[String],
+    ) -> Result<String, Error> {
+        put(ctx, &live.address, attrs).await.map(|(id, _)| id)
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}

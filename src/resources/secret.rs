@@ -284,3 +284,37 @@ pub async fn reveal(c: &Clients, name: &str) -> Result<String, Error> {
         .unwrap_or_default()
         .to_string())
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["verifier_bucket"];
+    const ID_IS_NAME: bool = true;
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ssm;
+    const LISTING: super::Listing = super::Listing::Parameters;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        _changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}

@@ -379,3 +379,43 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
     .await
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const ID_IS_NAME: bool = true;
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::DynamoDb;
+    const LISTING: super::Listing = super::Listing::Tables;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, changed).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+
+    async fn data_at_risk(
+        c: &crate::aws::Clients,
+        live: &Live,
+    ) -> Result<Option<crate::plan::Loss>, Error> {
+        count_items(c, live).await
+    }
+}

@@ -139,3 +139,39 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let send = || elb.delete_target_group().target_group_arn(id).send();
     delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
 }
+
+/// This kind's life, as the registry (`resources::KindOps`) calls it.
+pub(crate) struct Ops;
+
+impl super::KindOps for Ops {
+    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+    const REFERENCES: &'static [&'static str] = &["vpc_id"];
+    const DOWNTIME: Option<&'static str> =
+        Some("downtime: requests fail until the new one is in place");
+    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
+    const LISTING: super::Listing = super::Listing::LoadBalancing;
+
+    async fn create(
+        ctx: &Ctx,
+        d: &crate::model::Desired,
+        attrs: &Attrs,
+    ) -> Result<super::Created, Error> {
+        create(ctx, &d.address, attrs).await
+    }
+
+    async fn update(
+        ctx: &Ctx,
+        _d: &crate::model::Desired,
+        live: &Live,
+        attrs: &Attrs,
+        changed: &[String],
+    ) -> Result<String, Error> {
+        update(ctx, live, attrs, changed).await?;
+        Ok(live.id.clone())
+    }
+
+    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+        delete(ctx, live).await
+    }
+}
