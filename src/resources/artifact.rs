@@ -285,4 +285,37 @@ impl super::KindOps for Ops {
     async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         delete(ctx, live).await
     }
+
+    /// The object itself (one HeadObject), rather than the bucket listing: a build's
+    /// upload is on every deploy's path.
+    async fn read(
+        ctx: &Ctx,
+        address: &Address,
+        id: &str,
+        attrs: &Attrs,
+    ) -> Result<Option<Live>, Error> {
+        let bucket = attr_str(attrs, "bucket");
+        match ctx
+            .c
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(id)
+            .send()
+            .await
+            .ctx("reading", address)
+        {
+            Ok(_) => Ok(Some(Live {
+                address: address.clone(),
+                id: id.to_string(),
+                attrs: Attrs::from([
+                    ("bucket".into(), Value::s(bucket)),
+                    ("key".into(), Value::s(id)),
+                ]),
+                extra: Default::default(),
+            })),
+            Err(e) if e.is_code(&["NotFound", "NoSuchKey"]) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

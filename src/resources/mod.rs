@@ -135,6 +135,17 @@ pub(crate) trait KindOps {
     ) -> Result<String, Error>;
     /// Deletes it, waiting out what AWS needs to let go of it.
     async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error>;
+    /// Reads it back after a write: `None` while AWS does not list it. By default
+    /// through the kind's listing ([`listed`]); a kind whose listing is costly reads
+    /// only itself.
+    async fn read(
+        ctx: &Ctx,
+        address: &Address,
+        id: &str,
+        attrs: &Attrs,
+    ) -> Result<Option<Live>, Error> {
+        listed(ctx, address, id, attrs).await
+    }
     /// Whether a replacement can create the new one before deleting the old one, so
     /// that what uses it moves over in place (a subnet: the load balancer's
     /// SetSubnets). Names unique per account or VPC cannot exist twice.
@@ -379,11 +390,22 @@ pub async fn discover(
     Ok(found)
 }
 
+/// One resource as AWS now holds it ([`KindOps::read`]); `None` while AWS does not
+/// list it. `attrs` are what was just written.
+pub async fn read(
+    ctx: &Ctx,
+    address: &Address,
+    id: &str,
+    attrs: &Attrs,
+) -> Result<Option<Live>, Error> {
+    with_kind!(address.kind, K => K::read(ctx, address, id, attrs).await)
+}
+
 /// One resource as AWS now holds it, through its kind's listing (the same flatten
 /// discovery uses, so what a run records is what the next plan compares); `None` while
 /// AWS does not list it. `attrs` are what was just written: they name the bucket of an
 /// object or of a credential's verifier.
-pub async fn read(
+async fn listed(
     ctx: &Ctx,
     address: &Address,
     id: &str,
