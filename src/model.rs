@@ -246,6 +246,11 @@ impl fmt::Display for Value {
 
 pub type Attrs = BTreeMap<String, Value>;
 
+/// Attributes from `(name, value)` pairs.
+pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
 /// A resource as the stack file wants it.
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -261,6 +266,16 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// A resource with no payload and no dependency beyond its references.
+    pub fn new(address: Address, attrs: Attrs) -> Desired {
+        Desired {
+            address,
+            attrs,
+            payload: None,
+            after: Vec::new(),
+        }
+    }
+
     /// The resources this one refers to, hence must exist first.
     pub fn deps(&self) -> Vec<Address> {
         let mut out = Vec::new();

@@ -11,8 +11,10 @@
 use super::bucket::{delete_versions, versions};
 use super::{Created, Ctx, attr_str};
 use crate::aws::{Clients, Context, Error};
+use crate::desired::Build;
 use crate::desired::{ARTIFACT_PREFIX, arch_of_key, artifact};
 use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::model::{Desired, attrs};
 use crate::spec::Arch;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
@@ -47,6 +49,26 @@ fn upload_timeouts(bytes: u64) -> aws_sdk_s3::config::Builder {
 }
 
 pub const FORCE_NEW: &[&str] = &["bucket"];
+
+/// The app's builds, one per architecture, in the file's bucket.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    if b.spec.bucket.is_none() {
+        return Vec::new();
+    }
+    b.inputs
+        .artifacts
+        .values()
+        .map(|art| Desired {
+            address: crate::desired::artifact(art.arch),
+            attrs: attrs([
+                ("bucket", Value::r(&crate::desired::bucket())),
+                ("key", Value::s(art.key())),
+            ]),
+            payload: Some(art.path.to_string_lossy().into_owned()),
+            after: Vec::new(),
+        })
+        .collect()
+}
 
 /// The newest artifact of each architecture in each bucket the stack owns.
 pub async fn discover(c: &Clients, buckets: &[Live]) -> Result<Vec<Live>, Error> {

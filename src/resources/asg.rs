@@ -12,14 +12,57 @@ use super::{
     Created, Ctx, attr_i64, attr_list, attr_str, changed, launch_template, scaling_policy,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
+use crate::model::{Desired, Kind, attrs};
 use crate::spec::DeploySpec;
+use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const FORCE_NEW: &[&str] = &["name"];
+
+/// A service's group, on its template, in its target group.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    let digest = launch_template::boot(b, svc).digest;
+    let sc = &svc.scaling;
+    let mut group = attrs([
+        ("name", Value::s(format!("{stack}-{name}"))),
+        (
+            "launch_template_id",
+            Value::r(&crate::desired::service(Kind::LaunchTemplate, name)),
+        ),
+        ("launch_template_digest", Value::s(&digest[..16])),
+        ("min_size", Value::Int(sc.min.into())),
+        ("max_size", Value::Int(sc.max.into())),
+        ("desired_capacity", Value::Int(sc.desired.into())),
+        ("subnet_ids", Value::List(b.instance_subnets.clone())),
+        (
+            "target_group_arns",
+            Value::List(vec![Value::r(&crate::desired::service(
+                Kind::TargetGroup,
+                name,
+            ))]),
+        ),
+        ("health_check_type", Value::s("ELB")),
+        (
+            "health_check_grace_period",
+            Value::Int(svc.health.grace_period.into()),
+        ),
+        // How a new template rolls the group (a tag; sent with each refresh).
+        ("deploy", Value::s(svc.deploy.render())),
+    ]);
+    // The app build the fleet was rolled to (a tag; `stack rollback` goes back to
+    // the one before). Stacks that ship no app have none.
+    if let Some(key) = crate::desired::build_key(b.inputs, name) {
+        group.insert("build".into(), Value::s(key));
+    }
+    Desired::new(crate::desired::service(Kind::AutoScalingGroup, name), group)
+}
+
 const TAG_DESIRED: &str = "stack:desired-capacity";
 const TAG_DIGEST: &str = "stack:launch-template-digest";
 /// The roll preferences the group was last given (`deploy:` in the file).

@@ -5,10 +5,24 @@
 
 use super::{Created, Ctx, EC2_NOT_YET, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{FlowLogsResourceType, LogDestinationType, ResourceType, TrafficType};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "log_bucket", "traffic_type"];
+
+/// Security Hub EC2.6: the VPC's flows, accepted and rejected, to the log bucket.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        Address::new(Kind::FlowLog, "main"),
+        attrs([
+            ("vpc_id", b.vpc.clone()),
+            ("log_bucket", Value::r(&crate::desired::logs_bucket())),
+            ("traffic_type", Value::s("ALL")),
+        ]),
+    )]
+}
 
 /// The bucket's ARN: no prefix (logs land under `AWSLogs/<account>/vpcflowlogs/`).
 fn destination(bucket: &str) -> String {

@@ -7,10 +7,115 @@
 use super::{Created, Ctx, absent_ok, attr_list, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
+use crate::desired::{ARTIFACT_PREFIX, Build, Inputs, STACK_PREFIX, iam_name};
 use crate::model::{Address, Attrs, Live, Value, owned_address};
+use crate::model::{Desired, attrs};
+use crate::spec::Spec;
 use aws_sdk_iam::types::Tag;
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+/// The instances' role, unless the file names an existing instance profile.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let (stack, inputs) = (&b.spec.stack, b.inputs);
+    if inputs.instance_profile_arn.is_some() {
+        return Vec::new();
+    }
+    vec![Desired::new(
+        crate::desired::role(),
+        attrs([
+            ("name", Value::s(iam_name(stack, &inputs.region))),
+            ("path", Value::s(iam_path(stack, &inputs.region))),
+            (
+                "assume_role_policy",
+                Value::s(assume_role_policy(inputs.partition())),
+            ),
+            ("policy", Value::s(instance_policy(b.spec, inputs))),
+            // The SSM agent's permissions (Security Hub SSM.1): a shell through
+            // Session Manager instead of SSH.
+            (
+                "managed_policies",
+                Value::strs([format!(
+                    "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                    inputs.partition()
+                )]),
+            ),
+        ]),
+    )]
+}
+
+/// Only EC2 instances may take the role. Service principals carry the partition's
+/// DNS suffix (`ec2.amazonaws.com.cn` in China).
+fn assume_role_policy(partition: &str) -> String {
+    let principal = if partition == "aws-cn" {
+        "ec2.amazonaws.com.cn"
+    } else {
+        "ec2.amazonaws.com"
+    };
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": principal },
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string()
+}
+
+/// What the instances may touch: the stack's table, the stack's bucket, and the
+/// artifact prefix read-only (an instance must not be able to replace the binary
+/// the others boot from).
+fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
+    let mut statements = Vec::new();
+    if let Some(t) = &spec.table {
+        let arn = format!(
+            "arn:{}:dynamodb:{}:{}:table/{}",
+            inputs.partition(),
+            inputs.region,
+            inputs.account_id,
+            t.name
+        );
+        statements.push(serde_json::json!({
+            "Sid": "StackTable",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
+                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
+            ],
+            "Resource": [arn.clone(), format!("{arn}/index/*")],
+        }));
+    }
+    if let Some(b) = &spec.bucket {
+        let arn = format!("arn:{}:s3:::{}", inputs.partition(), b.name);
+        statements.push(serde_json::json!({
+            "Sid": "StackBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+            "Resource": arn,
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "StackObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": format!("{arn}/*"),
+        }));
+        // The builds and the write credential's verifier: an instance must not
+        // replace what the others boot from or check credentials against.
+        statements.push(serde_json::json!({
+            "Sid": "ArtifactsReadOnly",
+            "Effect": "Deny",
+            "Action": ["s3:DeleteObject", "s3:PutObject"],
+            "Resource": [format!("{arn}/{ARTIFACT_PREFIX}*"), format!("{arn}/{STACK_PREFIX}*")],
+        }));
+    }
+    if statements.is_empty() {
+        // Nothing to allow: the role gets no inline policy at all.
+        return String::new();
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
+}
 
 /// The name of the role's one inline policy.
 pub const POLICY_NAME: &str = "stack-access";

@@ -5,10 +5,20 @@ use super::{
     Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::ResourceType;
 
 pub const FORCE_NEW: &[&str] = &[];
+
+/// The VPC's internet gateway.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::igw(),
+        attrs([("vpc_id", b.vpc.clone())]),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c

@@ -4,9 +4,28 @@
 use super::iam_role::iam_tags;
 use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value, owned_address};
+use crate::model::{Desired, attrs};
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+/// The instances' profile holding the stack's role, unless the file names an existing
+/// one.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let (stack, region) = (&b.spec.stack, &b.inputs.region);
+    if b.inputs.instance_profile_arn.is_some() {
+        return Vec::new();
+    }
+    vec![Desired::new(
+        crate::desired::instance_profile(),
+        attrs([
+            ("name", Value::s(crate::desired::iam_name(stack, region))),
+            ("path", Value::s(crate::desired::iam_path(stack, region))),
+            ("role_name", Value::r(&crate::desired::role())),
+        ]),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();

@@ -8,13 +8,58 @@
 
 use super::{Created, Ctx, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum,
 };
 
 pub const FORCE_NEW: &[&str] = &["load_balancer_arn"];
+
+/// The main listener (HTTP, or HTTPS with `https:`) to the default service; with
+/// `https:`, the plain HTTP port's redirect too.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let lb = &b.spec.load_balancer;
+    let mut out = Vec::new();
+    let mut main = attrs([
+        (
+            "load_balancer_arn",
+            Value::r(&crate::desired::load_balancer()),
+        ),
+        ("port", Value::Int(lb.port.into())),
+        ("protocol", Value::s("HTTP")),
+        (
+            "default_target_group_arn",
+            Value::r(&crate::desired::service(
+                Kind::TargetGroup,
+                &lb.default_service,
+            )),
+        ),
+    ]);
+    if let Some(h) = &lb.https {
+        main.insert("port".into(), Value::Int(h.port.into()));
+        main.insert("protocol".into(), Value::s("HTTPS"));
+        main.insert("certificate_arn".into(), Value::s(&h.certificate_arn));
+        main.insert("ssl_policy".into(), Value::s(&h.ssl_policy));
+        // Plain HTTP only answers with a permanent redirect to HTTPS.
+        out.push(Desired::new(
+            Address::new(Kind::Listener, "redirect"),
+            attrs([
+                (
+                    "load_balancer_arn",
+                    Value::r(&crate::desired::load_balancer()),
+                ),
+                ("port", Value::Int(lb.port.into())),
+                ("protocol", Value::s("HTTP")),
+                ("redirect", Value::s(format!("HTTPS:{} 301", h.port))),
+            ]),
+        ));
+    }
+    out.push(Desired::new(crate::desired::listener(), main));
+    out
+}
 
 pub fn live(address: Address, l: &Listener) -> Live {
     let action = l.default_actions().first();

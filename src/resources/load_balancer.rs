@@ -3,7 +3,9 @@
 
 use super::{Created, Ctx, attr_bool, attr_list, attr_str, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
     LoadBalancerTypeEnum,
@@ -12,6 +14,30 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const FORCE_NEW: &[&str] = &["name", "scheme"];
+
+/// The stack's application load balancer, in the public subnets.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::load_balancer(),
+        attrs([
+            (
+                "name",
+                Value::s(crate::desired::load_balancer_name(&b.spec.stack)),
+            ),
+            ("scheme", Value::s("internet-facing")),
+            ("drop_invalid_header_fields", Value::Bool(true)),
+            ("deletion_protection", Value::Bool(true)),
+            // Security Hub ELB.5: access logs, to the log bucket.
+            ("access_logs", Value::r(&crate::desired::logs_bucket())),
+            ("subnets", Value::List(b.subnets.clone())),
+            (
+                "security_groups",
+                Value::List(vec![Value::r(&crate::desired::alb_sg())]),
+            ),
+        ]),
+    )]
+}
+
 const NOT_YET: &[&str] = &[
     "SubnetNotFound",
     "InvalidSubnet",

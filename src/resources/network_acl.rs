@@ -11,13 +11,55 @@ use super::{
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{
     Filter, IcmpTypeCode, NetworkAclEntry, PortRange, ResourceType, RuleAction,
 };
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
+
+/// The one ACL of every subnet, public and private.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let spec = b.spec;
+    // Security Hub EC2.21: no port open to the world but the listener's.
+    let mut service_ports: Vec<u16> = spec.services.iter().map(|s| s.port).collect();
+    if spec.ssm_endpoints {
+        // HTTPS from the instances to the interface endpoints' network interfaces.
+        service_ports.push(443);
+    }
+    service_ports.sort_unstable();
+    service_ports.dedup();
+    let ingress_cidrs: Vec<String> = spec
+        .load_balancer
+        .ingress
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    vec![Desired::new(
+        Address::new(Kind::NetworkAcl, "main"),
+        attrs([
+            ("vpc_id", b.vpc.clone()),
+            (
+                "subnet_ids",
+                Value::List([b.subnets.clone(), b.private_subnets.clone()].concat()),
+            ),
+            (
+                "ingress",
+                Value::strs(ingress_rules(
+                    &spec.load_balancer.listener_ports(),
+                    &ingress_cidrs,
+                    &service_ports,
+                    &spec.vpc_cidr.to_string(),
+                )),
+            ),
+            ("egress", Value::strs(egress_rules())),
+        ]),
+    )]
+}
+
 /// The ACL's own catch-all entries; AWS adds them and they cannot be changed.
 const DEFAULT_RULE: i32 = 32767;
 const ACL_NOT_YET: &[&str] = &["InvalidNetworkAclID.NotFound", "InvalidSubnetID.NotFound"];

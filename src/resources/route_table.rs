@@ -8,11 +8,39 @@ use super::{
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::ResourceType;
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
+
+/// The public subnets' route table (the default route to the internet gateway) and,
+/// with private subnets, theirs.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let mut out = vec![Desired::new(
+        crate::desired::route_table(),
+        attrs([
+            ("vpc_id", b.vpc.clone()),
+            ("default_route_gateway_id", Value::r(&crate::desired::igw())),
+            ("subnet_ids", Value::List(b.subnets.clone())),
+        ]),
+    )];
+    if !b.private_subnets.is_empty() {
+        // No route to the internet: S3 and DynamoDB through the gateway endpoints.
+        out.push(Desired::new(
+            crate::desired::private_route_table(),
+            attrs([
+                ("vpc_id", b.vpc.clone()),
+                ("default_route_gateway_id", Value::s("")),
+                ("subnet_ids", Value::List(b.private_subnets.clone())),
+            ]),
+        ));
+    }
+    out
+}
+
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
 /// A route to a fresh gateway answers `InvalidGatewayID.NotFound`, not the gateway's
 /// own NotFound code.

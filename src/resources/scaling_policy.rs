@@ -3,13 +3,33 @@
 
 use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::model::{Desired, attrs};
+use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{
     MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
 };
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["name", "autoscaling_group_name"];
+
+/// A service's target tracking policy on average CPU.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    Desired::new(
+        crate::desired::service(Kind::ScalingPolicy, name),
+        attrs([
+            ("name", Value::s(format!("{stack}-{name}-cpu"))),
+            (
+                "autoscaling_group_name",
+                Value::r(&crate::desired::service(Kind::AutoScalingGroup, name)),
+            ),
+            ("metric", Value::s("ASGAverageCPUUtilization")),
+            ("target_value", Value::Float(svc.scaling.cpu_target)),
+        ]),
+    )
+}
 
 /// `groups`: the stack's group names and the service each belongs to.
 pub async fn discover(c: &Clients, groups: &BTreeMap<String, String>) -> Result<Vec<Live>, Error> {

@@ -7,10 +7,88 @@ use super::{
     Created, Ctx, EC2_NOT_YET, absent_ok, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
+use crate::spec::ServiceSpec;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "group_name", "description"];
+
+/// A security group: inbound `(port, source)` pairs, a source being a CIDR block or
+/// another group.
+fn group(
+    b: &Build,
+    address: Address,
+    group_name: String,
+    description: String,
+    ingress: Vec<(u16, Value)>,
+) -> Desired {
+    Desired::new(
+        address,
+        attrs([
+            ("vpc_id", b.vpc.clone()),
+            ("group_name", Value::s(group_name)),
+            ("description", Value::s(description)),
+            (
+                "ingress",
+                Value::List(
+                    ingress
+                        .into_iter()
+                        .map(|(port, source)| Value::List(vec![Value::Int(port.into()), source]))
+                        .collect(),
+                ),
+            ),
+        ]),
+    )
+}
+
+/// With `network.ssm_endpoints`, the endpoints' group: HTTPS from inside the VPC.
+pub fn for_endpoints(b: &Build) -> Vec<Desired> {
+    if !b.spec.ssm_endpoints {
+        return Vec::new();
+    }
+    let stack = &b.spec.stack;
+    vec![group(
+        b,
+        crate::desired::endpoints_sg(),
+        format!("{stack}-endpoints"),
+        format!("stack {stack}: Session Manager endpoints"),
+        vec![(443, Value::s(b.spec.vpc_cidr.to_string()))],
+    )]
+}
+
+/// The load balancer's group: its listener ports from the file's `ingress` CIDRs.
+pub fn for_load_balancer(b: &Build) -> Vec<Desired> {
+    let stack = &b.spec.stack;
+    let lb = &b.spec.load_balancer;
+    vec![group(
+        b,
+        crate::desired::alb_sg(),
+        format!("{stack}-alb"),
+        format!("stack {stack}: load balancer"),
+        lb.listener_ports()
+            .iter()
+            .flat_map(|p| {
+                lb.ingress
+                    .iter()
+                    .map(move |c| (*p, Value::s(c.to_string())))
+            })
+            .collect(),
+    )]
+}
+
+/// A service's instances' group: its port from the load balancer's group only.
+pub fn for_service(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    group(
+        b,
+        crate::desired::service(Kind::SecurityGroup, name),
+        format!("{stack}-{name}"),
+        format!("stack {stack}: service {name} instances"),
+        vec![(svc.port, Value::r(&crate::desired::alb_sg()))],
+    )
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c

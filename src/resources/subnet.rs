@@ -5,10 +5,45 @@ use super::{
     Created, Ctx, EC2_NOT_YET, attr_bool, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
+
+/// Per zone, the public subnet and, when the zone has one, the private subnet.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let spec = b.spec;
+    let mut out = Vec::new();
+    for s in &spec.subnets {
+        let zone = Value::s(format!("{}{}", b.inputs.region, s.az));
+        out.push(Desired::new(
+            crate::desired::subnet(s.az),
+            attrs([
+                ("vpc_id", b.vpc.clone()),
+                ("cidr_block", Value::s(s.cidr.to_string())),
+                ("availability_zone", zone.clone()),
+                (
+                    "map_public_ip_on_launch",
+                    Value::Bool(!spec.private_instances),
+                ),
+            ]),
+        ));
+        if let Some(p) = s.private {
+            out.push(Desired::new(
+                crate::desired::private_subnet(s.az),
+                attrs([
+                    ("vpc_id", b.vpc.clone()),
+                    ("cidr_block", Value::s(p.to_string())),
+                    ("availability_zone", zone),
+                    ("map_public_ip_on_launch", Value::Bool(false)),
+                ]),
+            ));
+        }
+    }
+    out
+}
 
 /// A subnet with a new CIDR can stand beside the old one while the load balancer and
 /// the groups move to it, as long as it stays in the same VPC and overlaps no live

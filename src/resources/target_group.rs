@@ -3,10 +3,33 @@
 use super::delete_when_free;
 use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
+use crate::spec::ServiceSpec;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
 
 pub const FORCE_NEW: &[&str] = &["name", "port", "protocol", "vpc_id"];
+
+/// A service's target group, with the file's health check.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    let h = &svc.health;
+    Desired::new(
+        crate::desired::service(Kind::TargetGroup, name),
+        attrs([
+            ("name", Value::s(format!("{stack}-{name}"))),
+            ("port", Value::Int(svc.port.into())),
+            ("protocol", Value::s("HTTP")),
+            ("vpc_id", b.vpc.clone()),
+            ("health_check_path", Value::s(&h.path)),
+            ("health_check_interval", Value::Int(h.interval.into())),
+            ("healthy_threshold", Value::Int(h.healthy.into())),
+            ("unhealthy_threshold", Value::Int(h.unhealthy.into())),
+            ("matcher", Value::s("200")),
+        ]),
+    )
+}
 
 pub fn live(address: Address, tg: &TargetGroup) -> Live {
     let attrs = Attrs::from([

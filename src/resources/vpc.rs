@@ -7,12 +7,28 @@ use super::{
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, ResourceType, SecurityGroup, VpcAttributeName,
 };
 
 pub const FORCE_NEW: &[&str] = &["cidr_block"];
+
+/// The stack's one VPC.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::vpc(),
+        attrs([
+            ("cidr_block", Value::s(b.spec.vpc_cidr.to_string())),
+            ("enable_dns_support", Value::Bool(true)),
+            ("enable_dns_hostnames", Value::Bool(true)),
+            // Security Hub EC2.2: the default security group allows nothing.
+            ("default_security_group_rules", Value::Int(0)),
+        ]),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
