@@ -2,7 +2,8 @@
 //! references between them. Pure: the values that need AWS (the AMI behind `al2023`)
 //! come in through [`Inputs`].
 
-use crate::model::{Address, Desired, Kind, Value};
+use crate::model::{Address, Desired, Kind, Ref, Value};
+use crate::resources::subnet::SubnetAttrs;
 use crate::resources::{
     artifact, asg, bucket, flow_log, iam_role, igw, instance_profile, launch_template, listener,
     listener_rule, load_balancer, network_acl, route_table, scaling_policy, secret, security_group,
@@ -199,7 +200,7 @@ pub struct Build<'a> {
     pub private_subnets: Vec<Value>,
     /// Where the instances run: private subnets by default (Security Hub EC2.9 and
     /// EC2.15: no public IPs, no subnet handing them out).
-    pub instance_subnets: Vec<Value>,
+    pub instance_subnets: Vec<Ref<SubnetAttrs>>,
     /// The instances' profile: the existing one the file names, else the stack's own.
     pub profile_arn: Value,
 }
@@ -217,11 +218,15 @@ impl<'a> Build<'a> {
             .filter(|s| s.private.is_some())
             .map(|s| Value::r(&private_subnet(s.az)))
             .collect();
-        let instance_subnets = if spec.private_instances {
-            private_subnets.clone()
-        } else {
-            subnets.clone()
-        };
+        let instance_subnets = spec
+            .subnets
+            .iter()
+            .filter_map(|s| match spec.private_instances {
+                true => s.private.map(|_| private_subnet(s.az)),
+                false => Some(subnet(s.az)),
+            })
+            .map(Ref::at)
+            .collect();
         // Instances get the stack's own role unless the file names an existing profile.
         let profile_arn = match &inputs.instance_profile_arn {
             Some(arn) => Value::s(arn),

@@ -16,6 +16,7 @@ use crate::desired::sha256_hex;
 use crate::desired::{
     Build, Inputs, ROOT_VOLUME, VERIFIER_KEY, build_key, iam_name, launch_template_name, sha_of_key,
 };
+use crate::model::KindAttrs;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use crate::spec::{Ami, ServiceSpec, Spec, render_user_data};
@@ -27,7 +28,31 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A launch template's attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchTemplateAttrs {
+    /// `<stack>-<service>-<digest>`: the content's name.
+    pub name: String,
+    pub image_id: String,
+    pub instance_type: String,
+    /// The rendered user data's digest (the script itself is the payload).
+    pub user_data_sha256: String,
+    /// The service's group (`Value`s until the groups' attributes are typed).
+    pub security_group_ids: Vec<Value>,
+    pub http_tokens: String,
+    pub metadata_hop_limit: i64,
+    pub root_volume: String,
+    /// The stack's instance profile, or the existing one the file names (a `Value`
+    /// until the profile's attributes are typed).
+    pub iam_instance_profile_arn: Value,
+}
+
+impl KindAttrs for LaunchTemplateAttrs {
+    const KIND: Kind = Kind::LaunchTemplate;
+}
 
 /// Every attribute: a template never gets a second version.
 pub const FORCE_NEW: &[&str] = &[

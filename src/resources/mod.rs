@@ -34,7 +34,7 @@ pub mod vpc_endpoint;
 
 use crate::aws::probe::Service;
 use crate::aws::{Clients, Error};
-use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags};
+use crate::model::{Address, Attrs, Desired, Kind, Live, from_attrs, ownership_tags};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -291,7 +291,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::LaunchTemplate => {
             launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
-        Kind::AutoScalingGroup => asg::create(ctx, a, attrs).await?,
+        Kind::AutoScalingGroup => asg::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
         Kind::Table => table::create(ctx, a, attrs).await?,
         Kind::Bucket => bucket::create(ctx, a, attrs).await?,
@@ -336,7 +336,7 @@ pub async fn update(
             resource: live.address.to_string(),
             reason: "launch templates are replaced, never updated in place".into(),
         }),
-        Kind::AutoScalingGroup => asg::update(ctx, live, attrs, changed).await,
+        Kind::AutoScalingGroup => asg::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
             .await
             .map(drop),

@@ -8,7 +8,23 @@ use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, attrs};
+use crate::model::{Kind, KindAttrs};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use serde::{Deserialize, Serialize};
+
+/// A subnet's attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubnetAttrs {
+    /// The VPC (a `Value` until the VPC's attributes are typed).
+    pub vpc_id: Value,
+    pub cidr_block: String,
+    pub availability_zone: String,
+    pub map_public_ip_on_launch: bool,
+}
+
+impl KindAttrs for SubnetAttrs {
+    const KIND: Kind = Kind::Subnet;
+}
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
 

@@ -4,10 +4,31 @@ use super::delete_when_free;
 use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
 use crate::desired::Build;
+use crate::model::KindAttrs;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use crate::spec::ServiceSpec;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
+use serde::{Deserialize, Serialize};
+
+/// A target group's attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetGroupAttrs {
+    pub name: String,
+    pub port: i64,
+    pub protocol: String,
+    /// The VPC (a `Value` until the VPC's attributes are typed).
+    pub vpc_id: Value,
+    pub health_check_path: String,
+    pub health_check_interval: i64,
+    pub healthy_threshold: i64,
+    pub unhealthy_threshold: i64,
+    pub matcher: String,
+}
+
+impl KindAttrs for TargetGroupAttrs {
+    const KIND: Kind = Kind::TargetGroup;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "port", "protocol", "vpc_id"];
 
