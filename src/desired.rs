@@ -4,6 +4,7 @@
 
 use crate::model::{Address, Desired, Kind, Ref, Value};
 use crate::resources::subnet::SubnetAttrs;
+use crate::resources::vpc::VpcAttrs;
 use crate::resources::{
     artifact, asg, bucket, flow_log, iam_role, igw, instance_profile, launch_template, listener,
     listener_rule, load_balancer, network_acl, route_table, scaling_policy, secret, security_group,
@@ -193,7 +194,7 @@ pub struct Build<'a> {
     pub spec: &'a Spec,
     pub inputs: &'a Inputs,
     /// `vpc.main`'s id.
-    pub vpc: Value,
+    pub vpc: Ref<VpcAttrs>,
     /// The public subnets (the load balancer's).
     pub subnets: Vec<Value>,
     /// The private subnets, in the zones that have one.
@@ -235,7 +236,7 @@ impl<'a> Build<'a> {
         Build {
             spec,
             inputs,
-            vpc: Value::r(&vpc()),
+            vpc: Ref::at(vpc()),
             subnets,
             private_subnets,
             instance_subnets,

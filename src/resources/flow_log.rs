@@ -17,7 +17,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         Address::new(Kind::FlowLog, "main"),
         attrs([
-            ("vpc_id", b.vpc.clone()),
+            ("vpc_id", Value::from(b.vpc.clone())),
             ("log_bucket", Value::r(&crate::desired::logs_bucket())),
             ("traffic_type", Value::s("ALL")),
         ]),

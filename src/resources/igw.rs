@@ -16,7 +16,7 @@ pub const FORCE_NEW: &[&str] = &[];
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         crate::desired::igw(),
-        attrs([("vpc_id", b.vpc.clone())]),
+        attrs([("vpc_id", Value::from(b.vpc.clone()))]),
     )]
 }
 

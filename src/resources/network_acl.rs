@@ -41,7 +41,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         Address::new(Kind::NetworkAcl, "main"),
         attrs([
-            ("vpc_id", b.vpc.clone()),
+            ("vpc_id", Value::from(b.vpc.clone())),
             (
                 "subnet_ids",
                 Value::List([b.subnets.clone(), b.private_subnets.clone()].concat()),

@@ -22,7 +22,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     let mut out = vec![Desired::new(
         crate::desired::route_table(),
         attrs([
-            ("vpc_id", b.vpc.clone()),
+            ("vpc_id", Value::from(b.vpc.clone())),
             ("default_route_gateway_id", Value::r(&crate::desired::igw())),
             ("subnet_ids", Value::List(b.subnets.clone())),
         ]),
@@ -32,7 +32,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         out.push(Desired::new(
             crate::desired::private_route_table(),
             attrs([
-                ("vpc_id", b.vpc.clone()),
+                ("vpc_id", Value::from(b.vpc.clone())),
                 ("default_route_gateway_id", Value::s("")),
                 ("subnet_ids", Value::List(b.private_subnets.clone())),
             ]),

@@ -27,7 +27,7 @@ fn group(
     Desired::new(
         address,
         attrs([
-            ("vpc_id", b.vpc.clone()),
+            ("vpc_id", Value::from(b.vpc.clone())),
             ("group_name", Value::s(group_name)),
             ("description", Value::s(description)),
             (

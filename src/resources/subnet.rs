@@ -1,11 +1,13 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
 use super::delete_when_free;
+use super::vpc::VpcAttrs;
 use super::{
     Created, Ctx, EC2_NOT_YET, attr_bool, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, attrs};
 use crate::model::{Kind, KindAttrs};
@@ -15,8 +17,7 @@ use serde::{Deserialize, Serialize};
 /// A subnet's attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubnetAttrs {
-    /// The VPC (a `Value` until the VPC's attributes are typed).
-    pub vpc_id: Value,
+    pub vpc_id: Ref<VpcAttrs>,
     pub cidr_block: String,
     pub availability_zone: String,
     pub map_public_ip_on_launch: bool,
@@ -37,7 +38,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         out.push(Desired::new(
             crate::desired::subnet(s.az),
             attrs([
-                ("vpc_id", b.vpc.clone()),
+                ("vpc_id", Value::from(b.vpc.clone())),
                 ("cidr_block", Value::s(s.cidr.to_string())),
                 ("availability_zone", zone.clone()),
                 (
@@ -50,7 +51,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
             out.push(Desired::new(
                 crate::desired::private_subnet(s.az),
                 attrs([
-                    ("vpc_id", b.vpc.clone()),
+                    ("vpc_id", Value::from(b.vpc.clone())),
                     ("cidr_block", Value::s(p.to_string())),
                     ("availability_zone", zone),
                     ("map_public_ip_on_launch", Value::Bool(false)),

@@ -1,10 +1,12 @@
 //! One target group per service, with the service's health check.
 
 use super::delete_when_free;
+use super::vpc::VpcAttrs;
 use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
 use crate::desired::Build;
 use crate::model::KindAttrs;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use crate::spec::ServiceSpec;
@@ -17,8 +19,7 @@ pub struct TargetGroupAttrs {
     pub name: String,
     pub port: i64,
     pub protocol: String,
-    /// The VPC (a `Value` until the VPC's attributes are typed).
-    pub vpc_id: Value,
+    pub vpc_id: Ref<VpcAttrs>,
     pub health_check_path: String,
     pub health_check_interval: i64,
     pub healthy_threshold: i64,
@@ -42,7 +43,7 @@ pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
             ("name", Value::s(format!("{stack}-{name}"))),
             ("port", Value::Int(svc.port.into())),
             ("protocol", Value::s("HTTP")),
-            ("vpc_id", b.vpc.clone()),
+            ("vpc_id", Value::from(b.vpc.clone())),
             ("health_check_path", Value::s(&h.path)),
             ("health_check_interval", Value::Int(h.interval.into())),
             ("healthy_threshold", Value::Int(h.healthy.into())),

@@ -24,7 +24,7 @@ pub const FORCE_NEW: &[&str] = &["vpc_id", "service_name", "type"];
 /// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
 fn endpoint(b: &Build, service: &str, kind: &str) -> Attrs {
     attrs([
-        ("vpc_id", b.vpc.clone()),
+        ("vpc_id", Value::from(b.vpc.clone())),
         (
             "service_name",
             Value::s(service_name(&b.inputs.region, service)),
