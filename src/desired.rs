@@ -196,9 +196,9 @@ pub struct Build<'a> {
     /// `vpc.main`'s id.
     pub vpc: Ref<VpcAttrs>,
     /// The public subnets (the load balancer's).
-    pub subnets: Vec<Value>,
+    pub subnets: Vec<Ref<SubnetAttrs>>,
     /// The private subnets, in the zones that have one.
-    pub private_subnets: Vec<Value>,
+    pub private_subnets: Vec<Ref<SubnetAttrs>>,
     /// Where the instances run: private subnets by default (Security Hub EC2.9 and
     /// EC2.15: no public IPs, no subnet handing them out).
     pub instance_subnets: Vec<Ref<SubnetAttrs>>,
@@ -208,26 +208,19 @@ pub struct Build<'a> {
 
 impl<'a> Build<'a> {
     pub fn new(spec: &'a Spec, inputs: &'a Inputs) -> Build<'a> {
-        let subnets: Vec<Value> = spec
-            .subnets
-            .iter()
-            .map(|s| Value::r(&subnet(s.az)))
-            .collect();
-        let private_subnets: Vec<Value> = spec
+        let subnets: Vec<Ref<SubnetAttrs>> =
+            spec.subnets.iter().map(|s| Ref::at(subnet(s.az))).collect();
+        let private_subnets: Vec<Ref<SubnetAttrs>> = spec
             .subnets
             .iter()
             .filter(|s| s.private.is_some())
-            .map(|s| Value::r(&private_subnet(s.az)))
+            .map(|s| Ref::at(private_subnet(s.az)))
             .collect();
-        let instance_subnets = spec
-            .subnets
-            .iter()
-            .filter_map(|s| match spec.private_instances {
-                true => s.private.map(|_| private_subnet(s.az)),
-                false => Some(subnet(s.az)),
-            })
-            .map(Ref::at)
-            .collect();
+        let instance_subnets = if spec.private_instances {
+            private_subnets.clone()
+        } else {
+            subnets.clone()
+        };
         // Instances get the stack's own role unless the file names an existing profile.
         let profile_arn = match &inputs.instance_profile_arn {
             Some(arn) => Value::s(arn),

@@ -268,7 +268,8 @@ pub fn to_attrs<T: KindAttrs>(t: &T) -> Attrs {
 }
 
 /// Attributes (resolved for create and update, or as discovery read them) into the
-/// kind's struct.
+/// kind's struct. Kinds' structs take `#[serde(default)]`: an attribute missing from
+/// the map reads as empty, as it did from the map.
 pub fn from_attrs<T: KindAttrs>(attrs: &Attrs) -> Result<T, crate::aws::Error> {
     serde_json::to_value(attrs)
         .and_then(serde_json::from_value)
@@ -331,9 +332,23 @@ impl<T> Ref<T> {
     }
 }
 
+impl<T> Ref<T> {
+    /// A list of references as an attribute value (for kinds still on the map).
+    pub fn list(refs: &[Ref<T>]) -> Value {
+        Value::List(refs.iter().cloned().map(Value::from).collect())
+    }
+}
+
 /// The ids of resolved references.
 pub fn ids<T>(refs: &[Ref<T>]) -> Vec<String> {
     refs.iter().map(|r| r.as_id().to_string()).collect()
+}
+
+/// No resource: an empty id (as a missing attribute read before).
+impl<T> Default for Ref<T> {
+    fn default() -> Self {
+        Ref::id("")
+    }
 }
 
 impl<T> Clone for Ref<T> {

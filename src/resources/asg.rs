@@ -30,7 +30,8 @@ pub const FORCE_NEW: &[&str] = &["name"];
 
 /// A group's attributes. `desired_capacity`, `launch_template_digest`, `deploy` and
 /// `build` are kept in tags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AutoScalingGroupAttrs {
     pub name: String,
     pub launch_template_id: Ref<LaunchTemplateAttrs>,

@@ -4,6 +4,7 @@
 use super::{Created, Ctx, attr_bool, attr_list, attr_str, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
@@ -29,7 +30,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
             ("deletion_protection", Value::Bool(true)),
             // Security Hub ELB.5: access logs, to the log bucket.
             ("access_logs", Value::r(&crate::desired::logs_bucket())),
-            ("subnets", Value::List(b.subnets.clone())),
+            ("subnets", Ref::list(&b.subnets)),
             (
                 "security_groups",
                 Value::List(vec![Value::r(&crate::desired::alb_sg())]),

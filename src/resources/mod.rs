@@ -278,7 +278,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
     let a = &d.address;
     let (id, extra) = match a.kind {
         Kind::Vpc => vpc::create(ctx, a, attrs).await?,
-        Kind::Subnet => subnet::create(ctx, a, attrs).await?,
+        Kind::Subnet => subnet::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::InternetGateway => igw::create(ctx, a, attrs).await?,
         Kind::RouteTable => route_table::create(ctx, a, attrs).await?,
         Kind::SecurityGroup => security_group::create(ctx, a, attrs).await?,
@@ -321,7 +321,7 @@ pub async fn update(
 ) -> Result<(), Error> {
     match d.address.kind {
         Kind::Vpc => vpc::update(ctx, live, attrs, changed).await,
-        Kind::Subnet => subnet::update(ctx, live, attrs, changed).await,
+        Kind::Subnet => subnet::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::InternetGateway => igw::update(ctx, live, attrs, changed).await,
         Kind::RouteTable => route_table::update(ctx, live, attrs, changed).await,
         Kind::SecurityGroup => security_group::update(ctx, live, attrs, changed).await,

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{
@@ -44,7 +45,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
             ("vpc_id", Value::from(b.vpc.clone())),
             (
                 "subnet_ids",
-                Value::List([b.subnets.clone(), b.private_subnets.clone()].concat()),
+                Ref::list(&[b.subnets.clone(), b.private_subnets.clone()].concat()),
             ),
             (
                 "ingress",

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::ResourceType;
@@ -24,7 +25,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         attrs([
             ("vpc_id", Value::from(b.vpc.clone())),
             ("default_route_gateway_id", Value::r(&crate::desired::igw())),
-            ("subnet_ids", Value::List(b.subnets.clone())),
+            ("subnet_ids", Ref::list(&b.subnets)),
         ]),
     )];
     if !b.private_subnets.is_empty() {
@@ -34,7 +35,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
             attrs([
                 ("vpc_id", Value::from(b.vpc.clone())),
                 ("default_route_gateway_id", Value::s("")),
-                ("subnet_ids", Value::List(b.private_subnets.clone())),
+                ("subnet_ids", Ref::list(&b.private_subnets)),
             ]),
         ));
     }

@@ -2,20 +2,16 @@
 
 use super::delete_when_free;
 use super::vpc::VpcAttrs;
-use super::{
-    Created, Ctx, EC2_NOT_YET, attr_bool, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
-};
+use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, attrs};
-use crate::model::{Kind, KindAttrs};
+use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use serde::{Deserialize, Serialize};
 
 /// A subnet's attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SubnetAttrs {
     pub vpc_id: Ref<VpcAttrs>,
     pub cidr_block: String,
@@ -34,28 +30,25 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     let spec = b.spec;
     let mut out = Vec::new();
     for s in &spec.subnets {
-        let zone = Value::s(format!("{}{}", b.inputs.region, s.az));
+        let zone = format!("{}{}", b.inputs.region, s.az);
         out.push(Desired::new(
             crate::desired::subnet(s.az),
-            attrs([
-                ("vpc_id", Value::from(b.vpc.clone())),
-                ("cidr_block", Value::s(s.cidr.to_string())),
-                ("availability_zone", zone.clone()),
-                (
-                    "map_public_ip_on_launch",
-                    Value::Bool(!spec.private_instances),
-                ),
-            ]),
+            to_attrs(&SubnetAttrs {
+                vpc_id: b.vpc.clone(),
+                cidr_block: s.cidr.to_string(),
+                availability_zone: zone.clone(),
+                map_public_ip_on_launch: !spec.private_instances,
+            }),
         ));
         if let Some(p) = s.private {
             out.push(Desired::new(
                 crate::desired::private_subnet(s.az),
-                attrs([
-                    ("vpc_id", Value::from(b.vpc.clone())),
-                    ("cidr_block", Value::s(p.to_string())),
-                    ("availability_zone", zone),
-                    ("map_public_ip_on_launch", Value::Bool(false)),
-                ]),
+                to_attrs(&SubnetAttrs {
+                    vpc_id: b.vpc.clone(),
+                    cidr_block: p.to_string(),
+                    availability_zone: zone,
+                    map_public_ip_on_launch: false,
+                }),
             ));
         }
     }
@@ -70,18 +63,21 @@ pub fn create_before_destroy(
     wanted: &Attrs,
     all: &std::collections::BTreeMap<Address, Live>,
 ) -> bool {
-    let Ok(new) = attr_str(wanted, "cidr_block").parse::<ipnet::Ipv4Net>() else {
+    let (Ok(want), Ok(have)) = (
+        from_attrs::<SubnetAttrs>(wanted),
+        from_attrs::<SubnetAttrs>(&live.attrs),
+    ) else {
         return false;
     };
-    let same_vpc = wanted.get("vpc_id") == live.attrs.get("vpc_id");
+    let Ok(new) = want.cidr_block.parse::<ipnet::Ipv4Net>() else {
+        return false;
+    };
+    let same_vpc = want.vpc_id == have.vpc_id;
     let overlaps = all
         .values()
-        .filter(|l| l.address.kind == crate::model::Kind::Subnet)
-        .filter_map(|l| {
-            attr_str(&l.attrs, "cidr_block")
-                .parse::<ipnet::Ipv4Net>()
-                .ok()
-        })
+        .filter(|l| l.address.kind == Kind::Subnet)
+        .filter_map(|l| from_attrs::<SubnetAttrs>(&l.attrs).ok())
+        .filter_map(|l| l.cidr_block.parse::<ipnet::Ipv4Net>().ok())
         .any(|old| old.contains(&new) || new.contains(&old));
     same_vpc && !overlaps
 }
@@ -99,21 +95,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             let Some(address) = ec2_owned(stack, s.tags()) else {
                 continue;
             };
-            let attrs = Attrs::from([
-                ("vpc_id".into(), Value::s(s.vpc_id().unwrap_or_default())),
-                (
-                    "cidr_block".into(),
-                    Value::s(s.cidr_block().unwrap_or_default()),
-                ),
-                (
-                    "availability_zone".into(),
-                    Value::s(s.availability_zone().unwrap_or_default()),
-                ),
-                (
-                    "map_public_ip_on_launch".into(),
-                    Value::Bool(s.map_public_ip_on_launch().unwrap_or(false)),
-                ),
-            ]);
+            let attrs = to_attrs(&SubnetAttrs {
+                vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),
+                cidr_block: s.cidr_block().unwrap_or_default().to_string(),
+                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+            });
             let id = s.subnet_id().unwrap_or_default().to_string();
             out.push(Live {
                 address,
@@ -126,14 +113,14 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: SubnetAttrs) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .ec2
             .create_subnet()
-            .vpc_id(attr_str(attrs, "vpc_id"))
-            .cidr_block(attr_str(attrs, "cidr_block"))
-            .availability_zone(attr_str(attrs, "availability_zone"))
+            .vpc_id(want.vpc_id.as_id())
+            .cidr_block(&want.cidr_block)
+            .availability_zone(&want.availability_zone)
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::Subnet))
             .send()
             .await
@@ -145,13 +132,13 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|s| s.subnet_id())
         .unwrap_or_default()
         .to_string();
-    set_public_ip(ctx, a, &id, attrs).await?;
+    set_public_ip(ctx, a, &id, &want).await?;
     Ok((id, Default::default()))
 }
 
-async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, attrs: &Attrs) -> Result<(), Error> {
+async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, want: &SubnetAttrs) -> Result<(), Error> {
     let v = AttributeBooleanValue::builder()
-        .value(attr_bool(attrs, "map_public_ip_on_launch"))
+        .value(want.map_public_ip_on_launch)
         .build();
     retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
@@ -170,10 +157,10 @@ async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, attrs: &Attrs) -> Resul
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: SubnetAttrs,
     _changed: &[String],
 ) -> Result<(), Error> {
-    set_public_ip(ctx, &live.address, &live.id, attrs).await
+    set_public_ip(ctx, &live.address, &live.id, &want).await
 }
 
 /// What AWS answers when it is already deleted.

@@ -14,7 +14,8 @@ use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, 
 use serde::{Deserialize, Serialize};
 
 /// A target group's attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TargetGroupAttrs {
     pub name: String,
     pub port: i64,

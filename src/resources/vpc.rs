@@ -15,7 +15,8 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 
 /// The VPC's attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VpcAttrs {
     pub cidr_block: String,
     pub enable_dns_support: bool,

@@ -15,6 +15,7 @@ use super::{Created, Ctx, EC2_NOT_YET, attr_bool, attr_list, attr_str, changed};
 use super::{ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::{Build, SSM_ENDPOINT_SERVICES};
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
@@ -67,10 +68,7 @@ pub fn interfaces(b: &Build) -> Vec<Desired> {
         .map(|service| {
             let mut a = endpoint(b, service, "Interface");
             a.extend([
-                (
-                    "subnet_ids".to_string(),
-                    Value::List(b.private_subnets.clone()),
-                ),
+                ("subnet_ids".to_string(), Ref::list(&b.private_subnets)),
                 (
                     "security_group_ids".to_string(),
                     Value::List(vec![Value::r(&crate::desired::endpoints_sg())]),
