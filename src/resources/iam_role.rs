@@ -4,14 +4,33 @@
 //! carry the region, and discovery lists by that path: the same stack name in another
 //! region has its own role. Ownership is still decided by the tags.
 
-use super::{Created, Ctx, absent_ok, attr_list, attr_str};
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
 use crate::desired::{ARTIFACT_PREFIX, Build, Inputs, STACK_PREFIX, iam_name};
-use crate::model::{Address, Attrs, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, from_attrs, owned_address, to_attrs};
 use crate::spec::Spec;
 use aws_sdk_iam::types::Tag;
+use serde::{Deserialize, Serialize};
+
+/// The role's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoleAttrs {
+    pub name: String,
+    /// `/stack/<stack>/<region>/`: discovery lists by it.
+    pub path: String,
+    /// Who may assume it (a JSON policy document).
+    pub assume_role_policy: String,
+    /// The one inline policy (JSON; empty for none).
+    pub policy: String,
+    /// The ARNs of the AWS managed policies attached.
+    pub managed_policies: Vec<String>,
+}
+
+impl KindAttrs for RoleAttrs {
+    const KIND: Kind = Kind::Role;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
 
@@ -23,24 +42,18 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     }
     vec![Desired::new(
         crate::desired::role(),
-        attrs([
-            ("name", Value::s(iam_name(stack, &inputs.region))),
-            ("path", Value::s(iam_path(stack, &inputs.region))),
-            (
-                "assume_role_policy",
-                Value::s(assume_role_policy(inputs.partition())),
-            ),
-            ("policy", Value::s(instance_policy(b.spec, inputs))),
+        to_attrs(&RoleAttrs {
+            name: iam_name(stack, &inputs.region),
+            path: iam_path(stack, &inputs.region),
+            assume_role_policy: assume_role_policy(inputs.partition()),
+            policy: instance_policy(b.spec, inputs),
             // The SSM agent's permissions (Security Hub SSM.1): a shell through
             // Session Manager instead of SSH.
-            (
-                "managed_policies",
-                Value::strs([format!(
-                    "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
-                    inputs.partition()
-                )]),
-            ),
-        ]),
+            managed_policies: vec![format!(
+                "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                inputs.partition()
+            )],
+        }),
     )]
 }
 
@@ -225,18 +238,15 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 .filter_map(|p| p.policy_arn())
                 .map(str::to_string)
                 .collect();
-            let attrs = Attrs::from([
-                ("managed_policies".into(), Value::strs(managed)),
-                ("name".into(), Value::s(name)),
-                ("path".into(), Value::s(role.path())),
-                (
-                    "assume_role_policy".into(),
-                    Value::s(canonical_policy(
-                        role.assume_role_policy_document().unwrap_or_default(),
-                    )),
+            let attrs = to_attrs(&RoleAttrs {
+                managed_policies: managed,
+                name: name.to_string(),
+                path: role.path().to_string(),
+                assume_role_policy: canonical_policy(
+                    role.assume_role_policy_document().unwrap_or_default(),
                 ),
-                ("policy".into(), Value::s(policy)),
-            ]);
+                policy,
+            });
             out.push(Live {
                 address,
                 id: name.to_string(),
@@ -285,23 +295,23 @@ async fn put_policy(ctx: &Ctx, a: &Address, name: &str, policy: &str) -> Result<
     .map(drop)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name");
+pub async fn create(ctx: &Ctx, a: &Address, want: RoleAttrs) -> Result<Created, Error> {
+    let name = &want.name;
     // Tags travel with the create call: a crash right after leaves an owned role
     // that the next run discovers.
     ctx.c
         .iam
         .create_role()
         .role_name(name)
-        .path(attr_str(attrs, "path"))
-        .assume_role_policy_document(attr_str(attrs, "assume_role_policy"))
+        .path(&want.path)
+        .assume_role_policy_document(&want.assume_role_policy)
         .description(format!("stack {}: instance role", ctx.stack))
         .set_tags(Some(iam_tags(ctx, a)))
         .send()
         .await
         .ctx("creating", a)?;
-    put_policy(ctx, a, name, attr_str(attrs, "policy")).await?;
-    set_managed(ctx, a, name, &[], &attr_list(attrs, "managed_policies")).await?;
+    put_policy(ctx, a, name, &want.policy).await?;
+    set_managed(ctx, a, name, &[], &want.managed_policies).await?;
     Ok((name.to_string(), Default::default()))
 }
 
@@ -346,7 +356,7 @@ async fn set_managed(
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: RoleAttrs,
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
@@ -355,21 +365,21 @@ pub async fn update(
             .iam
             .update_assume_role_policy()
             .role_name(&live.id)
-            .policy_document(attr_str(attrs, "assume_role_policy"))
+            .policy_document(&want.assume_role_policy)
             .send()
             .await
             .ctx("setting who may assume", a)?;
     }
     if super::changed(changed, "policy") {
-        put_policy(ctx, a, &live.id, attr_str(attrs, "policy")).await?;
+        put_policy(ctx, a, &live.id, &want.policy).await?;
     }
     if super::changed(changed, "managed_policies") {
         set_managed(
             ctx,
             a,
             &live.id,
-            &attr_list(&live.attrs, "managed_policies"),
-            &attr_list(attrs, "managed_policies"),
+            &from_attrs::<RoleAttrs>(&live.attrs)?.managed_policies,
+            &want.managed_policies,
         )
         .await?;
     }
@@ -383,7 +393,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         ctx,
         a,
         &live.id,
-        &attr_list(&live.attrs, "managed_policies"),
+        &from_attrs::<RoleAttrs>(&live.attrs)?.managed_policies,
         &[],
     )
     .await?;
