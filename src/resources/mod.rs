@@ -287,7 +287,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::Listener => listener::create(ctx, a, attrs).await?,
         Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
         Kind::Role => iam_role::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::InstanceProfile => instance_profile::create(ctx, a, attrs).await?,
+        Kind::InstanceProfile => instance_profile::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::LaunchTemplate => {
             launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
         }
@@ -330,7 +330,9 @@ pub async fn update(
         Kind::Listener => listener::update(ctx, live, attrs, changed).await,
         Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
         Kind::Role => iam_role::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::InstanceProfile => instance_profile::update(ctx, live, attrs, changed).await,
+        Kind::InstanceProfile => {
+            instance_profile::update(ctx, live, from_attrs(attrs)?, changed).await
+        }
         // Every attribute forces a new template: the differ never plans an update.
         Kind::LaunchTemplate => Err(Error::Refused {
             resource: live.address.to_string(),
