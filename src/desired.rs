@@ -2,9 +2,15 @@
 //! references between them. Pure: the values that need AWS (the AMI behind `al2023`)
 //! come in through [`Inputs`].
 
-use crate::model::{Address, Attrs, Desired, Kind, Value};
-use crate::resources::vpc_endpoint;
-use crate::spec::{Ami, Arch, Billing, Spec, render_user_data};
+use crate::model::{Address, Desired, Kind, Ref, Value};
+use crate::resources::subnet::SubnetAttrs;
+use crate::resources::vpc::VpcAttrs;
+use crate::resources::{
+    artifact, asg, bucket, flow_log, iam_role, igw, instance_profile, launch_template, listener,
+    listener_rule, load_balancer, network_acl, route_table, scaling_policy, secret, security_group,
+    subnet, table, target_group, vpc, vpc_endpoint,
+};
+use crate::spec::{Arch, Spec};
 use std::collections::BTreeMap;
 
 /// Values resolved from AWS before the desired state can be built.
@@ -110,6 +116,10 @@ pub fn route_table() -> Address {
 pub fn alb_sg() -> Address {
     Address::new(Kind::SecurityGroup, "alb")
 }
+/// The Session Manager endpoints' group (`network.ssm_endpoints`).
+pub fn endpoints_sg() -> Address {
+    Address::new(Kind::SecurityGroup, "endpoints")
+}
 pub fn load_balancer() -> Address {
     Address::new(Kind::LoadBalancer, "main")
 }
@@ -178,566 +188,97 @@ pub fn load_balancer_name(stack: &str) -> String {
     format!("{stack}-alb")
 }
 
-/// A security group's attributes: inbound `(port, source)` pairs, a source being a
-/// CIDR block or another group.
-fn security_group(
-    vpc: &Value,
-    group_name: String,
-    description: String,
-    ingress: Vec<(u16, Value)>,
-) -> Attrs {
-    attrs([
-        ("vpc_id", vpc.clone()),
-        ("group_name", Value::s(group_name)),
-        ("description", Value::s(description)),
-        (
-            "ingress",
-            Value::List(
-                ingress
-                    .into_iter()
-                    .map(|(port, source)| Value::List(vec![Value::Int(port.into()), source]))
-                    .collect(),
-            ),
-        ),
-    ])
+/// What the kinds' `desired` functions (in `resources/`) share: the file, the values
+/// from AWS, and the references several kinds hold.
+pub struct Build<'a> {
+    pub spec: &'a Spec,
+    pub inputs: &'a Inputs,
+    /// `vpc.main`'s id.
+    pub vpc: Ref<VpcAttrs>,
+    /// The public subnets (the load balancer's).
+    pub subnets: Vec<Ref<SubnetAttrs>>,
+    /// The private subnets, in the zones that have one.
+    pub private_subnets: Vec<Ref<SubnetAttrs>>,
+    /// Where the instances run: private subnets by default (Security Hub EC2.9 and
+    /// EC2.15: no public IPs, no subnet handing them out).
+    pub instance_subnets: Vec<Ref<SubnetAttrs>>,
+    /// The instances' profile: the existing one the file names, else the stack's own.
+    pub profile_arn: Value,
 }
 
-/// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
-fn endpoint(vpc: &Value, region: &str, service: &str, kind: &str) -> Attrs {
-    attrs([
-        ("vpc_id", vpc.clone()),
-        (
-            "service_name",
-            Value::s(vpc_endpoint::service_name(region, service)),
-        ),
-        ("type", Value::s(kind)),
-    ])
+impl<'a> Build<'a> {
+    pub fn new(spec: &'a Spec, inputs: &'a Inputs) -> Build<'a> {
+        let subnets: Vec<Ref<SubnetAttrs>> =
+            spec.subnets.iter().map(|s| Ref::at(subnet(s.az))).collect();
+        let private_subnets: Vec<Ref<SubnetAttrs>> = spec
+            .subnets
+            .iter()
+            .filter(|s| s.private.is_some())
+            .map(|s| Ref::at(private_subnet(s.az)))
+            .collect();
+        let instance_subnets = if spec.private_instances {
+            private_subnets.clone()
+        } else {
+            subnets.clone()
+        };
+        // Instances get the stack's own role unless the file names an existing profile.
+        let profile_arn = match &inputs.instance_profile_arn {
+            Some(arn) => Value::s(arn),
+            None => Value::r(&instance_profile()),
+        };
+        Build {
+            spec,
+            inputs,
+            vpc: Ref::at(vpc()),
+            subnets,
+            private_subnets,
+            instance_subnets,
+            profile_arn,
+        }
+    }
 }
 
-fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// Every resource the stack file asks for.
+/// Every resource the stack file asks for, each built by its kind's file. The order is
+/// the one the differ walks (references before what holds them), kept as it was.
 pub fn build(spec: &Spec, inputs: &Inputs) -> Vec<Desired> {
-    let stack = &spec.stack;
-    let mut out = Vec::new();
-    let mut push = |address: Address, attrs: Attrs, payload: Option<String>| {
-        out.push(Desired {
-            address,
-            attrs,
-            payload,
-            after: Vec::new(),
-        })
-    };
-    let vpc_ref = Value::r(&vpc());
-    push(
-        vpc(),
-        attrs([
-            ("cidr_block", Value::s(spec.vpc_cidr.to_string())),
-            ("enable_dns_support", Value::Bool(true)),
-            ("enable_dns_hostnames", Value::Bool(true)),
-            // Security Hub EC2.2: the default security group allows nothing.
-            ("default_security_group_rules", Value::Int(0)),
-        ]),
-        None,
-    );
-    let subnets: Vec<Value> = spec
-        .subnets
-        .iter()
-        .map(|s| Value::r(&subnet(s.az)))
-        .collect();
-    let private_subnets: Vec<Value> = spec
-        .subnets
-        .iter()
-        .filter(|s| s.private.is_some())
-        .map(|s| Value::r(&private_subnet(s.az)))
-        .collect();
-    // Where the instances run: private subnets by default (Security Hub EC2.9 and
-    // EC2.15: no public IPs, no subnet handing them out).
-    let instance_subnets = if spec.private_instances {
-        private_subnets.clone()
-    } else {
-        subnets.clone()
-    };
-    for s in &spec.subnets {
-        let zone = Value::s(format!("{}{}", inputs.region, s.az));
-        push(
-            subnet(s.az),
-            attrs([
-                ("vpc_id", vpc_ref.clone()),
-                ("cidr_block", Value::s(s.cidr.to_string())),
-                ("availability_zone", zone.clone()),
-                (
-                    "map_public_ip_on_launch",
-                    Value::Bool(!spec.private_instances),
-                ),
-            ]),
-            None,
-        );
-        if let Some(p) = s.private {
-            push(
-                private_subnet(s.az),
-                attrs([
-                    ("vpc_id", vpc_ref.clone()),
-                    ("cidr_block", Value::s(p.to_string())),
-                    ("availability_zone", zone),
-                    ("map_public_ip_on_launch", Value::Bool(false)),
-                ]),
-                None,
-            );
-        }
-    }
-    push(igw(), attrs([("vpc_id", vpc_ref.clone())]), None);
-    // Security Hub EC2.21: no port open to the world but the listener's.
-    let mut service_ports: Vec<u16> = spec.services.iter().map(|s| s.port).collect();
-    if spec.ssm_endpoints {
-        // HTTPS from the instances to the interface endpoints' network interfaces.
-        service_ports.push(443);
-    }
-    service_ports.sort_unstable();
-    service_ports.dedup();
-    let listener_ports = spec.load_balancer.listener_ports();
-    let ingress_cidrs: Vec<String> = spec
-        .load_balancer
-        .ingress
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    push(
-        Address::new(Kind::NetworkAcl, "main"),
-        attrs([
-            ("vpc_id", vpc_ref.clone()),
-            (
-                "subnet_ids",
-                Value::List([subnets.clone(), private_subnets.clone()].concat()),
-            ),
-            (
-                "ingress",
-                Value::strs(crate::resources::network_acl::ingress_rules(
-                    &listener_ports,
-                    &ingress_cidrs,
-                    &service_ports,
-                    &spec.vpc_cidr.to_string(),
-                )),
-            ),
-            (
-                "egress",
-                Value::strs(crate::resources::network_acl::egress_rules()),
-            ),
-        ]),
-        None,
-    );
-    push(
-        route_table(),
-        attrs([
-            ("vpc_id", vpc_ref.clone()),
-            ("default_route_gateway_id", Value::r(&igw())),
-            ("subnet_ids", Value::List(subnets.clone())),
-        ]),
-        None,
-    );
-    if !private_subnets.is_empty() {
-        // No route to the internet: S3 and DynamoDB through the gateway endpoints.
-        push(
-            private_route_table(),
-            attrs([
-                ("vpc_id", vpc_ref.clone()),
-                ("default_route_gateway_id", Value::s("")),
-                ("subnet_ids", Value::List(private_subnets.clone())),
-            ]),
-            None,
-        );
-        let mut gateways = vec!["s3"];
-        if spec.table.is_some() {
-            gateways.push("dynamodb");
-        }
-        for service in gateways {
-            let mut a = endpoint(&vpc_ref, &inputs.region, service, "Gateway");
-            a.insert(
-                "route_table_ids".into(),
-                Value::List(vec![Value::r(&private_route_table())]),
-            );
-            push(Address::new(Kind::VpcEndpoint, service), a, None);
-        }
-    }
-    if spec.ssm_endpoints {
-        // Session Manager for private instances; billed per endpoint, zone and hour.
-        let sg = Address::new(Kind::SecurityGroup, "endpoints");
-        push(
-            sg.clone(),
-            security_group(
-                &vpc_ref,
-                format!("{stack}-endpoints"),
-                format!("stack {stack}: Session Manager endpoints"),
-                vec![(443, Value::s(spec.vpc_cidr.to_string()))],
-            ),
-            None,
-        );
-        for service in SSM_ENDPOINT_SERVICES {
-            let mut a = endpoint(&vpc_ref, &inputs.region, service, "Interface");
-            a.extend([
-                (
-                    "subnet_ids".to_string(),
-                    Value::List(private_subnets.clone()),
-                ),
-                (
-                    "security_group_ids".to_string(),
-                    Value::List(vec![Value::r(&sg)]),
-                ),
-                ("private_dns_enabled".to_string(), Value::Bool(true)),
-            ]);
-            push(Address::new(Kind::VpcEndpoint, service), a, None);
-        }
-    }
-    let lb = &spec.load_balancer;
-    push(
-        alb_sg(),
-        security_group(
-            &vpc_ref,
-            format!("{stack}-alb"),
-            format!("stack {stack}: load balancer"),
-            listener_ports
-                .iter()
-                .flat_map(|p| {
-                    lb.ingress
-                        .iter()
-                        .map(move |c| (*p, Value::s(c.to_string())))
-                })
-                .collect(),
-        ),
-        None,
-    );
-    push(
-        load_balancer(),
-        attrs([
-            ("name", Value::s(load_balancer_name(stack))),
-            ("scheme", Value::s("internet-facing")),
-            ("drop_invalid_header_fields", Value::Bool(true)),
-            ("deletion_protection", Value::Bool(true)),
-            // Security Hub ELB.5: access logs, to the log bucket.
-            ("access_logs", Value::r(&logs_bucket())),
-            ("subnets", Value::List(subnets.clone())),
-            ("security_groups", Value::List(vec![Value::r(&alb_sg())])),
-        ]),
-        None,
-    );
-    // Instances get the stack's own role unless the file names an existing profile.
-    let profile_arn = match &inputs.instance_profile_arn {
-        Some(arn) => Value::s(arn),
-        None => {
-            let iam_name = iam_name(stack, &inputs.region);
-            push(
-                role(),
-                attrs([
-                    ("name", Value::s(&iam_name)),
-                    ("path", Value::s(iam_path(stack, &inputs.region))),
-                    (
-                        "assume_role_policy",
-                        Value::s(assume_role_policy(inputs.partition())),
-                    ),
-                    ("policy", Value::s(instance_policy(spec, inputs))),
-                    // The SSM agent's permissions (Security Hub SSM.1): a shell through
-                    // Session Manager instead of SSH.
-                    (
-                        "managed_policies",
-                        Value::strs([format!(
-                            "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
-                            inputs.partition()
-                        )]),
-                    ),
-                ]),
-                None,
-            );
-            push(
-                instance_profile(),
-                attrs([
-                    ("name", Value::s(&iam_name)),
-                    ("path", Value::s(iam_path(stack, &inputs.region))),
-                    ("role_name", Value::r(&role())),
-                ]),
-                None,
-            );
-            Value::r(&instance_profile())
-        }
-    };
+    let b = Build::new(spec, inputs);
+    let mut out = [
+        vpc::desired(&b),
+        subnet::desired(&b),
+        igw::desired(&b),
+        network_acl::desired(&b),
+        route_table::desired(&b),
+        vpc_endpoint::gateways(&b),
+        security_group::for_endpoints(&b),
+        vpc_endpoint::interfaces(&b),
+        security_group::for_load_balancer(&b),
+        load_balancer::desired(&b),
+        iam_role::desired(&b),
+        instance_profile::desired(&b),
+    ]
+    .concat();
     for svc in &spec.services {
-        let name = &svc.name;
-        let sg = service(Kind::SecurityGroup, name);
-        let tg = service(Kind::TargetGroup, name);
-        let lt = service(Kind::LaunchTemplate, name);
-        let asg = service(Kind::AutoScalingGroup, name);
-        push(
-            sg.clone(),
-            security_group(
-                &vpc_ref,
-                format!("{stack}-{name}"),
-                format!("stack {stack}: service {name} instances"),
-                vec![(svc.port, Value::r(&alb_sg()))],
-            ),
-            None,
-        );
-        let h = &svc.health;
-        push(
-            tg.clone(),
-            attrs([
-                ("name", Value::s(format!("{stack}-{name}"))),
-                ("port", Value::Int(svc.port.into())),
-                ("protocol", Value::s("HTTP")),
-                ("vpc_id", vpc_ref.clone()),
-                ("health_check_path", Value::s(&h.path)),
-                ("health_check_interval", Value::Int(h.interval.into())),
-                ("healthy_threshold", Value::Int(h.healthy.into())),
-                ("unhealthy_threshold", Value::Int(h.unhealthy.into())),
-                ("matcher", Value::s("200")),
-            ]),
-            None,
-        );
-        let image = match &svc.ami {
-            Ami::Id(id) => id.clone(),
-            Ami::Al2023 => inputs.amis.get(name).cloned().unwrap_or_default(),
-        };
-        let user_data =
-            render_user_data(&svc.user_data_template, &template_vars(spec, inputs, svc));
-        // What an instance boots from: it names the template, and the fleet rolls
-        // when it changes.
-        let profile = match &profile_arn {
-            Value::Str(arn) => arn.clone(),
-            _ => iam_name(stack, &inputs.region),
-        };
-        let digest = sha256_hex(
-            format!(
-                "{image}\n{}\n{profile}\n{user_data}\n{ROOT_VOLUME}\nhop-limit-1{}",
-                svc.instance_type,
-                // Moving between public and private subnets replaces every instance.
-                if spec.private_instances {
-                    "\nprivate"
-                } else {
-                    ""
-                }
-            )
-            .as_bytes(),
-        );
-        push(
-            lt.clone(),
-            attrs([
-                // One template per build and configuration, never a second version: groups
-                // pin version 1 (what auto rollback needs), and the name says the content.
-                ("name", Value::s(launch_template_name(stack, name, &digest))),
-                ("image_id", Value::s(&image)),
-                ("instance_type", Value::s(&svc.instance_type)),
-                (
-                    "user_data_sha256",
-                    Value::s(sha256_hex(user_data.as_bytes())),
-                ),
-                ("security_group_ids", Value::List(vec![Value::r(&sg)])),
-                ("http_tokens", Value::s("required")),
-                ("metadata_hop_limit", Value::Int(1)),
-                ("root_volume", Value::s(ROOT_VOLUME)),
-                ("iam_instance_profile_arn", profile_arn.clone()),
-            ]),
-            Some(user_data.clone()),
-        );
-        let sc = &svc.scaling;
-        let mut group = attrs([
-            ("name", Value::s(format!("{stack}-{name}"))),
-            ("launch_template_id", Value::r(&lt)),
-            ("launch_template_digest", Value::s(&digest[..16])),
-            ("min_size", Value::Int(sc.min.into())),
-            ("max_size", Value::Int(sc.max.into())),
-            ("desired_capacity", Value::Int(sc.desired.into())),
-            ("subnet_ids", Value::List(instance_subnets.clone())),
-            ("target_group_arns", Value::List(vec![Value::r(&tg)])),
-            ("health_check_type", Value::s("ELB")),
-            (
-                "health_check_grace_period",
-                Value::Int(h.grace_period.into()),
-            ),
-            // How a new template rolls the group (a tag; sent with each refresh).
-            ("deploy", Value::s(svc.deploy.render())),
+        out.extend([
+            security_group::for_service(&b, svc),
+            target_group::desired(&b, svc),
+            launch_template::desired(&b, svc),
+            asg::desired(&b, svc),
+            scaling_policy::desired(&b, svc),
         ]);
-        // The app build the fleet was rolled to (a tag; `stack rollback` goes back to
-        // the one before). Stacks that ship no app have none.
-        if let Some(key) = build_key(inputs, name) {
-            group.insert("build".into(), Value::s(key));
-        }
-        push(asg.clone(), group, None);
-        push(
-            service(Kind::ScalingPolicy, name),
-            attrs([
-                ("name", Value::s(format!("{stack}-{name}-cpu"))),
-                ("autoscaling_group_name", Value::r(&asg)),
-                ("metric", Value::s("ASGAverageCPUUtilization")),
-                ("target_value", Value::Float(sc.cpu_target)),
-            ]),
-            None,
-        );
     }
-    let mut main_listener = attrs([
-        ("load_balancer_arn", Value::r(&load_balancer())),
-        ("port", Value::Int(lb.port.into())),
-        ("protocol", Value::s("HTTP")),
-        (
-            "default_target_group_arn",
-            Value::r(&service(Kind::TargetGroup, &lb.default_service)),
-        ),
-    ]);
-    if let Some(h) = &lb.https {
-        main_listener.insert("port".into(), Value::Int(h.port.into()));
-        main_listener.insert("protocol".into(), Value::s("HTTPS"));
-        main_listener.insert("certificate_arn".into(), Value::s(&h.certificate_arn));
-        main_listener.insert("ssl_policy".into(), Value::s(&h.ssl_policy));
-        // Plain HTTP only answers with a permanent redirect to HTTPS.
-        push(
-            Address::new(Kind::Listener, "redirect"),
-            attrs([
-                ("load_balancer_arn", Value::r(&load_balancer())),
-                ("port", Value::Int(lb.port.into())),
-                ("protocol", Value::s("HTTP")),
-                ("redirect", Value::s(format!("HTTPS:{} 301", h.port))),
-            ]),
-            None,
-        );
-    }
-    push(listener(), main_listener, None);
-    for rule in &lb.rules {
-        push(
-            Address::new(Kind::ListenerRule, &rule.name),
-            attrs([
-                ("listener_arn", Value::r(&listener())),
-                ("priority", Value::Int(rule.priority.into())),
-                ("path_pattern", Value::s(&rule.path)),
-                (
-                    "target_group_arn",
-                    Value::r(&service(Kind::TargetGroup, &rule.service)),
-                ),
-            ]),
-            None,
-        );
-    }
-    if let Some(t) = &spec.table {
-        let mut a = attrs([
-            ("name", Value::s(&t.name)),
-            (
-                "partition_key",
-                Value::s(format!(
-                    "{}:{}",
-                    t.partition_key.name, t.partition_key.key_type
-                )),
-            ),
-            (
-                "sort_key",
-                Value::s(
-                    t.sort_key
-                        .as_ref()
-                        .map(|k| format!("{}:{}", k.name, k.key_type))
-                        .unwrap_or_default(),
-                ),
-            ),
-            ("point_in_time_recovery", Value::Bool(t.pitr)),
-            ("deletion_protection", Value::Bool(true)),
-        ]);
-        match t.billing {
-            Billing::PayPerRequest => {
-                a.insert("billing_mode".into(), Value::s("PAY_PER_REQUEST"));
-            }
-            Billing::Provisioned { read, write } => {
-                a.insert("billing_mode".into(), Value::s("PROVISIONED"));
-                a.insert("read_capacity".into(), Value::Int(read.into()));
-                a.insert("write_capacity".into(), Value::Int(write.into()));
-            }
-        }
-        push(table(), a, None);
-    }
-    if let Some(b) = &spec.bucket {
-        push(
-            bucket(),
-            attrs([
-                ("name", Value::s(&b.name)),
-                ("versioning", Value::Bool(b.versioning)),
-                ("block_public_access", Value::Bool(true)),
-                ("encryption", Value::s("AES256")),
-                ("force_destroy", Value::Bool(b.force_destroy)),
-                ("policy", Value::s(bucket_policy(b, inputs))),
-                (
-                    "lifecycle",
-                    Value::s(crate::resources::lifecycle_summary(b.versioning, None)),
-                ),
-                // Security Hub S3.9: server access logs, to the log bucket.
-                ("access_log_bucket", Value::r(&logs_bucket())),
-            ]),
-            None,
-        );
-        for art in inputs.artifacts.values() {
-            push(
-                artifact(art.arch),
-                attrs([
-                    ("bucket", Value::r(&bucket())),
-                    ("key", Value::s(art.key())),
-                ]),
-                Some(art.path.to_string_lossy().into_owned()),
-            );
-        }
-    }
-    // Where the stack's logs go; its objects are AWS's deliveries, so `down` deletes
-    // them with the bucket (the plan counts them).
-    let logs_name = logs_bucket_name(stack, &inputs.account_id, &inputs.region);
-    push(
-        logs_bucket(),
-        attrs([
-            ("name", Value::s(&logs_name)),
-            ("versioning", Value::Bool(false)),
-            ("block_public_access", Value::Bool(true)),
-            // The only encryption ELB access logs support.
-            ("encryption", Value::s("AES256")),
-            ("force_destroy", Value::Bool(true)),
-            (
-                "policy",
-                Value::s(logs_bucket_policy(spec, inputs, &logs_name)),
-            ),
-            (
-                "lifecycle",
-                Value::s(crate::resources::lifecycle_summary(
-                    false,
-                    Some(LOG_RETENTION_DAYS),
-                )),
-            ),
-            // Logging the log bucket into itself would log its own log writes.
-            ("access_log_bucket", Value::s("")),
-        ]),
-        None,
+    out.extend(
+        [
+            listener::desired(&b),
+            listener_rule::desired(&b),
+            table::desired(&b),
+            bucket::app(&b),
+            artifact::desired(&b),
+            bucket::logs(&b),
+            flow_log::desired(&b),
+            secret::desired(&b),
+        ]
+        .concat(),
     );
-    // Security Hub EC2.6: the VPC's flows, accepted and rejected.
-    push(
-        Address::new(Kind::FlowLog, "main"),
-        attrs([
-            ("vpc_id", vpc_ref.clone()),
-            ("log_bucket", Value::r(&logs_bucket())),
-            ("traffic_type", Value::s("ALL")),
-        ]),
-        None,
-    );
-    // The app refuses writes without this credential; stacks without the app have
-    // nothing to protect with it.
-    if spec.app.is_some() {
-        push(
-            write_token(),
-            attrs([
-                (
-                    "name",
-                    Value::s(crate::resources::secret::write_token_name(stack)),
-                ),
-                ("type", Value::s("SecureString")),
-                // The app checks credentials against this digest (see secret.rs).
-                ("verifier_bucket", Value::r(&bucket())),
-                (
-                    "verifier",
-                    Value::s(crate::resources::secret::VERIFIER_CURRENT),
-                ),
-            ]),
-            None,
-        );
-    }
     let endpoints: Vec<Address> = out
         .iter()
         .filter(|d| d.address.kind == Kind::VpcEndpoint)
@@ -815,247 +356,6 @@ pub fn iam_stack_path(stack: &str) -> String {
 /// The name of the stack's role and instance profile (names are account-wide too).
 pub fn iam_name(stack: &str, region: &str) -> String {
     format!("{stack}-{region}-instance")
-}
-
-/// The bucket refuses every request not made over TLS (Security Hub S3.5). An
-/// endpoint reached over plain HTTP (an emulator) would then refuse every request,
-/// the stack's own included, so there the bucket gets no policy.
-fn bucket_policy(bucket: &crate::spec::BucketSpec, inputs: &Inputs) -> String {
-    if inputs
-        .endpoint_url
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"))
-    {
-        return String::new();
-    }
-    let arn = format!("arn:{}:s3:::{}", inputs.partition(), bucket.name);
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [arn.clone(), format!("{arn}/*")],
-            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
-        }],
-    })
-    .to_string()
-}
-
-/// Elastic Load Balancing's account per region, the principal of access log delivery
-/// in the regions older than August 2022 (newer ones take the service principal).
-fn elb_log_account(region: &str) -> Option<&'static str> {
-    Some(match region {
-        "us-east-1" => "127311923021",
-        "us-east-2" => "033677994240",
-        "us-west-1" => "027434742980",
-        "us-west-2" => "797873946194",
-        "af-south-1" => "098369216593",
-        "ap-east-1" => "754344448648",
-        "ap-south-1" => "718504428378",
-        "ap-northeast-1" => "582318560864",
-        "ap-northeast-2" => "600734575887",
-        "ap-northeast-3" => "383597477331",
-        "ap-southeast-1" => "114774131450",
-        "ap-southeast-2" => "783225319266",
-        "ap-southeast-3" => "589379963580",
-        "ca-central-1" => "985666609251",
-        "eu-central-1" => "054676820928",
-        "eu-west-1" => "156460612806",
-        "eu-west-2" => "652711504416",
-        "eu-west-3" => "009996457667",
-        "eu-south-1" => "635631232127",
-        "eu-north-1" => "897822967062",
-        "me-south-1" => "076674570225",
-        "sa-east-1" => "507241528517",
-        "us-gov-west-1" => "048591011584",
-        "us-gov-east-1" => "190560391635",
-        "cn-north-1" => "638102146993",
-        "cn-northwest-1" => "037604701340",
-        _ => return None,
-    })
-}
-
-/// Who may write to the log bucket: ELB's access log delivery under `alb/`, S3's
-/// server access logging under `s3/`, and VPC flow log delivery under `AWSLogs/`,
-/// each only for this account; and (on AWS) nothing without TLS.
-fn logs_bucket_policy(spec: &Spec, inputs: &Inputs, name: &str) -> String {
-    let p = inputs.partition();
-    let account = &inputs.account_id;
-    let arn = format!("arn:{p}:s3:::{name}");
-    let elb_principal = match elb_log_account(&inputs.region) {
-        Some(elb) => serde_json::json!({ "AWS": format!("arn:{p}:iam::{elb}:root") }),
-        None => serde_json::json!({ "Service": "logdelivery.elasticloadbalancing.amazonaws.com" }),
-    };
-    let source = serde_json::json!({ "aws:SourceAccount": account });
-    let mut statements = vec![
-        serde_json::json!({
-            "Sid": "LoadBalancerAccessLogs",
-            "Effect": "Allow",
-            "Principal": elb_principal,
-            "Action": "s3:PutObject",
-            "Resource": format!(
-                "{arn}/{}/AWSLogs/{account}/*",
-                crate::resources::ACCESS_LOG_PREFIX
-            ),
-        }),
-        serde_json::json!({
-            "Sid": "FlowLogsWrite",
-            "Effect": "Allow",
-            "Principal": { "Service": "delivery.logs.amazonaws.com" },
-            "Action": "s3:PutObject",
-            "Resource": format!("{arn}/AWSLogs/{account}/*"),
-            "Condition": { "StringEquals": {
-                "aws:SourceAccount": account,
-                "s3:x-amz-acl": "bucket-owner-full-control",
-            } },
-        }),
-        serde_json::json!({
-            "Sid": "FlowLogsAclCheck",
-            "Effect": "Allow",
-            "Principal": { "Service": "delivery.logs.amazonaws.com" },
-            "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
-            "Resource": arn.clone(),
-            "Condition": { "StringEquals": source },
-        }),
-    ];
-    if let Some(b) = &spec.bucket {
-        statements.push(serde_json::json!({
-            "Sid": "S3ServerAccessLogs",
-            "Effect": "Allow",
-            "Principal": { "Service": "logging.s3.amazonaws.com" },
-            "Action": "s3:PutObject",
-            "Resource": format!(
-                "{arn}/{}*",
-                crate::resources::access_log_prefix(&b.name)
-            ),
-            "Condition": {
-                "StringEquals": source,
-                "ArnLike": { "aws:SourceArn": format!("arn:{p}:s3:::{}", b.name) },
-            },
-        }));
-    }
-    let plain_http = inputs
-        .endpoint_url
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
-    if !plain_http {
-        statements.push(serde_json::json!({
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": { "AWS": "*" },
-            "Action": "s3:*",
-            "Resource": [arn.clone(), format!("{arn}/*")],
-            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
-        }));
-    }
-    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
-}
-
-/// Only EC2 instances may take the role. Service principals carry the partition's
-/// DNS suffix (`ec2.amazonaws.com.cn` in China).
-fn assume_role_policy(partition: &str) -> String {
-    let principal = if partition == "aws-cn" {
-        "ec2.amazonaws.com.cn"
-    } else {
-        "ec2.amazonaws.com"
-    };
-    serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "Service": principal },
-            "Action": "sts:AssumeRole",
-        }],
-    })
-    .to_string()
-}
-
-/// What the instances may touch: the stack's table, the stack's bucket, and the
-/// artifact prefix read-only (an instance must not be able to replace the binary
-/// the others boot from).
-fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
-    let mut statements = Vec::new();
-    if let Some(t) = &spec.table {
-        let arn = format!(
-            "arn:{}:dynamodb:{}:{}:table/{}",
-            inputs.partition(),
-            inputs.region,
-            inputs.account_id,
-            t.name
-        );
-        statements.push(serde_json::json!({
-            "Sid": "StackTable",
-            "Effect": "Allow",
-            "Action": [
-                "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
-                "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
-                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
-            ],
-            "Resource": [arn.clone(), format!("{arn}/index/*")],
-        }));
-    }
-    if let Some(b) = &spec.bucket {
-        let arn = format!("arn:{}:s3:::{}", inputs.partition(), b.name);
-        statements.push(serde_json::json!({
-            "Sid": "StackBucket",
-            "Effect": "Allow",
-            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-            "Resource": arn,
-        }));
-        statements.push(serde_json::json!({
-            "Sid": "StackObjects",
-            "Effect": "Allow",
-            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-            "Resource": format!("{arn}/*"),
-        }));
-        // The builds and the write credential's verifier: an instance must not
-        // replace what the others boot from or check credentials against.
-        statements.push(serde_json::json!({
-            "Sid": "ArtifactsReadOnly",
-            "Effect": "Deny",
-            "Action": ["s3:DeleteObject", "s3:PutObject"],
-            "Resource": [format!("{arn}/{ARTIFACT_PREFIX}*"), format!("{arn}/{STACK_PREFIX}*")],
-        }));
-    }
-    if statements.is_empty() {
-        // Nothing to allow: the role gets no inline policy at all.
-        return String::new();
-    }
-    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
-}
-
-fn template_vars<'a>(
-    spec: &Spec,
-    inputs: &Inputs,
-    svc: &crate::spec::ServiceSpec,
-) -> BTreeMap<&'a str, String> {
-    let mut vars = BTreeMap::new();
-    vars.insert("stack", spec.stack.clone());
-    vars.insert("service", svc.name.clone());
-    vars.insert("region", inputs.region.clone());
-    vars.insert("port", svc.port.to_string());
-    if let Some(t) = &spec.table {
-        vars.insert("table", t.name.clone());
-    }
-    if let Some(b) = &spec.bucket {
-        vars.insert("bucket", b.name.clone());
-        vars.insert("artifact_bucket", b.name.clone());
-    }
-    if let Some(key) = build_key(inputs, &svc.name) {
-        vars.insert("artifact_sha256", sha_of_key(&key).to_string());
-        vars.insert("artifact_key", key);
-    }
-    vars.insert("stress", svc.stress.to_string());
-    if spec.app.is_some() {
-        // A digest only: the value stays in SSM.
-        vars.insert("write_token_verifier", VERIFIER_KEY.to_string());
-    }
-    if let Some(e) = &inputs.endpoint_url {
-        vars.insert("endpoint_url", e.clone());
-    }
-    vars
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,9 +1,11 @@
 //! Resource addresses, attribute values and ownership tags: the vocabulary shared by
 //! discovery, the differ, the planner and the executor.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// The one list of kinds: the enum, [`Kind::ALL`], the names in addresses and the
 /// dispatch to each kind's file (`with_kind!`, over `resources::KindOps`) all come
@@ -261,6 +263,149 @@ impl fmt::Display for Value {
 
 pub type Attrs = BTreeMap<String, Value>;
 
+/// Attributes from `(name, value)` pairs.
+pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// A kind's attributes as one struct, whose fields are the attribute names: built by
+/// the kind's `desired`, flattened from what AWS reports, read by create and update.
+pub trait KindAttrs: Serialize + DeserializeOwned {
+    const KIND: Kind;
+}
+
+/// A typed value into attributes (the plan's form). Optional fields absent from the
+/// struct's serialization (`skip_serializing_if`) are absent from the map.
+pub fn to_attrs<T: KindAttrs>(t: &T) -> Attrs {
+    serde_json::to_value(t)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|e| panic!("{} attributes are a map of values: {e}", T::KIND.as_str()))
+}
+
+/// Attributes (resolved for create and update, or as discovery read them) into the
+/// kind's struct. Kinds' structs take `#[serde(default)]`: an attribute missing from
+/// the map reads as empty, as it did from the map.
+pub fn from_attrs<T: KindAttrs>(attrs: &Attrs) -> Result<T, crate::aws::Error> {
+    serde_json::to_value(attrs)
+        .and_then(serde_json::from_value)
+        .map_err(|e| {
+            crate::aws::Error::Config(format!(
+                "malformed attributes of a {}: {e}",
+                T::KIND.as_str()
+            ))
+        })
+}
+
+/// A reference to a resource of the kind whose attributes are `T`: its address until
+/// the executor resolves it (`{"ref": "kind.name"}`, [`Value::Ref`]), then its id (a
+/// plain string); `Unknown` when the id is not known yet.
+pub struct Ref<T> {
+    target: Target,
+    kind: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Target {
+    Id(String),
+    Address(RefTo),
+    Unknown(UnknownMarker),
+}
+
+impl<T: KindAttrs> Ref<T> {
+    /// The stack's resource `T::KIND`.`name`.
+    pub fn to(name: impl Into<String>) -> Ref<T> {
+        Ref::at(Address::new(T::KIND, name))
+    }
+
+    /// The resource at `address`, which must be of kind `T::KIND`.
+    pub fn at(address: Address) -> Ref<T> {
+        assert_eq!(address.kind, T::KIND, "a reference to {address}");
+        Ref::with(Target::Address(RefTo { address }))
+    }
+}
+
+impl<T> Ref<T> {
+    fn with(target: Target) -> Ref<T> {
+        Ref {
+            target,
+            kind: PhantomData,
+        }
+    }
+
+    /// A resource known by its id (one the stack does not own, or a resolved reference).
+    pub fn id(id: impl Into<String>) -> Ref<T> {
+        Ref::with(Target::Id(id.into()))
+    }
+
+    /// The id, once resolved (empty before).
+    pub fn as_id(&self) -> &str {
+        match &self.target {
+            Target::Id(id) => id,
+            Target::Address(_) | Target::Unknown(_) => "",
+        }
+    }
+}
+
+impl<T> Ref<T> {
+    /// A list of references as an attribute value (for kinds still on the map).
+    pub fn list(refs: &[Ref<T>]) -> Value {
+        Value::List(refs.iter().cloned().map(Value::from).collect())
+    }
+}
+
+/// The ids of resolved references.
+pub fn ids<T>(refs: &[Ref<T>]) -> Vec<String> {
+    refs.iter().map(|r| r.as_id().to_string()).collect()
+}
+
+/// No resource: an empty id (as a missing attribute read before).
+impl<T> Default for Ref<T> {
+    fn default() -> Self {
+        Ref::id("")
+    }
+}
+
+impl<T> Clone for Ref<T> {
+    fn clone(&self) -> Self {
+        Ref::with(self.target.clone())
+    }
+}
+
+impl<T> PartialEq for Ref<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.target == other.target
+    }
+}
+
+impl<T> fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.target.fmt(f)
+    }
+}
+
+impl<T> Serialize for Ref<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.target.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Ref<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Target::deserialize(d).map(Ref::with)
+    }
+}
+
+impl<T> From<Ref<T>> for Value {
+    fn from(r: Ref<T>) -> Value {
+        match r.target {
+            Target::Id(id) => Value::Str(id),
+            Target::Address(to) => Value::Ref(to),
+            Target::Unknown(u) => Value::Unknown(u),
+        }
+    }
+}
+
 /// A resource as the stack file wants it.
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -276,6 +421,16 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// A resource with no payload and no dependency beyond its references.
+    pub fn new(address: Address, attrs: Attrs) -> Desired {
+        Desired {
+            address,
+            attrs,
+            payload: None,
+            after: Vec::new(),
+        }
+    }
+
     /// The resources this one refers to, hence must exist first.
     pub fn deps(&self) -> Vec<Address> {
         let mut out = Vec::new();
@@ -331,4 +486,55 @@ where
         }
     }
     if owner == Some(stack) { address } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Probe {
+        vpc_id: Ref<Probe>,
+        subnet_ids: Vec<Ref<Probe>>,
+        port: i64,
+        target: f64,
+        on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<String>,
+    }
+
+    impl KindAttrs for Probe {
+        const KIND: Kind = Kind::Vpc;
+    }
+
+    #[test]
+    fn typed_attributes_serialize_as_the_map_did() {
+        let p = Probe {
+            vpc_id: Ref::to("main"),
+            subnet_ids: vec![Ref::id("subnet-1")],
+            port: 80,
+            target: 50.0,
+            on: true,
+            build: None,
+        };
+        let a = to_attrs(&p);
+        let want = attrs([
+            ("vpc_id", Value::r(&Address::new(Kind::Vpc, "main"))),
+            ("subnet_ids", Value::strs(["subnet-1"])),
+            ("port", Value::Int(80)),
+            ("target", Value::Float(50.0)),
+            ("on", Value::Bool(true)),
+        ]);
+        assert_eq!(a, want);
+        assert_eq!(from_attrs::<Probe>(&a).unwrap(), p);
+        // Resolved by the executor: the reference is an id.
+        let resolved: Attrs = a
+            .iter()
+            .map(|(k, v)| (k.clone(), v.resolve(&|_| Some("vpc-1".to_string()))))
+            .collect();
+        let back: Probe = from_attrs(&resolved).unwrap();
+        assert_eq!(back.vpc_id.as_id(), "vpc-1");
+        assert_eq!(ids(&back.subnet_ids), ["subnet-1"]);
+        assert!(from_attrs::<Probe>(&Attrs::new()).is_err());
+    }
 }

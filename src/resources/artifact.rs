@@ -11,8 +11,10 @@
 use super::bucket::{delete_versions, versions};
 use super::{Created, Ctx, attr_str};
 use crate::aws::{Clients, Context, Error};
+use crate::desired::Build;
 use crate::desired::{ARTIFACT_PREFIX, arch_of_key, artifact};
 use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::model::{Desired, attrs};
 use crate::spec::Arch;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
@@ -47,6 +49,26 @@ fn upload_timeouts(bytes: u64) -> aws_sdk_s3::config::Builder {
 }
 
 pub const FORCE_NEW: &[&str] = &["bucket"];
+
+/// The app's builds, one per architecture, in the file's bucket.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    if b.spec.bucket.is_none() {
+        return Vec::new();
+    }
+    b.inputs
+        .artifacts
+        .values()
+        .map(|art| Desired {
+            address: crate::desired::artifact(art.arch),
+            attrs: attrs([
+                ("bucket", Value::r(&crate::desired::bucket())),
+                ("key", Value::s(art.key())),
+            ]),
+            payload: Some(art.path.to_string_lossy().into_owned()),
+            after: Vec::new(),
+        })
+        .collect()
+}
 
 /// The newest artifact of each architecture in each bucket the stack owns.
 pub async fn discover(c: &Clients, buckets: &[Live]) -> Result<Vec<Live>, Error> {
@@ -263,37 +285,37 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Buckets;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs, d.payload.as_deref().unwrap_or("")).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         _changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await?;
         // Named by its content: the new build is a new key.
         Ok(super::attr_str(attrs, "key").to_string())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
     /// The object itself (one HeadObject), rather than the bucket listing: a build's
     /// upload is on every deploy's path.
     async fn read(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         address: &Address,
         id: &str,
-        attrs: &Attrs,
-    ) -> Result<Option<Live>, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<Option<crate::model::Live>, crate::aws::Error> {
         let bucket = attr_str(attrs, "bucket");
         match ctx
             .c

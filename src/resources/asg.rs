@@ -7,19 +7,84 @@
 //! group's live number, and `up` must not fight it), and `launch_template_digest` says
 //! which template content the fleet was rolled to.
 
+use super::launch_template::LaunchTemplateAttrs;
 use super::roll::{self, TemplateRef};
-use super::{
-    Created, Ctx, attr_i64, attr_list, attr_str, changed, launch_template, scaling_policy,
-};
+use super::subnet::SubnetAttrs;
+use super::target_group::TargetGroupAttrs;
+use super::{Created, Ctx, changed, launch_template, scaling_policy};
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
-use crate::model::{Address, Attrs, Live, TAG_STACK, Value, owned_address};
+use crate::desired::Build;
+use crate::model::{
+    Address, Desired, Kind, KindAttrs, Live, Ref, TAG_STACK, from_attrs, ids, owned_address,
+    to_attrs,
+};
 use crate::spec::DeploySpec;
+use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, LaunchTemplateSpecification, Tag};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const FORCE_NEW: &[&str] = &["name"];
+
+/// A group's attributes. `desired_capacity`, `launch_template_digest`, `deploy` and
+/// `build` are kept in tags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutoScalingGroupAttrs {
+    pub name: String,
+    pub launch_template_id: Ref<LaunchTemplateAttrs>,
+    /// The template content the fleet was rolled to.
+    pub launch_template_digest: String,
+    pub min_size: i64,
+    pub max_size: i64,
+    /// What the file last asked for (target tracking moves the live number).
+    pub desired_capacity: i64,
+    pub subnet_ids: Vec<Ref<SubnetAttrs>>,
+    pub target_group_arns: Vec<Ref<TargetGroupAttrs>>,
+    pub health_check_type: String,
+    pub health_check_grace_period: i64,
+    /// How a new template rolls the group ([`DeploySpec::render`]).
+    pub deploy: String,
+    /// The app build (artifact key) the fleet was rolled to; a stack that ships no app
+    /// wants none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+}
+
+impl KindAttrs for AutoScalingGroupAttrs {
+    const KIND: Kind = Kind::AutoScalingGroup;
+}
+
+/// A service's group, on its template, in its target group.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    let digest = launch_template::boot(b, svc).digest;
+    let sc = &svc.scaling;
+    let group = AutoScalingGroupAttrs {
+        name: format!("{stack}-{name}"),
+        launch_template_id: Ref::to(name),
+        launch_template_digest: digest[..16].to_string(),
+        min_size: sc.min.into(),
+        max_size: sc.max.into(),
+        desired_capacity: sc.desired.into(),
+        subnet_ids: b.instance_subnets.clone(),
+        target_group_arns: vec![Ref::to(name)],
+        health_check_type: "ELB".into(),
+        health_check_grace_period: svc.health.grace_period.into(),
+        // How a new template rolls the group (a tag; sent with each refresh).
+        deploy: svc.deploy.render(),
+        // The app build the fleet was rolled to (a tag; `stack rollback` goes back to
+        // the one before). Stacks that ship no app have none.
+        build: crate::desired::build_key(b.inputs, name),
+    };
+    Desired::new(
+        crate::desired::service(Kind::AutoScalingGroup, name),
+        to_attrs(&group),
+    )
+}
+
 const TAG_DESIRED: &str = "stack:desired-capacity";
 const TAG_DIGEST: &str = "stack:launch-template-digest";
 /// The roll preferences the group was last given (`deploy:` in the file).
@@ -90,44 +155,20 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
         .launch_template()
         .and_then(|l| l.launch_template_id())
         .unwrap_or_default();
-    let attrs = Attrs::from([
-        (
-            "name".into(),
-            Value::s(g.auto_scaling_group_name().unwrap_or_default()),
-        ),
-        ("launch_template_id".into(), Value::s(lt)),
-        (
-            "launch_template_digest".into(),
-            Value::s(tag(TAG_DIGEST).unwrap_or_default()),
-        ),
-        (
-            "deploy".into(),
-            Value::s(tag(TAG_DEPLOY).unwrap_or_default()),
-        ),
-        ("build".into(), Value::s(tag(TAG_BUILD).unwrap_or_default())),
-        (
-            "min_size".into(),
-            Value::Int(g.min_size().unwrap_or_default().into()),
-        ),
-        (
-            "max_size".into(),
-            Value::Int(g.max_size().unwrap_or_default().into()),
-        ),
-        ("desired_capacity".into(), Value::Int(desired)),
-        ("subnet_ids".into(), Value::strs(subnets)),
-        (
-            "target_group_arns".into(),
-            Value::strs(g.target_group_arns().iter().cloned()),
-        ),
-        (
-            "health_check_type".into(),
-            Value::s(g.health_check_type().unwrap_or_default()),
-        ),
-        (
-            "health_check_grace_period".into(),
-            Value::Int(g.health_check_grace_period().unwrap_or_default().into()),
-        ),
-    ]);
+    let attrs = to_attrs(&AutoScalingGroupAttrs {
+        name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        launch_template_id: Ref::id(lt),
+        launch_template_digest: tag(TAG_DIGEST).unwrap_or_default(),
+        deploy: tag(TAG_DEPLOY).unwrap_or_default(),
+        build: Some(tag(TAG_BUILD).unwrap_or_default()),
+        min_size: g.min_size().unwrap_or_default().into(),
+        max_size: g.max_size().unwrap_or_default().into(),
+        desired_capacity: desired,
+        subnet_ids: subnets.into_iter().map(Ref::id).collect(),
+        target_group_arns: g.target_group_arns().iter().map(Ref::id).collect(),
+        health_check_type: g.health_check_type().unwrap_or_default().to_string(),
+        health_check_grace_period: g.health_check_grace_period().unwrap_or_default().into(),
+    });
     let in_service = g
         .instances()
         .iter()
@@ -166,22 +207,21 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
     }
 }
 
-fn tags(ctx: &Ctx, a: &Address, attrs: &Attrs, previous_build: Option<&str>) -> Vec<Tag> {
-    let name = attr_str(attrs, "name");
+fn tags(
+    ctx: &Ctx,
+    a: &Address,
+    g: &AutoScalingGroupAttrs,
+    previous_build: Option<&str>,
+) -> Vec<Tag> {
+    let name = &g.name;
     let mut pairs = ctx.tags(a);
-    pairs.push((TAG_BUILD.into(), attr_str(attrs, "build").to_string()));
+    pairs.push((TAG_BUILD.into(), g.build.clone().unwrap_or_default()));
     if let Some(p) = previous_build {
         pairs.push((TAG_PREVIOUS_BUILD.into(), p.to_string()));
     }
-    pairs.push((
-        TAG_DESIRED.into(),
-        attr_i64(attrs, "desired_capacity").to_string(),
-    ));
-    pairs.push((
-        TAG_DIGEST.into(),
-        attr_str(attrs, "launch_template_digest").to_string(),
-    ));
-    pairs.push((TAG_DEPLOY.into(), attr_str(attrs, "deploy").to_string()));
+    pairs.push((TAG_DESIRED.into(), g.desired_capacity.to_string()));
+    pairs.push((TAG_DIGEST.into(), g.launch_template_digest.clone()));
+    pairs.push((TAG_DEPLOY.into(), g.deploy.clone()));
     pairs
         .into_iter()
         .map(|(k, v)| {
@@ -214,8 +254,8 @@ fn fresh_dependency_not_visible(e: &Error) -> bool {
     }
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name").to_string();
+pub async fn create(ctx: &Ctx, a: &Address, g: AutoScalingGroupAttrs) -> Result<Created, Error> {
+    let name = g.name.clone();
     retry_when(fresh_dependency_not_visible, Patience::FRESH_ID, || async {
         ctx.c
             .asg
@@ -223,24 +263,24 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .auto_scaling_group_name(&name)
             .launch_template(
                 LaunchTemplateSpecification::builder()
-                    .launch_template_id(attr_str(attrs, "launch_template_id"))
+                    .launch_template_id(g.launch_template_id.as_id())
                     .version(launch_template::VERSION)
                     .build(),
             )
-            .min_size(attr_i64(attrs, "min_size") as i32)
-            .max_size(attr_i64(attrs, "max_size") as i32)
-            .desired_capacity(attr_i64(attrs, "desired_capacity") as i32)
-            .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
-            .set_target_group_arns(Some(attr_list(attrs, "target_group_arns")))
-            .health_check_type(attr_str(attrs, "health_check_type"))
-            .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
-            .set_tags(Some(tags(ctx, a, attrs, None)))
+            .min_size(g.min_size as i32)
+            .max_size(g.max_size as i32)
+            .desired_capacity(g.desired_capacity as i32)
+            .vpc_zone_identifier(ids(&g.subnet_ids).join(","))
+            .set_target_group_arns(Some(ids(&g.target_group_arns)))
+            .health_check_type(&g.health_check_type)
+            .health_check_grace_period(g.health_check_grace_period as i32)
+            .set_tags(Some(tags(ctx, a, &g, None)))
             .send()
             .await
             .ctx("creating", a)
     })
     .await?;
-    wait_ready(ctx, a, &name, attrs).await?;
+    wait_ready(ctx, a, &name, &g).await?;
     Ok((name, Default::default()))
 }
 
@@ -268,12 +308,17 @@ pub(super) fn is_healthy(d: &TargetHealthDescription) -> bool {
 }
 
 /// In service and healthy behind the load balancer: what "the app answers" means per group.
-async fn wait_ready(ctx: &Ctx, a: &Address, name: &str, attrs: &Attrs) -> Result<(), Error> {
-    let want = attr_i64(attrs, "desired_capacity").max(attr_i64(attrs, "min_size")) as usize;
+async fn wait_ready(
+    ctx: &Ctx,
+    a: &Address,
+    name: &str,
+    g: &AutoScalingGroupAttrs,
+) -> Result<(), Error> {
+    let want = g.desired_capacity.max(g.min_size) as usize;
     if want == 0 {
         return Ok(());
     }
-    let tgs = attr_list(attrs, "target_group_arns");
+    let tgs = ids(&g.target_group_arns);
     wait_for(
         a,
         "instances to pass health checks",
@@ -333,7 +378,8 @@ async fn unhealthy(c: &Clients, groups: &[&Live]) -> Result<Vec<String>, Error> 
             .get("actual_desired_capacity")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        for tg in attr_list(&g.attrs, "target_group_arns") {
+        let attrs: AutoScalingGroupAttrs = from_attrs(&g.attrs)?;
+        for tg in ids(&attrs.target_group_arns) {
             let targets = target_health(c, &tg, &g.address).await?;
             let healthy = targets.iter().filter(|d| is_healthy(d)).count();
             if healthy < want {
@@ -423,13 +469,14 @@ pub async fn wait_all_healthy(
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: AutoScalingGroupAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
     let name = &live.id;
+    let have: AutoScalingGroupAttrs = from_attrs(&live.attrs)?;
     let wanted = TemplateRef {
-        id: attr_str(attrs, "launch_template_id").to_string(),
+        id: want.launch_template_id.as_id().to_string(),
         version: launch_template::VERSION.to_string(),
     };
     // A group whose fleet was rolled before (its digest is recorded) rolls onto a new
@@ -437,9 +484,9 @@ pub async fn update(
     // version (an older group may name `$Default`): AWS rolls back only to that.
     let rolls = (changed(changes, "launch_template_digest")
         || changed(changes, "launch_template_id"))
-        && !attr_str(&live.attrs, "launch_template_digest").is_empty();
+        && !have.launch_template_digest.is_empty();
     let current = if rolls {
-        let id = attr_str(&live.attrs, "launch_template_id").to_string();
+        let id = have.launch_template_id.as_id().to_string();
         let version = match live.extra.get("launch_template_version") {
             Some(v) if v.parse::<u64>().is_ok() => v.clone(),
             _ => launch_template::default_version(ctx, a, &id).await?,
@@ -453,21 +500,29 @@ pub async fn update(
         .asg
         .update_auto_scaling_group()
         .auto_scaling_group_name(name)
-        .min_size(attr_i64(attrs, "min_size") as i32)
-        .max_size(attr_i64(attrs, "max_size") as i32)
-        .vpc_zone_identifier(attr_list(attrs, "subnet_ids").join(","))
-        .health_check_type(attr_str(attrs, "health_check_type"))
-        .health_check_grace_period(attr_i64(attrs, "health_check_grace_period") as i32)
+        .min_size(want.min_size as i32)
+        .max_size(want.max_size as i32)
+        .vpc_zone_identifier(ids(&want.subnet_ids).join(","))
+        .health_check_type(&want.health_check_type)
+        .health_check_grace_period(want.health_check_grace_period as i32)
         .launch_template(current.spec());
     if changed(changes, "desired_capacity") {
-        call = call.desired_capacity(attr_i64(attrs, "desired_capacity") as i32);
+        call = call.desired_capacity(want.desired_capacity as i32);
     }
     call.send().await.ctx("updating", a)?;
     if changed(changes, "target_group_arns") {
-        let want = attr_list(attrs, "target_group_arns");
-        let have = attr_list(&live.attrs, "target_group_arns");
-        let gone: Vec<String> = have.iter().filter(|t| !want.contains(t)).cloned().collect();
-        let added: Vec<String> = want.iter().filter(|t| !have.contains(t)).cloned().collect();
+        let wanted = ids(&want.target_group_arns);
+        let held = ids(&have.target_group_arns);
+        let gone: Vec<String> = held
+            .iter()
+            .filter(|t| !wanted.contains(t))
+            .cloned()
+            .collect();
+        let added: Vec<String> = wanted
+            .iter()
+            .filter(|t| !held.contains(t))
+            .cloned()
+            .collect();
         if !added.is_empty() {
             ctx.c
                 .asg
@@ -491,16 +546,15 @@ pub async fn update(
     }
     // The template digest is what the fleet was rolled to: it changes only once the
     // roll succeeded, so a roll that failed or was interrupted stays in the next plan.
-    let mut before_roll = attrs.clone();
+    let mut before_roll = want.clone();
     if rolls {
-        for pending in ["launch_template_digest", "build"] {
-            before_roll.insert(pending.into(), Value::s(attr_str(&live.attrs, pending)));
-        }
+        before_roll.launch_template_digest = have.launch_template_digest.clone();
+        before_roll.build = have.build.clone();
     }
     set_tags(ctx, a, &before_roll, None).await?;
     if rolls {
-        let grace = attr_i64(attrs, "health_check_grace_period") as u32;
-        let prefs = DeploySpec::parse(attr_str(attrs, "deploy")).unwrap_or(DeploySpec {
+        let grace = want.health_check_grace_period as u32;
+        let prefs = DeploySpec::parse(&want.deploy).unwrap_or(DeploySpec {
             min_healthy: 100,
             max_healthy: 200,
             warmup: grace,
@@ -508,10 +562,10 @@ pub async fn update(
         });
         roll::roll(ctx, a, name, prefs, &wanted).await?;
         // The build rolled away from is what `stack rollback` puts back.
-        let old_build = attr_str(&live.attrs, "build");
-        let previous =
-            (!old_build.is_empty() && old_build != attr_str(attrs, "build")).then_some(old_build);
-        set_tags(ctx, a, attrs, previous).await?;
+        let old_build = have.build.as_deref().unwrap_or_default();
+        let new_build = want.build.as_deref().unwrap_or_default();
+        let previous = (!old_build.is_empty() && old_build != new_build).then_some(old_build);
+        set_tags(ctx, a, &want, previous).await?;
     }
     Ok(())
 }
@@ -519,13 +573,13 @@ pub async fn update(
 async fn set_tags(
     ctx: &Ctx,
     a: &Address,
-    attrs: &Attrs,
+    g: &AutoScalingGroupAttrs,
     previous_build: Option<&str>,
 ) -> Result<(), Error> {
     ctx.c
         .asg
         .create_or_update_tags()
-        .set_tags(Some(tags(ctx, a, attrs, previous_build)))
+        .set_tags(Some(tags(ctx, a, g, previous_build)))
         .send()
         .await
         .ctx("tagging", a)
@@ -582,25 +636,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Groups;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
-        create(ctx, &d.address, attrs).await
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
-        update(ctx, live, attrs, changed).await?;
+    ) -> Result<String, crate::aws::Error> {
+        update(ctx, live, crate::model::from_attrs(attrs)?, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

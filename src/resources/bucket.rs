@@ -6,8 +6,11 @@
 use super::{Created, Ctx, Foreign, absent_ok, attr_bool, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::{ARTIFACT_PREFIX, STACK_PREFIX};
+use crate::desired::{Build, Inputs, LOG_RETENTION_DAYS, logs_bucket_name};
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use crate::model::{Desired, attrs};
 use crate::plan::Loss;
+use crate::spec::Spec;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
     BucketLoggingStatus, BucketVersioningStatus, CreateBucketConfiguration, Delete,
@@ -18,6 +21,197 @@ use aws_sdk_s3::types::{
 };
 
 pub const FORCE_NEW: &[&str] = &["name"];
+
+/// The file's bucket, if it has one.
+pub fn app(b: &Build) -> Vec<Desired> {
+    let Some(bucket) = &b.spec.bucket else {
+        return Vec::new();
+    };
+    vec![Desired::new(
+        crate::desired::bucket(),
+        attrs([
+            ("name", Value::s(&bucket.name)),
+            ("versioning", Value::Bool(bucket.versioning)),
+            ("block_public_access", Value::Bool(true)),
+            ("encryption", Value::s("AES256")),
+            ("force_destroy", Value::Bool(bucket.force_destroy)),
+            ("policy", Value::s(bucket_policy(bucket, b.inputs))),
+            (
+                "lifecycle",
+                Value::s(lifecycle_summary(bucket.versioning, None)),
+            ),
+            // Security Hub S3.9: server access logs, to the log bucket.
+            (
+                "access_log_bucket",
+                Value::r(&crate::desired::logs_bucket()),
+            ),
+        ]),
+    )]
+}
+
+/// Where the stack's logs go; its objects are AWS's deliveries, so `down` deletes
+/// them with the bucket (the plan counts them).
+pub fn logs(b: &Build) -> Vec<Desired> {
+    let inputs = b.inputs;
+    let name = logs_bucket_name(&b.spec.stack, &inputs.account_id, &inputs.region);
+    vec![Desired::new(
+        crate::desired::logs_bucket(),
+        attrs([
+            ("name", Value::s(&name)),
+            ("versioning", Value::Bool(false)),
+            ("block_public_access", Value::Bool(true)),
+            // The only encryption ELB access logs support.
+            ("encryption", Value::s("AES256")),
+            ("force_destroy", Value::Bool(true)),
+            (
+                "policy",
+                Value::s(logs_bucket_policy(b.spec, inputs, &name)),
+            ),
+            (
+                "lifecycle",
+                Value::s(lifecycle_summary(false, Some(LOG_RETENTION_DAYS))),
+            ),
+            // Logging the log bucket into itself would log its own log writes.
+            ("access_log_bucket", Value::s("")),
+        ]),
+    )]
+}
+
+/// The bucket refuses every request not made over TLS (Security Hub S3.5). An
+/// endpoint reached over plain HTTP (an emulator) would then refuse every request,
+/// the stack's own included, so there the bucket gets no policy.
+fn bucket_policy(bucket: &crate::spec::BucketSpec, inputs: &Inputs) -> String {
+    if inputs
+        .endpoint_url
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"))
+    {
+        return String::new();
+    }
+    let arn = format!("arn:{}:s3:::{}", inputs.partition(), bucket.name);
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }],
+    })
+    .to_string()
+}
+
+/// Elastic Load Balancing's account per region, the principal of access log delivery
+/// in the regions older than August 2022 (newer ones take the service principal).
+fn elb_log_account(region: &str) -> Option<&'static str> {
+    Some(match region {
+        "us-east-1" => "127311923021",
+        "us-east-2" => "033677994240",
+        "us-west-1" => "027434742980",
+        "us-west-2" => "797873946194",
+        "af-south-1" => "098369216593",
+        "ap-east-1" => "754344448648",
+        "ap-south-1" => "718504428378",
+        "ap-northeast-1" => "582318560864",
+        "ap-northeast-2" => "600734575887",
+        "ap-northeast-3" => "383597477331",
+        "ap-southeast-1" => "114774131450",
+        "ap-southeast-2" => "783225319266",
+        "ap-southeast-3" => "589379963580",
+        "ca-central-1" => "985666609251",
+        "eu-central-1" => "054676820928",
+        "eu-west-1" => "156460612806",
+        "eu-west-2" => "652711504416",
+        "eu-west-3" => "009996457667",
+        "eu-south-1" => "635631232127",
+        "eu-north-1" => "897822967062",
+        "me-south-1" => "076674570225",
+        "sa-east-1" => "507241528517",
+        "us-gov-west-1" => "048591011584",
+        "us-gov-east-1" => "190560391635",
+        "cn-north-1" => "638102146993",
+        "cn-northwest-1" => "037604701340",
+        _ => return None,
+    })
+}
+
+/// Who may write to the log bucket: ELB's access log delivery under `alb/`, S3's
+/// server access logging under `s3/`, and VPC flow log delivery under `AWSLogs/`,
+/// each only for this account; and (on AWS) nothing without TLS.
+fn logs_bucket_policy(spec: &Spec, inputs: &Inputs, name: &str) -> String {
+    let p = inputs.partition();
+    let account = &inputs.account_id;
+    let arn = format!("arn:{p}:s3:::{name}");
+    let elb_principal = match elb_log_account(&inputs.region) {
+        Some(elb) => serde_json::json!({ "AWS": format!("arn:{p}:iam::{elb}:root") }),
+        None => serde_json::json!({ "Service": "logdelivery.elasticloadbalancing.amazonaws.com" }),
+    };
+    let source = serde_json::json!({ "aws:SourceAccount": account });
+    let mut statements = vec![
+        serde_json::json!({
+            "Sid": "LoadBalancerAccessLogs",
+            "Effect": "Allow",
+            "Principal": elb_principal,
+            "Action": "s3:PutObject",
+            "Resource": format!(
+                "{arn}/{}/AWSLogs/{account}/*",
+                crate::resources::ACCESS_LOG_PREFIX
+            ),
+        }),
+        serde_json::json!({
+            "Sid": "FlowLogsWrite",
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": "s3:PutObject",
+            "Resource": format!("{arn}/AWSLogs/{account}/*"),
+            "Condition": { "StringEquals": {
+                "aws:SourceAccount": account,
+                "s3:x-amz-acl": "bucket-owner-full-control",
+            } },
+        }),
+        serde_json::json!({
+            "Sid": "FlowLogsAclCheck",
+            "Effect": "Allow",
+            "Principal": { "Service": "delivery.logs.amazonaws.com" },
+            "Action": ["s3:GetBucketAcl", "s3:ListBucket"],
+            "Resource": arn.clone(),
+            "Condition": { "StringEquals": source },
+        }),
+    ];
+    if let Some(b) = &spec.bucket {
+        statements.push(serde_json::json!({
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": { "Service": "logging.s3.amazonaws.com" },
+            "Action": "s3:PutObject",
+            "Resource": format!(
+                "{arn}/{}*",
+                crate::resources::access_log_prefix(&b.name)
+            ),
+            "Condition": {
+                "StringEquals": source,
+                "ArnLike": { "aws:SourceArn": format!("arn:{p}:s3:::{}", b.name) },
+            },
+        }));
+    }
+    let plain_http = inputs
+        .endpoint_url
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    if !plain_http {
+        statements.push(serde_json::json!({
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": { "AWS": "*" },
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }));
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
+}
 
 /// Where a bucket's server access logs go in the log bucket.
 pub fn access_log_prefix(bucket: &str) -> String {
@@ -640,32 +834,32 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Buckets;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
     async fn data_at_risk(
         c: &crate::aws::Clients,
-        live: &Live,
-    ) -> Result<Option<crate::plan::Loss>, Error> {
+        live: &crate::model::Live,
+    ) -> Result<Option<crate::plan::Loss>, crate::aws::Error> {
         count_objects(c, live).await
     }
 }

@@ -5,10 +5,24 @@
 
 use super::{Created, Ctx, EC2_NOT_YET, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{FlowLogsResourceType, LogDestinationType, ResourceType, TrafficType};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "log_bucket", "traffic_type"];
+
+/// Security Hub EC2.6: the VPC's flows, accepted and rejected, to the log bucket.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        Address::new(Kind::FlowLog, "main"),
+        attrs([
+            ("vpc_id", Value::from(b.vpc.clone())),
+            ("log_bucket", Value::r(&crate::desired::logs_bucket())),
+            ("traffic_type", Value::s("ALL")),
+        ]),
+    )]
+}
 
 /// The bucket's ARN: no prefix (logs land under `AWSLogs/<account>/vpcflowlogs/`).
 fn destination(bucket: &str) -> String {
@@ -132,25 +146,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::FlowLogs;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        _attrs: &Attrs,
+        live: &crate::model::Live,
+        _attrs: &crate::model::Attrs,
         _changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

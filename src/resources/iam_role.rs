@@ -4,13 +4,131 @@
 //! carry the region, and discovery lists by that path: the same stack name in another
 //! region has its own role. Ownership is still decided by the tags.
 
-use super::{Created, Ctx, absent_ok, attr_list, attr_str};
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
-use crate::model::{Address, Attrs, Live, Value, owned_address};
+use crate::desired::{ARTIFACT_PREFIX, Build, Inputs, STACK_PREFIX, iam_name};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, from_attrs, owned_address, to_attrs};
+use crate::spec::Spec;
 use aws_sdk_iam::types::Tag;
+use serde::{Deserialize, Serialize};
+
+/// The role's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoleAttrs {
+    pub name: String,
+    /// `/stack/<stack>/<region>/`: discovery lists by it.
+    pub path: String,
+    /// Who may assume it (a JSON policy document).
+    pub assume_role_policy: String,
+    /// The one inline policy (JSON; empty for none).
+    pub policy: String,
+    /// The ARNs of the AWS managed policies attached.
+    pub managed_policies: Vec<String>,
+}
+
+impl KindAttrs for RoleAttrs {
+    const KIND: Kind = Kind::Role;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+/// The instances' role, unless the file names an existing instance profile.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let (stack, inputs) = (&b.spec.stack, b.inputs);
+    if inputs.instance_profile_arn.is_some() {
+        return Vec::new();
+    }
+    vec![Desired::new(
+        crate::desired::role(),
+        to_attrs(&RoleAttrs {
+            name: iam_name(stack, &inputs.region),
+            path: iam_path(stack, &inputs.region),
+            assume_role_policy: assume_role_policy(inputs.partition()),
+            policy: instance_policy(b.spec, inputs),
+            // The SSM agent's permissions (Security Hub SSM.1): a shell through
+            // Session Manager instead of SSH.
+            managed_policies: vec![format!(
+                "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                inputs.partition()
+            )],
+        }),
+    )]
+}
+
+/// Only EC2 instances may take the role. Service principals carry the partition's
+/// DNS suffix (`ec2.amazonaws.com.cn` in China).
+fn assume_role_policy(partition: &str) -> String {
+    let principal = if partition == "aws-cn" {
+        "ec2.amazonaws.com.cn"
+    } else {
+        "ec2.amazonaws.com"
+    };
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": principal },
+            "Action": "sts:AssumeRole",
+        }],
+    })
+    .to_string()
+}
+
+/// What the instances may touch: the stack's table, the stack's bucket, and the
+/// artifact prefix read-only (an instance must not be able to replace the binary
+/// the others boot from).
+fn instance_policy(spec: &Spec, inputs: &Inputs) -> String {
+    let mut statements = Vec::new();
+    if let Some(t) = &spec.table {
+        let arn = format!(
+            "arn:{}:dynamodb:{}:{}:table/{}",
+            inputs.partition(),
+            inputs.region,
+            inputs.account_id,
+            t.name
+        );
+        statements.push(serde_json::json!({
+            "Sid": "StackTable",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem",
+                "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
+            ],
+            "Resource": [arn.clone(), format!("{arn}/index/*")],
+        }));
+    }
+    if let Some(b) = &spec.bucket {
+        let arn = format!("arn:{}:s3:::{}", inputs.partition(), b.name);
+        statements.push(serde_json::json!({
+            "Sid": "StackBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+            "Resource": arn,
+        }));
+        statements.push(serde_json::json!({
+            "Sid": "StackObjects",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": format!("{arn}/*"),
+        }));
+        // The builds and the write credential's verifier: an instance must not
+        // replace what the others boot from or check credentials against.
+        statements.push(serde_json::json!({
+            "Sid": "ArtifactsReadOnly",
+            "Effect": "Deny",
+            "Action": ["s3:DeleteObject", "s3:PutObject"],
+            "Resource": [format!("{arn}/{ARTIFACT_PREFIX}*"), format!("{arn}/{STACK_PREFIX}*")],
+        }));
+    }
+    if statements.is_empty() {
+        // Nothing to allow: the role gets no inline policy at all.
+        return String::new();
+    }
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements }).to_string()
+}
 
 /// The name of the role's one inline policy.
 pub const POLICY_NAME: &str = "stack-access";
@@ -120,18 +238,15 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 .filter_map(|p| p.policy_arn())
                 .map(str::to_string)
                 .collect();
-            let attrs = Attrs::from([
-                ("managed_policies".into(), Value::strs(managed)),
-                ("name".into(), Value::s(name)),
-                ("path".into(), Value::s(role.path())),
-                (
-                    "assume_role_policy".into(),
-                    Value::s(canonical_policy(
-                        role.assume_role_policy_document().unwrap_or_default(),
-                    )),
+            let attrs = to_attrs(&RoleAttrs {
+                managed_policies: managed,
+                name: name.to_string(),
+                path: role.path().to_string(),
+                assume_role_policy: canonical_policy(
+                    role.assume_role_policy_document().unwrap_or_default(),
                 ),
-                ("policy".into(), Value::s(policy)),
-            ]);
+                policy,
+            });
             out.push(Live {
                 address,
                 id: name.to_string(),
@@ -180,23 +295,23 @@ async fn put_policy(ctx: &Ctx, a: &Address, name: &str, policy: &str) -> Result<
     .map(drop)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name");
+pub async fn create(ctx: &Ctx, a: &Address, want: RoleAttrs) -> Result<Created, Error> {
+    let name = &want.name;
     // Tags travel with the create call: a crash right after leaves an owned role
     // that the next run discovers.
     ctx.c
         .iam
         .create_role()
         .role_name(name)
-        .path(attr_str(attrs, "path"))
-        .assume_role_policy_document(attr_str(attrs, "assume_role_policy"))
+        .path(&want.path)
+        .assume_role_policy_document(&want.assume_role_policy)
         .description(format!("stack {}: instance role", ctx.stack))
         .set_tags(Some(iam_tags(ctx, a)))
         .send()
         .await
         .ctx("creating", a)?;
-    put_policy(ctx, a, name, attr_str(attrs, "policy")).await?;
-    set_managed(ctx, a, name, &[], &attr_list(attrs, "managed_policies")).await?;
+    put_policy(ctx, a, name, &want.policy).await?;
+    set_managed(ctx, a, name, &[], &want.managed_policies).await?;
     Ok((name.to_string(), Default::default()))
 }
 
@@ -241,7 +356,7 @@ async fn set_managed(
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: RoleAttrs,
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
@@ -250,21 +365,21 @@ pub async fn update(
             .iam
             .update_assume_role_policy()
             .role_name(&live.id)
-            .policy_document(attr_str(attrs, "assume_role_policy"))
+            .policy_document(&want.assume_role_policy)
             .send()
             .await
             .ctx("setting who may assume", a)?;
     }
     if super::changed(changed, "policy") {
-        put_policy(ctx, a, &live.id, attr_str(attrs, "policy")).await?;
+        put_policy(ctx, a, &live.id, &want.policy).await?;
     }
     if super::changed(changed, "managed_policies") {
         set_managed(
             ctx,
             a,
             &live.id,
-            &attr_list(&live.attrs, "managed_policies"),
-            &attr_list(attrs, "managed_policies"),
+            &from_attrs::<RoleAttrs>(&live.attrs)?.managed_policies,
+            &want.managed_policies,
         )
         .await?;
     }
@@ -278,7 +393,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         ctx,
         a,
         &live.id,
-        &attr_list(&live.attrs, "managed_policies"),
+        &from_attrs::<RoleAttrs>(&live.attrs)?.managed_policies,
         &[],
     )
     .await?;
@@ -320,25 +435,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Roles;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
-        create(ctx, &d.address, attrs).await
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
-        update(ctx, live, attrs, changed).await?;
+    ) -> Result<String, crate::aws::Error> {
+        update(ctx, live, crate::model::from_attrs(attrs)?, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

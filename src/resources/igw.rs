@@ -5,10 +5,20 @@ use super::{
     Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::ResourceType;
 
 pub const FORCE_NEW: &[&str] = &[];
+
+/// The VPC's internet gateway.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::igw(),
+        attrs([("vpc_id", Value::from(b.vpc.clone()))]),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
@@ -146,25 +156,25 @@ impl super::KindOps for Ops {
     };
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

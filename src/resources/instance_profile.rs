@@ -1,12 +1,48 @@
 //! The instance profile that carries the stack's role onto its instances. Its id is
 //! the profile's ARN, which launch templates name.
 
+use super::iam_role::RoleAttrs;
 use super::iam_role::iam_tags;
-use super::{Created, Ctx, absent_ok, attr_str};
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
-use crate::model::{Address, Attrs, Live, Value, owned_address};
+use crate::desired::Build;
+use crate::model::{
+    Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, owned_address, to_attrs,
+};
+use serde::{Deserialize, Serialize};
+
+/// The instance profile's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InstanceProfileAttrs {
+    pub name: String,
+    pub path: String,
+    /// The role it carries (a role's id is its name).
+    pub role_name: Ref<RoleAttrs>,
+}
+
+impl KindAttrs for InstanceProfileAttrs {
+    const KIND: Kind = Kind::InstanceProfile;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
+
+/// The instances' profile holding the stack's role, unless the file names an existing
+/// one.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let (stack, region) = (&b.spec.stack, &b.inputs.region);
+    if b.inputs.instance_profile_arn.is_some() {
+        return Vec::new();
+    }
+    vec![Desired::new(
+        crate::desired::instance_profile(),
+        to_attrs(&InstanceProfileAttrs {
+            name: crate::desired::iam_name(stack, region),
+            path: crate::desired::iam_path(stack, region),
+            role_name: Ref::at(crate::desired::role()),
+        }),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
@@ -51,11 +87,11 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             out.push(Live {
                 address,
                 id: p.arn().to_string(),
-                attrs: Attrs::from([
-                    ("name".into(), Value::s(name)),
-                    ("path".into(), Value::s(p.path())),
-                    ("role_name".into(), Value::s(role)),
-                ]),
+                attrs: to_attrs(&InstanceProfileAttrs {
+                    name: name.to_string(),
+                    path: p.path().to_string(),
+                    role_name: Ref::id(role),
+                }),
                 extra: [("name".to_string(), name.to_string())].into(),
             });
         }
@@ -93,14 +129,14 @@ async fn remove_role(ctx: &Ctx, a: &Address, profile: &str, role: &str) -> Resul
     )
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name");
+pub async fn create(ctx: &Ctx, a: &Address, want: InstanceProfileAttrs) -> Result<Created, Error> {
+    let name = &want.name;
     let r = ctx
         .c
         .iam
         .create_instance_profile()
         .instance_profile_name(name)
-        .path(attr_str(attrs, "path"))
+        .path(&want.path)
         .set_tags(Some(iam_tags(ctx, a)))
         .send()
         .await
@@ -109,32 +145,34 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .instance_profile()
         .map(|p| p.arn().to_string())
         .unwrap_or_default();
-    add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+    add_role(ctx, a, name, want.role_name.as_id()).await?;
     Ok((arn, [("name".to_string(), name.to_string())].into()))
 }
 
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: InstanceProfileAttrs,
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    let name = attr_str(&live.attrs, "name");
+    let have: InstanceProfileAttrs = from_attrs(&live.attrs)?;
+    let name = &have.name;
     if super::changed(changed, "role_name") {
-        let old = attr_str(&live.attrs, "role_name");
+        let old = have.role_name.as_id();
         if !old.is_empty() {
             remove_role(ctx, a, name, old).await?;
         }
-        add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+        add_role(ctx, a, name, want.role_name.as_id()).await?;
     }
     Ok(())
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let name = attr_str(&live.attrs, "name");
-    let role = attr_str(&live.attrs, "role_name");
+    let have: InstanceProfileAttrs = from_attrs(&live.attrs)?;
+    let name = &have.name;
+    let role = have.role_name.as_id();
     if !role.is_empty() {
         remove_role(ctx, a, name, role).await?;
     }
@@ -161,25 +199,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Profiles;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
-        create(ctx, &d.address, attrs).await
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
-        update(ctx, live, attrs, changed).await?;
+    ) -> Result<String, crate::aws::Error> {
+        update(ctx, live, crate::model::from_attrs(attrs)?, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -13,7 +13,13 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
+use crate::desired::{
+    Build, Inputs, ROOT_VOLUME, VERIFIER_KEY, build_key, iam_name, launch_template_name, sha_of_key,
+};
+use crate::model::KindAttrs;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
+use crate::spec::{Ami, ServiceSpec, Spec, render_user_data};
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
     LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
@@ -22,7 +28,31 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A launch template's attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchTemplateAttrs {
+    /// `<stack>-<service>-<digest>`: the content's name.
+    pub name: String,
+    pub image_id: String,
+    pub instance_type: String,
+    /// The rendered user data's digest (the script itself is the payload).
+    pub user_data_sha256: String,
+    /// The service's group (`Value`s until the groups' attributes are typed).
+    pub security_group_ids: Vec<Value>,
+    pub http_tokens: String,
+    pub metadata_hop_limit: i64,
+    pub root_volume: String,
+    /// The stack's instance profile, or the existing one the file names (a `Value`
+    /// until the profile's attributes are typed).
+    pub iam_instance_profile_arn: Value,
+}
+
+impl KindAttrs for LaunchTemplateAttrs {
+    const KIND: Kind = Kind::LaunchTemplate;
+}
 
 /// Every attribute: a template never gets a second version.
 pub const FORCE_NEW: &[&str] = &[
@@ -36,6 +66,117 @@ pub const FORCE_NEW: &[&str] = &[
     "metadata_hop_limit",
     "iam_instance_profile_arn",
 ];
+
+/// What a service's instances boot: the image, the rendered user data, and the digest
+/// of all a template holds (it names the template; the fleet rolls when it changes).
+pub struct Boot {
+    pub image: String,
+    pub user_data: String,
+    pub digest: String,
+}
+
+pub fn boot(b: &Build, svc: &ServiceSpec) -> Boot {
+    let (spec, inputs) = (b.spec, b.inputs);
+    let image = match &svc.ami {
+        Ami::Id(id) => id.clone(),
+        Ami::Al2023 => inputs.amis.get(&svc.name).cloned().unwrap_or_default(),
+    };
+    let user_data = render_user_data(&svc.user_data_template, &template_vars(spec, inputs, svc));
+    let profile = match &b.profile_arn {
+        Value::Str(arn) => arn.clone(),
+        _ => iam_name(&spec.stack, &inputs.region),
+    };
+    let digest = sha256_hex(
+        format!(
+            "{image}\n{}\n{profile}\n{user_data}\n{ROOT_VOLUME}\nhop-limit-1{}",
+            svc.instance_type,
+            // Moving between public and private subnets replaces every instance.
+            if spec.private_instances {
+                "\nprivate"
+            } else {
+                ""
+            }
+        )
+        .as_bytes(),
+    );
+    Boot {
+        image,
+        user_data,
+        digest,
+    }
+}
+
+/// A service's launch template; its payload is the rendered user data.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let name = &svc.name;
+    let Boot {
+        image,
+        user_data,
+        digest,
+    } = boot(b, svc);
+    Desired {
+        address: crate::desired::service(Kind::LaunchTemplate, name),
+        attrs: attrs([
+            // One template per build and configuration, never a second version: groups
+            // pin version 1 (what auto rollback needs), and the name says the content.
+            (
+                "name",
+                Value::s(launch_template_name(&b.spec.stack, name, &digest)),
+            ),
+            ("image_id", Value::s(&image)),
+            ("instance_type", Value::s(&svc.instance_type)),
+            (
+                "user_data_sha256",
+                Value::s(sha256_hex(user_data.as_bytes())),
+            ),
+            (
+                "security_group_ids",
+                Value::List(vec![Value::r(&crate::desired::service(
+                    Kind::SecurityGroup,
+                    name,
+                ))]),
+            ),
+            ("http_tokens", Value::s("required")),
+            ("metadata_hop_limit", Value::Int(1)),
+            ("root_volume", Value::s(ROOT_VOLUME)),
+            ("iam_instance_profile_arn", b.profile_arn.clone()),
+        ]),
+        payload: Some(user_data),
+        after: Vec::new(),
+    }
+}
+
+fn template_vars<'a>(
+    spec: &Spec,
+    inputs: &Inputs,
+    svc: &crate::spec::ServiceSpec,
+) -> BTreeMap<&'a str, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("stack", spec.stack.clone());
+    vars.insert("service", svc.name.clone());
+    vars.insert("region", inputs.region.clone());
+    vars.insert("port", svc.port.to_string());
+    if let Some(t) = &spec.table {
+        vars.insert("table", t.name.clone());
+    }
+    if let Some(b) = &spec.bucket {
+        vars.insert("bucket", b.name.clone());
+        vars.insert("artifact_bucket", b.name.clone());
+    }
+    if let Some(key) = build_key(inputs, &svc.name) {
+        vars.insert("artifact_sha256", sha_of_key(&key).to_string());
+        vars.insert("artifact_key", key);
+    }
+    vars.insert("stress", svc.stress.to_string());
+    if spec.app.is_some() {
+        // A digest only: the value stays in SSM.
+        vars.insert("write_token_verifier", VERIFIER_KEY.to_string());
+    }
+    if let Some(e) = &inputs.endpoint_url {
+        vars.insert("endpoint_url", e.clone());
+    }
+    vars
+}
 
 /// The only version a template made here has; groups pin it.
 pub const VERSION: &str = "1";
@@ -328,35 +469,35 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LaunchTemplates;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs, d.payload.as_deref().unwrap_or("")).await
     }
 
     async fn update(
-        _ctx: &Ctx,
+        _ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        _attrs: &Attrs,
+        live: &crate::model::Live,
+        _attrs: &crate::model::Attrs,
         _changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         // Every attribute forces a new template: the differ never plans an update.
-        Err(Error::Refused {
+        Err(crate::aws::Error::Refused {
             resource: live.address.to_string(),
             reason: "launch templates are replaced, never updated in place".into(),
         })
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
     fn create_before_destroy(
-        live: &Live,
-        wanted: &Attrs,
-        _all: &std::collections::BTreeMap<crate::model::Address, Live>,
+        live: &crate::model::Live,
+        wanted: &crate::model::Attrs,
+        _all: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
     ) -> bool {
         create_before_destroy(live, wanted)
     }

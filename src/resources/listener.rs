@@ -8,13 +8,58 @@
 
 use super::{Created, Ctx, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum,
 };
 
 pub const FORCE_NEW: &[&str] = &["load_balancer_arn"];
+
+/// The main listener (HTTP, or HTTPS with `https:`) to the default service; with
+/// `https:`, the plain HTTP port's redirect too.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let lb = &b.spec.load_balancer;
+    let mut out = Vec::new();
+    let mut main = attrs([
+        (
+            "load_balancer_arn",
+            Value::r(&crate::desired::load_balancer()),
+        ),
+        ("port", Value::Int(lb.port.into())),
+        ("protocol", Value::s("HTTP")),
+        (
+            "default_target_group_arn",
+            Value::r(&crate::desired::service(
+                Kind::TargetGroup,
+                &lb.default_service,
+            )),
+        ),
+    ]);
+    if let Some(h) = &lb.https {
+        main.insert("port".into(), Value::Int(h.port.into()));
+        main.insert("protocol".into(), Value::s("HTTPS"));
+        main.insert("certificate_arn".into(), Value::s(&h.certificate_arn));
+        main.insert("ssl_policy".into(), Value::s(&h.ssl_policy));
+        // Plain HTTP only answers with a permanent redirect to HTTPS.
+        out.push(Desired::new(
+            Address::new(Kind::Listener, "redirect"),
+            attrs([
+                (
+                    "load_balancer_arn",
+                    Value::r(&crate::desired::load_balancer()),
+                ),
+                ("port", Value::Int(lb.port.into())),
+                ("protocol", Value::s("HTTP")),
+                ("redirect", Value::s(format!("HTTPS:{} 301", h.port))),
+            ]),
+        ));
+    }
+    out.push(Desired::new(crate::desired::listener(), main));
+    out
+}
 
 pub fn live(address: Address, l: &Listener) -> Live {
     let action = l.default_actions().first();
@@ -202,29 +247,29 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
-    fn claims(attrs: &Attrs) -> Vec<String> {
+    fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)
     }
 }

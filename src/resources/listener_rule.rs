@@ -11,7 +11,9 @@ use super::{
     Created, Ctx, absent_ok, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward,
 };
 use crate::aws::{Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::model::{Desired, attrs};
 use crate::plan::{Action, Plan};
 use aws_sdk_elasticloadbalancingv2::types::{
     PathPatternConditionConfig, Rule, RuleCondition, RulePriorityPair,
@@ -19,6 +21,29 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["listener_arn"];
+
+/// The file's path rules on the main listener.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    b.spec
+        .load_balancer
+        .rules
+        .iter()
+        .map(|rule| {
+            Desired::new(
+                Address::new(Kind::ListenerRule, &rule.name),
+                attrs([
+                    ("listener_arn", Value::r(&crate::desired::listener())),
+                    ("priority", Value::Int(rule.priority.into())),
+                    ("path_pattern", Value::s(&rule.path)),
+                    (
+                        "target_group_arn",
+                        Value::r(&crate::desired::service(Kind::TargetGroup, &rule.service)),
+                    ),
+                ]),
+            )
+        })
+        .collect()
+}
 
 pub fn live(address: Address, listener_arn: &str, r: &Rule) -> Live {
     let path = r
@@ -218,29 +243,29 @@ impl super::KindOps for Ops {
     };
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
-    fn claims(attrs: &Attrs) -> Vec<String> {
+    fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)
     }
 }

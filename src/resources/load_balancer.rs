@@ -3,7 +3,10 @@
 
 use super::{Created, Ctx, attr_bool, attr_list, attr_str, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
+use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
     LoadBalancerTypeEnum,
@@ -12,6 +15,30 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const FORCE_NEW: &[&str] = &["name", "scheme"];
+
+/// The stack's application load balancer, in the public subnets.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::load_balancer(),
+        attrs([
+            (
+                "name",
+                Value::s(crate::desired::load_balancer_name(&b.spec.stack)),
+            ),
+            ("scheme", Value::s("internet-facing")),
+            ("drop_invalid_header_fields", Value::Bool(true)),
+            ("deletion_protection", Value::Bool(true)),
+            // Security Hub ELB.5: access logs, to the log bucket.
+            ("access_logs", Value::r(&crate::desired::logs_bucket())),
+            ("subnets", Ref::list(&b.subnets)),
+            (
+                "security_groups",
+                Value::List(vec![Value::r(&crate::desired::alb_sg())]),
+            ),
+        ]),
+    )]
+}
+
 const NOT_YET: &[&str] = &[
     "SubnetNotFound",
     "InvalidSubnet",
@@ -324,25 +351,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

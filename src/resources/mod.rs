@@ -2,34 +2,34 @@
 //! which attributes force replacement, discovery by tag, create, update, delete and the
 //! waits they need. This module only dispatches over the closed [`Kind`] enum.
 
-mod artifact;
-mod asg;
+pub(crate) mod artifact;
+pub(crate) mod asg;
 pub use asg::{health_warnings, wait_all_healthy};
-mod bucket;
+pub(crate) mod bucket;
 pub use bucket::{access_log_prefix, lifecycle_summary};
 pub use launch_template::VERSION as LAUNCH_TEMPLATE_VERSION;
 pub use load_balancer::ACCESS_LOG_PREFIX;
 pub mod conflicts;
 mod elbv2;
-mod flow_log;
-mod iam_role;
-mod igw;
-mod instance_profile;
-mod launch_template;
-mod listener;
-mod listener_rule;
-mod load_balancer;
+pub(crate) mod flow_log;
+pub(crate) mod iam_role;
+pub(crate) mod igw;
+pub(crate) mod instance_profile;
+pub(crate) mod launch_template;
+pub(crate) mod listener;
+pub(crate) mod listener_rule;
+pub(crate) mod load_balancer;
 pub mod network_acl;
 mod roll;
 pub use roll::instance_templates;
-mod route_table;
-mod scaling_policy;
+pub(crate) mod route_table;
+pub(crate) mod scaling_policy;
 pub mod secret;
-mod security_group;
-mod subnet;
-mod table;
-mod target_group;
-mod vpc;
+pub(crate) mod security_group;
+pub(crate) mod subnet;
+pub(crate) mod table;
+pub(crate) mod target_group;
+pub(crate) mod vpc;
 pub mod vpc_endpoint;
 
 use crate::aws::probe::Service;

@@ -11,13 +11,56 @@ use super::{
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{
     Filter, IcmpTypeCode, NetworkAclEntry, PortRange, ResourceType, RuleAction,
 };
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
+
+/// The one ACL of every subnet, public and private.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let spec = b.spec;
+    // Security Hub EC2.21: no port open to the world but the listener's.
+    let mut service_ports: Vec<u16> = spec.services.iter().map(|s| s.port).collect();
+    if spec.ssm_endpoints {
+        // HTTPS from the instances to the interface endpoints' network interfaces.
+        service_ports.push(443);
+    }
+    service_ports.sort_unstable();
+    service_ports.dedup();
+    let ingress_cidrs: Vec<String> = spec
+        .load_balancer
+        .ingress
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    vec![Desired::new(
+        Address::new(Kind::NetworkAcl, "main"),
+        attrs([
+            ("vpc_id", Value::from(b.vpc.clone())),
+            (
+                "subnet_ids",
+                Ref::list(&[b.subnets.clone(), b.private_subnets.clone()].concat()),
+            ),
+            (
+                "ingress",
+                Value::strs(ingress_rules(
+                    &spec.load_balancer.listener_ports(),
+                    &ingress_cidrs,
+                    &service_ports,
+                    &spec.vpc_cidr.to_string(),
+                )),
+            ),
+            ("egress", Value::strs(egress_rules())),
+        ]),
+    )]
+}
+
 /// The ACL's own catch-all entries; AWS adds them and they cannot be changed.
 const DEFAULT_RULE: i32 = 32767;
 const ACL_NOT_YET: &[&str] = &["InvalidNetworkAclID.NotFound", "InvalidSubnetID.NotFound"];
@@ -461,25 +504,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::NetworkAcls;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

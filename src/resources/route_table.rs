@@ -8,11 +8,40 @@ use super::{
     ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, attrs};
 use aws_sdk_ec2::types::ResourceType;
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
+
+/// The public subnets' route table (the default route to the internet gateway) and,
+/// with private subnets, theirs.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let mut out = vec![Desired::new(
+        crate::desired::route_table(),
+        attrs([
+            ("vpc_id", Value::from(b.vpc.clone())),
+            ("default_route_gateway_id", Value::r(&crate::desired::igw())),
+            ("subnet_ids", Ref::list(&b.subnets)),
+        ]),
+    )];
+    if !b.private_subnets.is_empty() {
+        // No route to the internet: S3 and DynamoDB through the gateway endpoints.
+        out.push(Desired::new(
+            crate::desired::private_route_table(),
+            attrs([
+                ("vpc_id", Value::from(b.vpc.clone())),
+                ("default_route_gateway_id", Value::s("")),
+                ("subnet_ids", Ref::list(&b.private_subnets)),
+            ]),
+        ));
+    }
+    out
+}
+
 const DEFAULT_ROUTE: &str = "0.0.0.0/0";
 /// A route to a fresh gateway answers `InvalidGatewayID.NotFound`, not the gateway's
 /// own NotFound code.
@@ -244,25 +273,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::RouteTables;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -3,13 +3,33 @@
 
 use super::{Created, Ctx, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Kind, Live, Value};
+use crate::model::{Desired, attrs};
+use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{
     MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
 };
 use std::collections::BTreeMap;
 
 pub const FORCE_NEW: &[&str] = &["name", "autoscaling_group_name"];
+
+/// A service's target tracking policy on average CPU.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    Desired::new(
+        crate::desired::service(Kind::ScalingPolicy, name),
+        attrs([
+            ("name", Value::s(format!("{stack}-{name}-cpu"))),
+            (
+                "autoscaling_group_name",
+                Value::r(&crate::desired::service(Kind::AutoScalingGroup, name)),
+            ),
+            ("metric", Value::s("ASGAverageCPUUtilization")),
+            ("target_value", Value::Float(svc.scaling.cpu_target)),
+        ]),
+    )
+}
 
 /// `groups`: the stack's group names and the service each belongs to.
 pub async fn discover(c: &Clients, groups: &BTreeMap<String, String>) -> Result<Vec<Live>, Error> {
@@ -104,24 +124,24 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Groups;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         put(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         _changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         put(ctx, &live.address, attrs).await.map(|(id, _)| id)
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -17,11 +17,31 @@
 
 use super::{Created, Ctx, Foreign, absent_ok, attr_str};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
+use crate::desired::Build;
 use crate::desired::VERIFIER_KEY;
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use crate::model::{Desired, attrs};
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, ResourceTypeForTagging, Tag};
 
 pub const FORCE_NEW: &[&str] = &["name", "type"];
+
+/// The app refuses writes without this credential; stacks without the app have
+/// nothing to protect with it.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    if b.spec.app.is_none() {
+        return Vec::new();
+    }
+    vec![Desired::new(
+        crate::desired::write_token(),
+        attrs([
+            ("name", Value::s(write_token_name(&b.spec.stack))),
+            ("type", Value::s("SecureString")),
+            // The app checks credentials against this digest (see below).
+            ("verifier_bucket", Value::r(&crate::desired::bucket())),
+            ("verifier", Value::s(VERIFIER_CURRENT)),
+        ]),
+    )]
+}
 
 /// The `verifier` attribute when the bucket's verifier matches the parameter.
 pub const VERIFIER_CURRENT: &str = "sha256 of the current value";
@@ -296,25 +316,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Parameters;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         _changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -1,14 +1,59 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
 use super::delete_when_free;
-use super::{
-    Created, Ctx, EC2_NOT_YET, attr_bool, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
-};
+use super::vpc::VpcAttrs;
+use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
-use crate::model::{Address, Attrs, Live, Value};
+use crate::desired::Build;
+use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use serde::{Deserialize, Serialize};
+
+/// A subnet's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubnetAttrs {
+    pub vpc_id: Ref<VpcAttrs>,
+    pub cidr_block: String,
+    pub availability_zone: String,
+    pub map_public_ip_on_launch: bool,
+}
+
+impl KindAttrs for SubnetAttrs {
+    const KIND: Kind = Kind::Subnet;
+}
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
+
+/// Per zone, the public subnet and, when the zone has one, the private subnet.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let spec = b.spec;
+    let mut out = Vec::new();
+    for s in &spec.subnets {
+        let zone = format!("{}{}", b.inputs.region, s.az);
+        out.push(Desired::new(
+            crate::desired::subnet(s.az),
+            to_attrs(&SubnetAttrs {
+                vpc_id: b.vpc.clone(),
+                cidr_block: s.cidr.to_string(),
+                availability_zone: zone.clone(),
+                map_public_ip_on_launch: !spec.private_instances,
+            }),
+        ));
+        if let Some(p) = s.private {
+            out.push(Desired::new(
+                crate::desired::private_subnet(s.az),
+                to_attrs(&SubnetAttrs {
+                    vpc_id: b.vpc.clone(),
+                    cidr_block: p.to_string(),
+                    availability_zone: zone,
+                    map_public_ip_on_launch: false,
+                }),
+            ));
+        }
+    }
+    out
+}
 
 /// A subnet with a new CIDR can stand beside the old one while the load balancer and
 /// the groups move to it, as long as it stays in the same VPC and overlaps no live
@@ -18,18 +63,21 @@ pub fn create_before_destroy(
     wanted: &Attrs,
     all: &std::collections::BTreeMap<Address, Live>,
 ) -> bool {
-    let Ok(new) = attr_str(wanted, "cidr_block").parse::<ipnet::Ipv4Net>() else {
+    let (Ok(want), Ok(have)) = (
+        from_attrs::<SubnetAttrs>(wanted),
+        from_attrs::<SubnetAttrs>(&live.attrs),
+    ) else {
         return false;
     };
-    let same_vpc = wanted.get("vpc_id") == live.attrs.get("vpc_id");
+    let Ok(new) = want.cidr_block.parse::<ipnet::Ipv4Net>() else {
+        return false;
+    };
+    let same_vpc = want.vpc_id == have.vpc_id;
     let overlaps = all
         .values()
-        .filter(|l| l.address.kind == crate::model::Kind::Subnet)
-        .filter_map(|l| {
-            attr_str(&l.attrs, "cidr_block")
-                .parse::<ipnet::Ipv4Net>()
-                .ok()
-        })
+        .filter(|l| l.address.kind == Kind::Subnet)
+        .filter_map(|l| from_attrs::<SubnetAttrs>(&l.attrs).ok())
+        .filter_map(|l| l.cidr_block.parse::<ipnet::Ipv4Net>().ok())
         .any(|old| old.contains(&new) || new.contains(&old));
     same_vpc && !overlaps
 }
@@ -47,21 +95,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             let Some(address) = ec2_owned(stack, s.tags()) else {
                 continue;
             };
-            let attrs = Attrs::from([
-                ("vpc_id".into(), Value::s(s.vpc_id().unwrap_or_default())),
-                (
-                    "cidr_block".into(),
-                    Value::s(s.cidr_block().unwrap_or_default()),
-                ),
-                (
-                    "availability_zone".into(),
-                    Value::s(s.availability_zone().unwrap_or_default()),
-                ),
-                (
-                    "map_public_ip_on_launch".into(),
-                    Value::Bool(s.map_public_ip_on_launch().unwrap_or(false)),
-                ),
-            ]);
+            let attrs = to_attrs(&SubnetAttrs {
+                vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),
+                cidr_block: s.cidr_block().unwrap_or_default().to_string(),
+                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+            });
             let id = s.subnet_id().unwrap_or_default().to_string();
             out.push(Live {
                 address,
@@ -74,14 +113,14 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: SubnetAttrs) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .ec2
             .create_subnet()
-            .vpc_id(attr_str(attrs, "vpc_id"))
-            .cidr_block(attr_str(attrs, "cidr_block"))
-            .availability_zone(attr_str(attrs, "availability_zone"))
+            .vpc_id(want.vpc_id.as_id())
+            .cidr_block(&want.cidr_block)
+            .availability_zone(&want.availability_zone)
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::Subnet))
             .send()
             .await
@@ -93,13 +132,13 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|s| s.subnet_id())
         .unwrap_or_default()
         .to_string();
-    set_public_ip(ctx, a, &id, attrs).await?;
+    set_public_ip(ctx, a, &id, &want).await?;
     Ok((id, Default::default()))
 }
 
-async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, attrs: &Attrs) -> Result<(), Error> {
+async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, want: &SubnetAttrs) -> Result<(), Error> {
     let v = AttributeBooleanValue::builder()
-        .value(attr_bool(attrs, "map_public_ip_on_launch"))
+        .value(want.map_public_ip_on_launch)
         .build();
     retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
@@ -118,10 +157,10 @@ async fn set_public_ip(ctx: &Ctx, a: &Address, id: &str, attrs: &Attrs) -> Resul
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: SubnetAttrs,
     _changed: &[String],
 ) -> Result<(), Error> {
-    set_public_ip(ctx, &live.address, &live.id, attrs).await
+    set_public_ip(ctx, &live.address, &live.id, &want).await
 }
 
 /// What AWS answers when it is already deleted.
@@ -144,32 +183,32 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Subnets;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
-        create(ctx, &d.address, attrs).await
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
-        update(ctx, live, attrs, changed).await?;
+    ) -> Result<String, crate::aws::Error> {
+        update(ctx, live, crate::model::from_attrs(attrs)?, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
     fn create_before_destroy(
-        live: &Live,
-        wanted: &Attrs,
-        all: &std::collections::BTreeMap<crate::model::Address, Live>,
+        live: &crate::model::Live,
+        wanted: &crate::model::Attrs,
+        all: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
     ) -> bool {
         create_before_destroy(live, wanted, all)
     }

@@ -4,8 +4,11 @@
 
 use super::{Created, Ctx, Foreign, attr_bool, attr_i64, attr_str, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
+use crate::desired::Build;
 use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
+use crate::model::{Desired, attrs};
 use crate::plan::Loss;
+use crate::spec::Billing;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus, Tag,
@@ -13,6 +16,45 @@ use aws_sdk_dynamodb::types::{
 use std::time::Duration;
 
 pub const FORCE_NEW: &[&str] = &["name", "partition_key", "sort_key"];
+
+/// The file's table, if it has one.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    let Some(t) = &b.spec.table else {
+        return Vec::new();
+    };
+    let mut a = attrs([
+        ("name", Value::s(&t.name)),
+        (
+            "partition_key",
+            Value::s(format!(
+                "{}:{}",
+                t.partition_key.name, t.partition_key.key_type
+            )),
+        ),
+        (
+            "sort_key",
+            Value::s(
+                t.sort_key
+                    .as_ref()
+                    .map(|k| format!("{}:{}", k.name, k.key_type))
+                    .unwrap_or_default(),
+            ),
+        ),
+        ("point_in_time_recovery", Value::Bool(t.pitr)),
+        ("deletion_protection", Value::Bool(true)),
+    ]);
+    match t.billing {
+        Billing::PayPerRequest => {
+            a.insert("billing_mode".into(), Value::s("PAY_PER_REQUEST"));
+        }
+        Billing::Provisioned { read, write } => {
+            a.insert("billing_mode".into(), Value::s("PROVISIONED"));
+            a.insert("read_capacity".into(), Value::Int(read.into()));
+            a.insert("write_capacity".into(), Value::Int(write.into()));
+        }
+    }
+    vec![Desired::new(crate::desired::table(), a)]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<(Vec<Live>, Vec<Foreign>), Error> {
     let prefix = format!("{stack}-");
@@ -390,32 +432,32 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Tables;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 
     async fn data_at_risk(
         c: &crate::aws::Clients,
-        live: &Live,
-    ) -> Result<Option<crate::plan::Loss>, Error> {
+        live: &crate::model::Live,
+    ) -> Result<Option<crate::plan::Loss>, crate::aws::Error> {
         count_items(c, live).await
     }
 }

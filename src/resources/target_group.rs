@@ -1,53 +1,79 @@
 //! One target group per service, with the service's health check.
 
 use super::delete_when_free;
-use super::{Created, Ctx, attr_i64, attr_str, elbv2::elb_tags};
+use super::vpc::VpcAttrs;
+use super::{Created, Ctx, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
-use crate::model::{Address, Attrs, Live, Value};
+use crate::desired::Build;
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, to_attrs};
+use crate::spec::ServiceSpec;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
+use serde::{Deserialize, Serialize};
+
+/// A target group's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetGroupAttrs {
+    pub name: String,
+    pub port: i64,
+    pub protocol: String,
+    pub vpc_id: Ref<VpcAttrs>,
+    pub health_check_path: String,
+    pub health_check_interval: i64,
+    pub healthy_threshold: i64,
+    pub unhealthy_threshold: i64,
+    pub matcher: String,
+}
+
+impl KindAttrs for TargetGroupAttrs {
+    const KIND: Kind = Kind::TargetGroup;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "port", "protocol", "vpc_id"];
 
+/// A service's target group, with the file's health check.
+pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
+    let (stack, name) = (&b.spec.stack, &svc.name);
+    let h = &svc.health;
+    Desired::new(
+        crate::desired::service(Kind::TargetGroup, name),
+        to_attrs(&TargetGroupAttrs {
+            name: format!("{stack}-{name}"),
+            port: svc.port.into(),
+            protocol: "HTTP".into(),
+            vpc_id: b.vpc.clone(),
+            health_check_path: h.path.clone(),
+            health_check_interval: h.interval.into(),
+            healthy_threshold: h.healthy.into(),
+            unhealthy_threshold: h.unhealthy.into(),
+            matcher: "200".into(),
+        }),
+    )
+}
+
 pub fn live(address: Address, tg: &TargetGroup) -> Live {
-    let attrs = Attrs::from([
-        (
-            "name".into(),
-            Value::s(tg.target_group_name().unwrap_or_default()),
-        ),
-        (
-            "port".into(),
-            Value::Int(tg.port().unwrap_or_default().into()),
-        ),
-        (
-            "protocol".into(),
-            Value::s(tg.protocol().map(|p| p.as_str()).unwrap_or_default()),
-        ),
-        ("vpc_id".into(), Value::s(tg.vpc_id().unwrap_or_default())),
-        (
-            "health_check_path".into(),
-            Value::s(tg.health_check_path().unwrap_or_default()),
-        ),
-        (
-            "health_check_interval".into(),
-            Value::Int(
-                tg.health_check_interval_seconds()
-                    .unwrap_or_default()
-                    .into(),
-            ),
-        ),
-        (
-            "healthy_threshold".into(),
-            Value::Int(tg.healthy_threshold_count().unwrap_or_default().into()),
-        ),
-        (
-            "unhealthy_threshold".into(),
-            Value::Int(tg.unhealthy_threshold_count().unwrap_or_default().into()),
-        ),
-        (
-            "matcher".into(),
-            Value::s(tg.matcher().and_then(|m| m.http_code()).unwrap_or_default()),
-        ),
-    ]);
+    let attrs = to_attrs(&TargetGroupAttrs {
+        name: tg.target_group_name().unwrap_or_default().to_string(),
+        port: tg.port().unwrap_or_default().into(),
+        protocol: tg
+            .protocol()
+            .map(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        vpc_id: Ref::id(tg.vpc_id().unwrap_or_default()),
+        health_check_path: tg.health_check_path().unwrap_or_default().to_string(),
+        health_check_interval: tg
+            .health_check_interval_seconds()
+            .unwrap_or_default()
+            .into(),
+        healthy_threshold: tg.healthy_threshold_count().unwrap_or_default().into(),
+        unhealthy_threshold: tg.unhealthy_threshold_count().unwrap_or_default().into(),
+        matcher: tg
+            .matcher()
+            .and_then(|m| m.http_code())
+            .unwrap_or_default()
+            .to_string(),
+    });
     Live {
         address,
         id: tg.target_group_arn().unwrap_or_default().to_string(),
@@ -56,10 +82,8 @@ pub fn live(address: Address, tg: &TargetGroup) -> Live {
     }
 }
 
-fn matcher(attrs: &Attrs) -> Matcher {
-    Matcher::builder()
-        .http_code(attr_str(attrs, "matcher"))
-        .build()
+fn matcher(tg: &TargetGroupAttrs) -> Matcher {
+    Matcher::builder().http_code(&tg.matcher).build()
 }
 
 /// The health check's timeout: AWS wants it below the interval, and its HTTP default
@@ -76,22 +100,22 @@ fn fresh_vpc_not_visible(e: &Error) -> bool {
         if code == "ValidationError" && message.to_ascii_lowercase().contains("vpc"))
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: TargetGroupAttrs) -> Result<Created, Error> {
     let r = retry_when(fresh_vpc_not_visible, Patience::FRESH_ID, || async {
         ctx.c
             .elb
             .create_target_group()
-            .name(attr_str(attrs, "name"))
-            .protocol(ProtocolEnum::from(attr_str(attrs, "protocol")))
-            .port(attr_i64(attrs, "port") as i32)
-            .vpc_id(attr_str(attrs, "vpc_id"))
+            .name(&want.name)
+            .protocol(ProtocolEnum::from(want.protocol.as_str()))
+            .port(want.port as i32)
+            .vpc_id(want.vpc_id.as_id())
             .target_type(TargetTypeEnum::Instance)
-            .health_check_path(attr_str(attrs, "health_check_path"))
-            .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
-            .health_check_timeout_seconds(timeout_for(attr_i64(attrs, "health_check_interval")))
-            .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
-            .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
-            .matcher(matcher(attrs))
+            .health_check_path(&want.health_check_path)
+            .health_check_interval_seconds(want.health_check_interval as i32)
+            .health_check_timeout_seconds(timeout_for(want.health_check_interval))
+            .healthy_threshold_count(want.healthy_threshold as i32)
+            .unhealthy_threshold_count(want.unhealthy_threshold as i32)
+            .matcher(matcher(&want))
             .set_tags(Some(elb_tags(ctx, a)))
             .send()
             .await
@@ -110,19 +134,19 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: TargetGroupAttrs,
     _changed: &[String],
 ) -> Result<(), Error> {
     ctx.c
         .elb
         .modify_target_group()
         .target_group_arn(&live.id)
-        .health_check_path(attr_str(attrs, "health_check_path"))
-        .health_check_interval_seconds(attr_i64(attrs, "health_check_interval") as i32)
-        .health_check_timeout_seconds(timeout_for(attr_i64(attrs, "health_check_interval")))
-        .healthy_threshold_count(attr_i64(attrs, "healthy_threshold") as i32)
-        .unhealthy_threshold_count(attr_i64(attrs, "unhealthy_threshold") as i32)
-        .matcher(matcher(attrs))
+        .health_check_path(&want.health_check_path)
+        .health_check_interval_seconds(want.health_check_interval as i32)
+        .health_check_timeout_seconds(timeout_for(want.health_check_interval))
+        .healthy_threshold_count(want.healthy_threshold as i32)
+        .unhealthy_threshold_count(want.unhealthy_threshold as i32)
+        .matcher(matcher(&want))
         .send()
         .await
         .ctx("updating the health check of", &live.address)
@@ -153,25 +177,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
-        create(ctx, &d.address, attrs).await
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
-        update(ctx, live, attrs, changed).await?;
+    ) -> Result<String, crate::aws::Error> {
+        update(ctx, live, crate::model::from_attrs(attrs)?, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -3,16 +3,47 @@
 
 use super::delete_when_free;
 use super::{
-    Created, Ctx, EC2_NOT_YET, absent_ok, attr_bool, attr_str, changed, ec2_owned,
-    ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
-use crate::model::{Address, Attrs, Live, Value};
+use crate::desired::Build;
+use crate::model::{Address, Attrs, Live};
+use crate::model::{Desired, Kind, KindAttrs, from_attrs, to_attrs};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, Filter, ResourceType, SecurityGroup, VpcAttributeName,
 };
+use serde::{Deserialize, Serialize};
+
+/// The VPC's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VpcAttrs {
+    pub cidr_block: String,
+    pub enable_dns_support: bool,
+    pub enable_dns_hostnames: bool,
+    /// Inbound and outbound rules of the VPC's default security group.
+    pub default_security_group_rules: i64,
+}
+
+impl KindAttrs for VpcAttrs {
+    const KIND: Kind = Kind::Vpc;
+}
 
 pub const FORCE_NEW: &[&str] = &["cidr_block"];
+
+/// The stack's one VPC.
+pub fn desired(b: &Build) -> Vec<Desired> {
+    vec![Desired::new(
+        crate::desired::vpc(),
+        to_attrs(&VpcAttrs {
+            cidr_block: b.spec.vpc_cidr.to_string(),
+            enable_dns_support: true,
+            enable_dns_hostnames: true,
+            // Security Hub EC2.2: the default security group allows nothing.
+            default_security_group_rules: 0,
+        }),
+    )]
+}
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut pages = c
@@ -37,18 +68,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             let rules = default_group.map_or(0, |g| {
                 g.ip_permissions().len() + g.ip_permissions_egress().len()
             });
-            let attrs = Attrs::from([
-                (
-                    "cidr_block".into(),
-                    Value::s(v.cidr_block().unwrap_or_default()),
-                ),
-                ("enable_dns_support".into(), Value::Bool(support)),
-                ("enable_dns_hostnames".into(), Value::Bool(hostnames)),
-                (
-                    "default_security_group_rules".into(),
-                    Value::Int(rules as i64),
-                ),
-            ]);
+            let attrs = to_attrs(&VpcAttrs {
+                cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+                enable_dns_support: support,
+                enable_dns_hostnames: hostnames,
+                default_security_group_rules: rules as i64,
+            });
             out.push(Live {
                 address,
                 id,
@@ -133,11 +158,12 @@ async fn dns_attr(c: &Clients, id: &str, name: VpcAttributeName) -> Result<bool,
 }
 
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+    let want: VpcAttrs = from_attrs(attrs)?;
     let r = ctx
         .c
         .ec2
         .create_vpc()
-        .cidr_block(attr_str(attrs, "cidr_block"))
+        .cidr_block(&want.cidr_block)
         .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::Vpc))
         .send()
         .await
@@ -151,7 +177,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         ctx,
         a,
         &id,
-        attrs,
+        &want,
         &["enable_dns_support".into(), "enable_dns_hostnames".into()],
     )
     .await?;
@@ -163,17 +189,18 @@ async fn set_dns(
     ctx: &Ctx,
     a: &Address,
     id: &str,
-    attrs: &Attrs,
+    want: &VpcAttrs,
     which: &[String],
 ) -> Result<(), Error> {
     // AWS takes one attribute per call.
-    for key in ["enable_dns_support", "enable_dns_hostnames"] {
+    for (key, on) in [
+        ("enable_dns_support", want.enable_dns_support),
+        ("enable_dns_hostnames", want.enable_dns_hostnames),
+    ] {
         if !changed(which, key) {
             continue;
         }
-        let value = AttributeBooleanValue::builder()
-            .value(attr_bool(attrs, key))
-            .build();
+        let value = AttributeBooleanValue::builder().value(on).build();
         retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
             let call = ctx.c.ec2.modify_vpc_attribute().vpc_id(id);
             let call = if key == "enable_dns_support" {
@@ -194,7 +221,8 @@ pub async fn update(
     attrs: &Attrs,
     changed: &[String],
 ) -> Result<(), Error> {
-    set_dns(ctx, &live.address, &live.id, attrs, changed).await?;
+    let want: VpcAttrs = from_attrs(attrs)?;
+    set_dns(ctx, &live.address, &live.id, &want, changed).await?;
     if super::changed(changed, "default_security_group_rules") {
         close_default_group(ctx, &live.address, &live.id).await?;
     }
@@ -218,25 +246,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Vpcs;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }

@@ -14,10 +14,72 @@
 use super::{Created, Ctx, EC2_NOT_YET, attr_bool, attr_list, attr_str, changed};
 use super::{ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
+use crate::desired::{Build, SSM_ENDPOINT_SERVICES};
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
+use crate::model::{Desired, Kind, attrs};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
 
 pub const FORCE_NEW: &[&str] = &["vpc_id", "service_name", "type"];
+
+/// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
+fn endpoint(b: &Build, service: &str, kind: &str) -> Attrs {
+    attrs([
+        ("vpc_id", Value::from(b.vpc.clone())),
+        (
+            "service_name",
+            Value::s(service_name(&b.inputs.region, service)),
+        ),
+        ("type", Value::s(kind)),
+    ])
+}
+
+/// With private subnets, the gateway endpoints on their route table: S3, and DynamoDB
+/// when the stack has a table.
+pub fn gateways(b: &Build) -> Vec<Desired> {
+    if b.private_subnets.is_empty() {
+        return Vec::new();
+    }
+    let mut gateways = vec!["s3"];
+    if b.spec.table.is_some() {
+        gateways.push("dynamodb");
+    }
+    gateways
+        .into_iter()
+        .map(|service| {
+            let mut a = endpoint(b, service, "Gateway");
+            a.insert(
+                "route_table_ids".into(),
+                Value::List(vec![Value::r(&crate::desired::private_route_table())]),
+            );
+            Desired::new(Address::new(Kind::VpcEndpoint, service), a)
+        })
+        .collect()
+}
+
+/// With `network.ssm_endpoints`, Session Manager's interface endpoints for private
+/// instances; billed per endpoint, zone and hour.
+pub fn interfaces(b: &Build) -> Vec<Desired> {
+    if !b.spec.ssm_endpoints {
+        return Vec::new();
+    }
+    SSM_ENDPOINT_SERVICES
+        .into_iter()
+        .map(|service| {
+            let mut a = endpoint(b, service, "Interface");
+            a.extend([
+                ("subnet_ids".to_string(), Ref::list(&b.private_subnets)),
+                (
+                    "security_group_ids".to_string(),
+                    Value::List(vec![Value::r(&crate::desired::endpoints_sg())]),
+                ),
+                ("private_dns_enabled".to_string(), Value::Bool(true)),
+            ]);
+            Desired::new(Address::new(Kind::VpcEndpoint, service), a)
+        })
+        .collect()
+}
+
 const NOT_FOUND: &[&str] = &[
     "InvalidVpcEndpointId.NotFound",
     "InvalidVpcEndpoint.NotFound",
@@ -284,25 +346,25 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::VpcEndpoints;
 
     async fn create(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         d: &crate::model::Desired,
-        attrs: &Attrs,
-    ) -> Result<super::Created, Error> {
+        attrs: &crate::model::Attrs,
+    ) -> Result<super::Created, crate::aws::Error> {
         create(ctx, &d.address, attrs).await
     }
 
     async fn update(
-        ctx: &Ctx,
+        ctx: &super::Ctx,
         _d: &crate::model::Desired,
-        live: &Live,
-        attrs: &Attrs,
+        live: &crate::model::Live,
+        attrs: &crate::model::Attrs,
         changed: &[String],
-    ) -> Result<String, Error> {
+    ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, changed).await?;
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
         delete(ctx, live).await
     }
 }
