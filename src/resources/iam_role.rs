@@ -4,14 +4,33 @@
 //! carry the region, and discovery lists by that path: the same stack name in another
 //! region has its own role. Ownership is still decided by the tags.
 
-use super::{Created, Ctx, absent_ok, attr_list, attr_str};
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
 use crate::desired::{ARTIFACT_PREFIX, Build, Inputs, STACK_PREFIX, iam_name};
-use crate::model::{Address, Attrs, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Kind, Live, owned_address};
+use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::spec::Spec;
 use aws_sdk_iam::types::Tag;
+use serde::{Deserialize, Serialize};
+
+/// The role's attributes. Its id is its name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleAttrs {
+    pub name: String,
+    /// `/stack/<stack>/<region>/`.
+    pub path: String,
+    /// Who may assume the role, as compact JSON.
+    pub assume_role_policy: String,
+    /// The inline policy [`POLICY_NAME`] as compact JSON, empty for none.
+    pub policy: String,
+    /// The ARNs of the AWS managed policies attached.
+    pub managed_policies: Vec<String>,
+}
+
+impl KindAttrs for RoleAttrs {
+    const KIND: Kind = Kind::Role;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
 
@@ -23,24 +42,18 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     }
     vec![Desired::new(
         crate::desired::role(),
-        attrs([
-            ("name", Value::s(iam_name(stack, &inputs.region))),
-            ("path", Value::s(iam_path(stack, &inputs.region))),
-            (
-                "assume_role_policy",
-                Value::s(assume_role_policy(inputs.partition())),
-            ),
-            ("policy", Value::s(instance_policy(b.spec, inputs))),
+        to_attrs(&RoleAttrs {
+            name: iam_name(stack, &inputs.region),
+            path: iam_path(stack, &inputs.region),
+            assume_role_policy: assume_role_policy(inputs.partition()),
+            policy: instance_policy(b.spec, inputs),
             // The SSM agent's permissions (Security Hub SSM.1): a shell through
             // Session Manager instead of SSH.
-            (
-                "managed_policies",
-                Value::strs([format!(
-                    "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
-                    inputs.partition()
-                )]),
-            ),
-        ]),
+            managed_policies: vec![format!(
+                "arn:{}:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                inputs.partition()
+            )],
+        }),
     )]
 }
 
@@ -225,18 +238,15 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 .filter_map(|p| p.policy_arn())
                 .map(str::to_string)
                 .collect();
-            let attrs = Attrs::from([
-                ("managed_policies".into(), Value::strs(managed)),
-                ("name".into(), Value::s(name)),
-                ("path".into(), Value::s(role.path())),
-                (
-                    "assume_role_policy".into(),
-                    Value::s(canonical_policy(
-                        role.assume_role_policy_document().unwrap_or_default(),
-                    )),
+            let attrs = to_attrs(&RoleAttrs {
+                managed_policies: managed,
+                name: name.to_string(),
+                path: role.path().to_string(),
+                assume_role_policy: canonical_policy(
+                    role.assume_role_policy_document().unwrap_or_default(),
                 ),
-                ("policy".into(), Value::s(policy)),
-            ]);
+                policy,
+            });
             out.push(Live {
                 address,
                 id: name.to_string(),
@@ -286,22 +296,23 @@ async fn put_policy(ctx: &Ctx, a: &Address, name: &str, policy: &str) -> Result<
 }
 
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name");
+    let want: RoleAttrs = from_attrs(attrs)?;
+    let name = want.name.as_str();
     // Tags travel with the create call: a crash right after leaves an owned role
     // that the next run discovers.
     ctx.c
         .iam
         .create_role()
         .role_name(name)
-        .path(attr_str(attrs, "path"))
-        .assume_role_policy_document(attr_str(attrs, "assume_role_policy"))
+        .path(&want.path)
+        .assume_role_policy_document(&want.assume_role_policy)
         .description(format!("stack {}: instance role", ctx.stack))
         .set_tags(Some(iam_tags(ctx, a)))
         .send()
         .await
         .ctx("creating", a)?;
-    put_policy(ctx, a, name, attr_str(attrs, "policy")).await?;
-    set_managed(ctx, a, name, &[], &attr_list(attrs, "managed_policies")).await?;
+    put_policy(ctx, a, name, &want.policy).await?;
+    set_managed(ctx, a, name, &[], &want.managed_policies).await?;
     Ok((name.to_string(), Default::default()))
 }
 
@@ -350,26 +361,28 @@ pub async fn update(
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
+    let want: RoleAttrs = from_attrs(attrs)?;
     if super::changed(changed, "assume_role_policy") {
         ctx.c
             .iam
             .update_assume_role_policy()
             .role_name(&live.id)
-            .policy_document(attr_str(attrs, "assume_role_policy"))
+            .policy_document(&want.assume_role_policy)
             .send()
             .await
             .ctx("setting who may assume", a)?;
     }
     if super::changed(changed, "policy") {
-        put_policy(ctx, a, &live.id, attr_str(attrs, "policy")).await?;
+        put_policy(ctx, a, &live.id, &want.policy).await?;
     }
     if super::changed(changed, "managed_policies") {
+        let have: RoleAttrs = from_attrs(&live.attrs)?;
         set_managed(
             ctx,
             a,
             &live.id,
-            &attr_list(&live.attrs, "managed_policies"),
-            &attr_list(attrs, "managed_policies"),
+            &have.managed_policies,
+            &want.managed_policies,
         )
         .await?;
     }
@@ -378,15 +391,9 @@ pub async fn update(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
+    let have: RoleAttrs = from_attrs(&live.attrs)?;
     // AWS refuses to delete a role with managed policies attached (DeleteConflict).
-    set_managed(
-        ctx,
-        a,
-        &live.id,
-        &attr_list(&live.attrs, "managed_policies"),
-        &[],
-    )
-    .await?;
+    set_managed(ctx, a, &live.id, &have.managed_policies, &[]).await?;
     absent_ok(
         ctx.c
             .iam
