@@ -1,12 +1,26 @@
 //! The instance profile that carries the stack's role onto its instances. Its id is
 //! the profile's ARN, which launch templates name.
 
-use super::iam_role::iam_tags;
-use super::{Created, Ctx, absent_ok, attr_str};
+use super::iam_role::{RoleAttrs, iam_tags};
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Kind, Live, Ref, owned_address};
+use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
+use serde::{Deserialize, Serialize};
+
+/// The profile's attributes. Its id is its ARN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceProfileAttrs {
+    pub name: String,
+    pub path: String,
+    /// The role it carries (a role's id is its name); the id `""` for none.
+    pub role_name: Ref<RoleAttrs>,
+}
+
+impl KindAttrs for InstanceProfileAttrs {
+    const KIND: Kind = Kind::InstanceProfile;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "path"];
 
@@ -19,11 +33,11 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     }
     vec![Desired::new(
         crate::desired::instance_profile(),
-        attrs([
-            ("name", Value::s(crate::desired::iam_name(stack, region))),
-            ("path", Value::s(crate::desired::iam_path(stack, region))),
-            ("role_name", Value::r(&crate::desired::role())),
-        ]),
+        to_attrs(&InstanceProfileAttrs {
+            name: crate::desired::iam_name(stack, region),
+            path: crate::desired::iam_path(stack, region),
+            role_name: Ref::at(crate::desired::role()),
+        }),
     )]
 }
 
@@ -70,11 +84,11 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             out.push(Live {
                 address,
                 id: p.arn().to_string(),
-                attrs: Attrs::from([
-                    ("name".into(), Value::s(name)),
-                    ("path".into(), Value::s(p.path())),
-                    ("role_name".into(), Value::s(role)),
-                ]),
+                attrs: to_attrs(&InstanceProfileAttrs {
+                    name: name.to_string(),
+                    path: p.path().to_string(),
+                    role_name: Ref::id(role),
+                }),
                 extra: [("name".to_string(), name.to_string())].into(),
             });
         }
@@ -113,13 +127,14 @@ async fn remove_role(ctx: &Ctx, a: &Address, profile: &str, role: &str) -> Resul
 }
 
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name");
+    let want: InstanceProfileAttrs = from_attrs(attrs)?;
+    let name = want.name.as_str();
     let r = ctx
         .c
         .iam
         .create_instance_profile()
         .instance_profile_name(name)
-        .path(attr_str(attrs, "path"))
+        .path(&want.path)
         .set_tags(Some(iam_tags(ctx, a)))
         .send()
         .await
@@ -128,7 +143,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .instance_profile()
         .map(|p| p.arn().to_string())
         .unwrap_or_default();
-    add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+    add_role(ctx, a, name, want.role_name.as_id()).await?;
     Ok((arn, [("name".to_string(), name.to_string())].into()))
 }
 
@@ -139,21 +154,24 @@ pub async fn update(
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    let name = attr_str(&live.attrs, "name");
+    let want: InstanceProfileAttrs = from_attrs(attrs)?;
+    let have: InstanceProfileAttrs = from_attrs(&live.attrs)?;
+    let name = have.name.as_str();
     if super::changed(changed, "role_name") {
-        let old = attr_str(&live.attrs, "role_name");
+        let old = have.role_name.as_id();
         if !old.is_empty() {
             remove_role(ctx, a, name, old).await?;
         }
-        add_role(ctx, a, name, attr_str(attrs, "role_name")).await?;
+        add_role(ctx, a, name, want.role_name.as_id()).await?;
     }
     Ok(())
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let name = attr_str(&live.attrs, "name");
-    let role = attr_str(&live.attrs, "role_name");
+    let have: InstanceProfileAttrs = from_attrs(&live.attrs)?;
+    let name = have.name.as_str();
+    let role = have.role_name.as_id();
     if !role.is_empty() {
         remove_role(ctx, a, name, role).await?;
     }
