@@ -429,3 +429,53 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Value, attrs};
+
+    fn table(capacity: Option<(i64, i64)>) -> TableAttrs {
+        TableAttrs {
+            name: "employees".into(),
+            partition_key: "id:S".into(),
+            sort_key: String::new(),
+            billing_mode: if capacity.is_some() {
+                "PROVISIONED"
+            } else {
+                "PAY_PER_REQUEST"
+            }
+            .into(),
+            read_capacity: capacity.map(|c| c.0),
+            write_capacity: capacity.map(|c| c.1),
+            point_in_time_recovery: true,
+            deletion_protection: true,
+        }
+    }
+
+    #[test]
+    fn capacities_are_attributes_only_when_provisioned() {
+        let common = |mode: &str| {
+            attrs([
+                ("name", Value::s("employees")),
+                ("partition_key", Value::s("id:S")),
+                ("sort_key", Value::s("")),
+                ("billing_mode", Value::s(mode)),
+                ("point_in_time_recovery", Value::Bool(true)),
+                ("deletion_protection", Value::Bool(true)),
+            ])
+        };
+        let on_demand = table(None);
+        assert_eq!(to_attrs(&on_demand), common("PAY_PER_REQUEST"));
+        let provisioned = table(Some((5, 2)));
+        let mut want = common("PROVISIONED");
+        want.insert("read_capacity".into(), Value::Int(5));
+        want.insert("write_capacity".into(), Value::Int(2));
+        assert_eq!(to_attrs(&provisioned), want);
+        assert_eq!(from_attrs::<TableAttrs>(&want).unwrap(), provisioned);
+        assert_eq!(
+            from_attrs::<TableAttrs>(&common("PAY_PER_REQUEST")).unwrap(),
+            on_demand
+        );
+    }
+}
