@@ -8,18 +8,32 @@
 //! and bounded by a time sized to it, so a slow uplink finishes instead of timing out
 //! a single 20 MB request again and again.
 
-use super::bucket::{delete_versions, versions};
-use super::{Created, Ctx, attr_str};
+use super::bucket::{BucketAttrs, delete_versions, versions};
+use super::{Created, Ctx};
 use crate::aws::{Clients, Context, Error};
 use crate::desired::Build;
 use crate::desired::{ARTIFACT_PREFIX, arch_of_key, artifact};
-use crate::model::{Address, Attrs, Kind, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Kind, Live, Ref};
+use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::spec::Arch;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// An uploaded build's attributes (the local file is the payload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactAttrs {
+    /// The app's bucket.
+    pub bucket: Ref<BucketAttrs>,
+    /// `artifacts/[arm64/]<sha256>/<file>`: the key names the content.
+    pub key: String,
+}
+
+impl KindAttrs for ArtifactAttrs {
+    const KIND: Kind = Kind::Artifact;
+}
 
 /// Files above this go up in parts.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
@@ -60,10 +74,10 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         .values()
         .map(|art| Desired {
             address: crate::desired::artifact(art.arch),
-            attrs: attrs([
-                ("bucket", Value::r(&crate::desired::bucket())),
-                ("key", Value::s(art.key())),
-            ]),
+            attrs: to_attrs(&ArtifactAttrs {
+                bucket: Ref::at(crate::desired::bucket()),
+                key: art.key(),
+            }),
             payload: Some(art.path.to_string_lossy().into_owned()),
             after: Vec::new(),
         })
@@ -96,10 +110,10 @@ pub async fn discover(c: &Clients, buckets: &[Live]) -> Result<Vec<Live>, Error>
             out.push(Live {
                 address: artifact(arch),
                 id: key.clone(),
-                attrs: Attrs::from([
-                    ("bucket".into(), Value::s(&b.id)),
-                    ("key".into(), Value::s(key)),
-                ]),
+                attrs: to_attrs(&ArtifactAttrs {
+                    bucket: Ref::id(&b.id),
+                    key,
+                }),
                 extra: Default::default(),
             });
         }
@@ -107,9 +121,9 @@ pub async fn discover(c: &Clients, buckets: &[Live]) -> Result<Vec<Live>, Error>
     Ok(out)
 }
 
-async fn upload(ctx: &Ctx, a: &Address, attrs: &Attrs, path: &str) -> Result<(), Error> {
-    let key = attr_str(attrs, "key");
-    let bucket = attr_str(attrs, "bucket");
+async fn upload(ctx: &Ctx, a: &Address, want: &ArtifactAttrs, path: &str) -> Result<(), Error> {
+    let key = want.key.as_str();
+    let bucket = want.bucket.as_id();
     let size = tokio::fs::metadata(path)
         .await
         .map_err(Error::io(format!("{a}: cannot read the app build {path}")))?
@@ -238,17 +252,19 @@ async fn upload_parts(
 }
 
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs, path: &str) -> Result<Created, Error> {
-    upload(ctx, a, attrs, path).await?;
-    Ok((attr_str(attrs, "key").to_string(), Default::default()))
+    let want: ArtifactAttrs = from_attrs(attrs)?;
+    upload(ctx, a, &want, path).await?;
+    Ok((want.key, Default::default()))
 }
 
 pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs, path: &str) -> Result<(), Error> {
     let a = &live.address;
-    upload(ctx, a, attrs, path).await?;
+    let want: ArtifactAttrs = from_attrs(attrs)?;
+    upload(ctx, a, &want, path).await?;
     // Keep the new build and the one running now; older builds of this architecture go.
-    let bucket = attr_str(attrs, "bucket");
-    let keep = [attr_str(attrs, "key"), live.id.as_str()];
-    let arch = arch_of_key(attr_str(attrs, "key"));
+    let bucket = want.bucket.as_id();
+    let keep = [want.key.as_str(), live.id.as_str()];
+    let arch = arch_of_key(&want.key);
     let stale: Vec<_> = versions(ctx, a, bucket, Some(ARTIFACT_PREFIX))
         .await?
         .into_iter()
@@ -259,7 +275,8 @@ pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs, path: &str) -> Result
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let bucket = attr_str(&live.attrs, "bucket");
+    let have: ArtifactAttrs = from_attrs(&live.attrs)?;
+    let bucket = have.bucket.as_id();
     let all = match versions(ctx, a, bucket, Some(ARTIFACT_PREFIX)).await {
         Err(e) if e.is_code(&["NoSuchBucket"]) => return Ok(()),
         other => other?,
@@ -278,8 +295,6 @@ pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    // The bucket's name is its id, known before it exists: a literal, not a reference,
-    // in the desired form; the object still goes before its bucket.
     const REFERENCES: &'static [&'static str] = &["bucket"];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
     const LISTING: super::Listing = super::Listing::Buckets;
@@ -301,7 +316,7 @@ impl super::KindOps for Ops {
     ) -> Result<String, crate::aws::Error> {
         update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await?;
         // Named by its content: the new build is a new key.
-        Ok(super::attr_str(attrs, "key").to_string())
+        Ok(from_attrs::<ArtifactAttrs>(attrs)?.key)
     }
 
     async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
@@ -316,7 +331,8 @@ impl super::KindOps for Ops {
         id: &str,
         attrs: &crate::model::Attrs,
     ) -> Result<Option<crate::model::Live>, crate::aws::Error> {
-        let bucket = attr_str(attrs, "bucket");
+        let want: ArtifactAttrs = from_attrs(attrs)?;
+        let bucket = want.bucket.as_id();
         match ctx
             .c
             .s3
@@ -330,14 +346,43 @@ impl super::KindOps for Ops {
             Ok(_) => Ok(Some(Live {
                 address: address.clone(),
                 id: id.to_string(),
-                attrs: Attrs::from([
-                    ("bucket".into(), Value::s(bucket)),
-                    ("key".into(), Value::s(id)),
-                ]),
+                attrs: to_attrs(&ArtifactAttrs {
+                    bucket: Ref::id(bucket),
+                    key: id.to_string(),
+                }),
                 extra: Default::default(),
             })),
             Err(e) if e.is_code(&["NotFound", "NoSuchKey"]) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Value, attrs};
+
+    #[test]
+    fn attributes_are_the_map_they_were() {
+        let key = "artifacts/0123/app".to_string();
+        let want = ArtifactAttrs {
+            bucket: Ref::at(crate::desired::bucket()),
+            key: key.clone(),
+        };
+        let map = attrs([
+            ("bucket", Value::r(&crate::desired::bucket())),
+            ("key", Value::s(&key)),
+        ]);
+        assert_eq!(to_attrs(&want), map);
+        let resolved: Attrs = map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.resolve(&|_| Some("photos".to_string()))))
+            .collect();
+        let back: ArtifactAttrs = from_attrs(&resolved).unwrap();
+        assert_eq!(
+            (back.bucket.as_id(), back.key.as_str()),
+            ("photos", key.as_str())
+        );
     }
 }

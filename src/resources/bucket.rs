@@ -3,12 +3,12 @@
 //! stack file gives and trusts only their tags. A non-empty bucket is deleted only
 //! with `force_destroy: true` or `down --force`, every object version first.
 
-use super::{Created, Ctx, Foreign, absent_ok, attr_bool, attr_str, changed};
+use super::{Created, Ctx, Foreign, absent_ok, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::{ARTIFACT_PREFIX, STACK_PREFIX};
 use crate::desired::{Build, Inputs, LOG_RETENTION_DAYS, logs_bucket_name};
-use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Kind, Live, Ref, owned_address};
+use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::plan::Loss;
 use crate::spec::Spec;
 use aws_sdk_s3::types::{
@@ -19,6 +19,31 @@ use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
     ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
+use serde::{Deserialize, Serialize};
+
+/// A bucket's attributes. `force_destroy` (and `versioning`, which moto cannot
+/// always report) are kept in tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketAttrs {
+    pub name: String,
+    pub versioning: bool,
+    pub block_public_access: bool,
+    /// The default encryption's algorithm (`AES256`).
+    pub encryption: String,
+    /// Whether `down` may delete the objects with the bucket.
+    pub force_destroy: bool,
+    /// The bucket policy as compact JSON, empty for none.
+    pub policy: String,
+    /// The lifecycle in [`lifecycle_summary`]'s words.
+    pub lifecycle: String,
+    /// Where the server access logs go: the log bucket, or the id `""` for nowhere
+    /// (the log bucket itself).
+    pub access_log_bucket: Ref<BucketAttrs>,
+}
+
+impl KindAttrs for BucketAttrs {
+    const KIND: Kind = Kind::Bucket;
+}
 
 pub const FORCE_NEW: &[&str] = &["name"];
 
@@ -29,23 +54,17 @@ pub fn app(b: &Build) -> Vec<Desired> {
     };
     vec![Desired::new(
         crate::desired::bucket(),
-        attrs([
-            ("name", Value::s(&bucket.name)),
-            ("versioning", Value::Bool(bucket.versioning)),
-            ("block_public_access", Value::Bool(true)),
-            ("encryption", Value::s("AES256")),
-            ("force_destroy", Value::Bool(bucket.force_destroy)),
-            ("policy", Value::s(bucket_policy(bucket, b.inputs))),
-            (
-                "lifecycle",
-                Value::s(lifecycle_summary(bucket.versioning, None)),
-            ),
+        to_attrs(&BucketAttrs {
+            name: bucket.name.clone(),
+            versioning: bucket.versioning,
+            block_public_access: true,
+            encryption: "AES256".into(),
+            force_destroy: bucket.force_destroy,
+            policy: bucket_policy(bucket, b.inputs),
+            lifecycle: lifecycle_summary(bucket.versioning, None),
             // Security Hub S3.9: server access logs, to the log bucket.
-            (
-                "access_log_bucket",
-                Value::r(&crate::desired::logs_bucket()),
-            ),
-        ]),
+            access_log_bucket: Ref::at(crate::desired::logs_bucket()),
+        }),
     )]
 }
 
@@ -56,24 +75,18 @@ pub fn logs(b: &Build) -> Vec<Desired> {
     let name = logs_bucket_name(&b.spec.stack, &inputs.account_id, &inputs.region);
     vec![Desired::new(
         crate::desired::logs_bucket(),
-        attrs([
-            ("name", Value::s(&name)),
-            ("versioning", Value::Bool(false)),
-            ("block_public_access", Value::Bool(true)),
+        to_attrs(&BucketAttrs {
+            policy: logs_bucket_policy(b.spec, inputs, &name),
+            name,
+            versioning: false,
+            block_public_access: true,
             // The only encryption ELB access logs support.
-            ("encryption", Value::s("AES256")),
-            ("force_destroy", Value::Bool(true)),
-            (
-                "policy",
-                Value::s(logs_bucket_policy(b.spec, inputs, &name)),
-            ),
-            (
-                "lifecycle",
-                Value::s(lifecycle_summary(false, Some(LOG_RETENTION_DAYS))),
-            ),
+            encryption: "AES256".into(),
+            force_destroy: true,
+            lifecycle: lifecycle_summary(false, Some(LOG_RETENTION_DAYS)),
             // Logging the log bucket into itself would log its own log writes.
-            ("access_log_bucket", Value::s("")),
-        ]),
+            access_log_bucket: Ref::id(""),
+        }),
     )]
 }
 
@@ -373,16 +386,16 @@ pub async fn discover(
                     .unwrap_or_default())
             },
         )?;
-        let attrs = Attrs::from([
-            ("name".into(), Value::s(name)),
-            ("versioning".into(), Value::Bool(versioning)),
-            ("block_public_access".into(), Value::Bool(pab)),
-            ("encryption".into(), Value::s(enc)),
-            ("force_destroy".into(), Value::Bool(force)),
-            ("policy".into(), Value::s(policy)),
-            ("lifecycle".into(), Value::s(rules)),
-            ("access_log_bucket".into(), Value::s(logging)),
-        ]);
+        let attrs = to_attrs(&BucketAttrs {
+            name: name.clone(),
+            versioning,
+            block_public_access: pab,
+            encryption: enc,
+            force_destroy: force,
+            policy,
+            lifecycle: rules,
+            access_log_bucket: Ref::id(logging),
+        });
         live.push(Live {
             address,
             id: name.clone(),
@@ -393,16 +406,10 @@ pub async fn discover(
     Ok((live, foreign))
 }
 
-fn tagging(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Tagging {
+fn tagging(ctx: &Ctx, a: &Address, b: &BucketAttrs) -> Tagging {
     let mut pairs = ctx.tags(a);
-    pairs.push((
-        TAG_FORCE_DESTROY.into(),
-        attr_bool(attrs, "force_destroy").to_string(),
-    ));
-    pairs.push((
-        TAG_VERSIONING.into(),
-        attr_bool(attrs, "versioning").to_string(),
-    ));
+    pairs.push((TAG_FORCE_DESTROY.into(), b.force_destroy.to_string()));
+    pairs.push((TAG_VERSIONING.into(), b.versioning.to_string()));
     let tags = pairs
         .into_iter()
         .map(|(k, v)| {
@@ -420,7 +427,8 @@ fn tagging(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Tagging {
 }
 
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name").to_string();
+    let want: BucketAttrs = from_attrs(attrs)?;
+    let name = want.name.clone();
     let mut call = ctx.c.s3.create_bucket().bucket(&name);
     if ctx.c.region != "us-east-1" {
         call = call.create_bucket_configuration(
@@ -436,7 +444,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .s3
             .put_bucket_tagging()
             .bucket(&name)
-            .tagging(tagging(ctx, a, attrs))
+            .tagging(tagging(ctx, a, &want))
             .send()
             .await
             .ctx("tagging", a)
@@ -452,7 +460,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
     ]
     .map(String::from)
     .to_vec();
-    configure(ctx, a, &name, attrs, &all, true).await?;
+    configure(ctx, a, &name, &want, &all, true).await?;
     Ok((name, Default::default()))
 }
 
@@ -541,13 +549,13 @@ async fn configure(
     ctx: &Ctx,
     a: &Address,
     name: &str,
-    attrs: &Attrs,
+    want: &BucketAttrs,
     changes: &[String],
     fresh: bool,
 ) -> Result<(), Error> {
     let s3 = &ctx.c.s3;
     if changed(changes, "block_public_access") {
-        let on = attr_bool(attrs, "block_public_access");
+        let on = want.block_public_access;
         s3.put_public_access_block()
             .bucket(name)
             .public_access_block_configuration(
@@ -564,7 +572,7 @@ async fn configure(
     }
     if changed(changes, "encryption") {
         let by_default = ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::from(attr_str(attrs, "encryption")))
+            .sse_algorithm(ServerSideEncryption::from(want.encryption.as_str()))
             .build()
             .expect("algorithm is set");
         let rule = ServerSideEncryptionRule::builder()
@@ -583,7 +591,7 @@ async fn configure(
             .ctx("setting default encryption of", a)?;
     }
     if changed(changes, "policy") {
-        let policy = attr_str(attrs, "policy");
+        let policy = want.policy.as_str();
         if policy.is_empty() {
             absent_ok(
                 s3.delete_bucket_policy()
@@ -605,15 +613,12 @@ async fn configure(
     if changed(changes, "lifecycle") {
         s3.put_bucket_lifecycle_configuration()
             .bucket(name)
-            .lifecycle_configuration(lifecycle(
-                attr_bool(attrs, "versioning"),
-                expiry_of(attr_str(attrs, "lifecycle")),
-            ))
+            .lifecycle_configuration(lifecycle(want.versioning, expiry_of(&want.lifecycle)))
             .send()
             .await
             .ctx("setting the lifecycle of", a)?;
     }
-    let target = attr_str(attrs, "access_log_bucket");
+    let target = want.access_log_bucket.as_id();
     // A new bucket logs nowhere already: only turning logging on needs a call then.
     if changed(changes, "access_log_bucket") && !(fresh && target.is_empty()) {
         // Server access logs (Security Hub S3.9), after the log bucket's policy lets
@@ -642,7 +647,7 @@ async fn configure(
         .await?;
     }
     if changed(changes, "versioning") {
-        let status = if attr_bool(attrs, "versioning") {
+        let status = if want.versioning {
             BucketVersioningStatus::Enabled
         } else {
             BucketVersioningStatus::Suspended
@@ -666,17 +671,18 @@ pub async fn update(
     attrs: &Attrs,
     changes: &[String],
 ) -> Result<(), Error> {
+    let want: BucketAttrs = from_attrs(attrs)?;
     if changed(changes, "force_destroy") || changed(changes, "versioning") {
         ctx.c
             .s3
             .put_bucket_tagging()
             .bucket(&live.id)
-            .tagging(tagging(ctx, &live.address, attrs))
+            .tagging(tagging(ctx, &live.address, &want))
             .send()
             .await
             .ctx("tagging", &live.address)?;
     }
-    configure(ctx, &live.address, &live.id, attrs, changes, false).await
+    configure(ctx, &live.address, &live.id, &want, changes, false).await
 }
 
 /// Every object version and delete marker (under `prefix`), 1000 per page.
@@ -752,6 +758,7 @@ pub(crate) async fn delete_versions(
 /// How many object versions a bucket holds besides the stack's own builds (which
 /// `s3_object.app` deletes) and credential verifier, up to one page.
 pub async fn count_objects(c: &Clients, live: &Live) -> Result<Option<Loss>, Error> {
+    let have: BucketAttrs = from_attrs(&live.attrs)?;
     let r = match c
         .s3
         .list_object_versions()
@@ -776,15 +783,16 @@ pub async fn count_objects(c: &Clients, live: &Live) -> Result<Option<Loss>, Err
         count,
         more: r.is_truncated() == Some(true),
         of: "objects".into(),
-        allowed_by_file: attr_bool(&live.attrs, "force_destroy"),
+        allowed_by_file: have.force_destroy,
     }))
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
+    let have: BucketAttrs = from_attrs(&live.attrs)?;
     let objects = versions(ctx, a, &live.id, None).await?;
     if !objects.is_empty() {
-        if !(ctx.force || attr_bool(&live.attrs, "force_destroy")) {
+        if !(ctx.force || have.force_destroy) {
             return Err(Error::Refused {
                 resource: format!("{a} ({})", live.id),
                 reason: format!(
@@ -809,11 +817,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
             .await
             .ctx("deleting", a)
         {
-            Err(e)
-                if e.is_code(&["BucketNotEmpty"])
-                    && tries < 5
-                    && attr_bool(&live.attrs, "force_destroy") =>
-            {
+            Err(e) if e.is_code(&["BucketNotEmpty"]) && tries < 5 && have.force_destroy => {
                 tries += 1;
                 let late = versions(ctx, a, &live.id, None).await?;
                 delete_versions(ctx, a, &live.id, late).await?;

@@ -7,6 +7,7 @@
 //! Groups pin the numbered version, which AWS needs for auto rollback; and moto cannot
 //! launch from a second version that carries user data.
 
+use super::instance_profile::InstanceProfileAttrs;
 use super::{
     Created, Ctx, EC2_NOT_YET, absent_ok, attr_i64, attr_list, attr_str, ec2_owned,
     ec2_owner_filter, ec2_tag_spec,
@@ -17,6 +18,7 @@ use crate::desired::{
     Build, Inputs, ROOT_VOLUME, VERIFIER_KEY, build_key, iam_name, launch_template_name, sha_of_key,
 };
 use crate::model::KindAttrs;
+use crate::model::Ref;
 use crate::model::{Address, Attrs, Live, Value};
 use crate::model::{Desired, Kind, attrs};
 use crate::spec::{Ami, ServiceSpec, Spec, render_user_data};
@@ -45,9 +47,8 @@ pub struct LaunchTemplateAttrs {
     pub http_tokens: String,
     pub metadata_hop_limit: i64,
     pub root_volume: String,
-    /// The stack's instance profile, or the existing one the file names (a `Value`
-    /// until the profile's attributes are typed).
-    pub iam_instance_profile_arn: Value,
+    /// The stack's instance profile, or the existing one the file names.
+    pub iam_instance_profile_arn: Ref<InstanceProfileAttrs>,
 }
 
 impl KindAttrs for LaunchTemplateAttrs {

@@ -15,13 +15,34 @@
 //! by hand, plans as an in-place update that writes it again. `stack token --rotate`
 //! overwrites the value in place and writes the new verifier.
 
-use super::{Created, Ctx, Foreign, absent_ok, attr_str};
+use super::bucket::BucketAttrs;
+use super::{Created, Ctx, Foreign, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::desired::VERIFIER_KEY;
-use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Kind, Live, Ref, owned_address};
+use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, ResourceTypeForTagging, Tag};
+use serde::{Deserialize, Serialize};
+
+/// The write credential's attributes. The verifier's two are read from the app's
+/// bucket, so a live parameter has them only once that bucket is found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretAttrs {
+    pub name: String,
+    /// The parameter type (`SecureString`).
+    pub r#type: String,
+    /// The bucket holding the verifier ([`VERIFIER_KEY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_bucket: Option<Ref<BucketAttrs>>,
+    /// [`VERIFIER_CURRENT`], or why the verifier is not (`missing`, `stale (…)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<String>,
+}
+
+impl KindAttrs for SecretAttrs {
+    const KIND: Kind = Kind::Secret;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "type"];
 
@@ -33,13 +54,13 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     }
     vec![Desired::new(
         crate::desired::write_token(),
-        attrs([
-            ("name", Value::s(write_token_name(&b.spec.stack))),
-            ("type", Value::s("SecureString")),
+        to_attrs(&SecretAttrs {
+            name: write_token_name(&b.spec.stack),
+            r#type: "SecureString".into(),
             // The app checks credentials against this digest (see below).
-            ("verifier_bucket", Value::r(&crate::desired::bucket())),
-            ("verifier", Value::s(VERIFIER_CURRENT)),
-        ]),
+            verifier_bucket: Some(Ref::at(crate::desired::bucket())),
+            verifier: Some(VERIFIER_CURRENT.into()),
+        }),
     )]
 }
 
@@ -99,13 +120,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<(Vec<Live>, Vec<Foreig
                 });
                 continue;
             };
-            let attrs = Attrs::from([
-                ("name".into(), Value::s(&name)),
-                (
-                    "type".into(),
-                    Value::s(p.r#type().map(|t| t.as_str()).unwrap_or_default()),
-                ),
-            ]);
+            let attrs = to_attrs(&SecretAttrs {
+                name: name.clone(),
+                r#type: p.r#type().map(|t| t.as_str()).unwrap_or_default().into(),
+                verifier_bucket: None,
+                verifier: None,
+            });
             live.push(Live {
                 address,
                 id: name,
@@ -155,9 +175,10 @@ pub async fn discover_verifiers(
             Err(e) if e.is_code(&["NotFound", "NoSuchKey"]) => "missing".to_string(),
             Err(e) => return Err(e),
         };
-        live.attrs
-            .insert("verifier_bucket".into(), Value::s(&bucket.id));
-        live.attrs.insert("verifier".into(), Value::s(state));
+        let mut have: SecretAttrs = from_attrs(&live.attrs)?;
+        have.verifier_bucket = Some(Ref::id(&bucket.id));
+        have.verifier = Some(state);
+        live.attrs = to_attrs(&have);
     }
     Ok(())
 }
@@ -189,7 +210,8 @@ async fn put_verifier(
 /// PutParameter without `Overwrite`: an existing parameter of that name (someone
 /// else's, found by the conflict check first) is refused, never overwritten.
 pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name").to_string();
+    let want: SecretAttrs = from_attrs(attrs)?;
+    let name = want.name.clone();
     let tags: Vec<Tag> = ctx
         .tags(a)
         .into_iter()
@@ -205,27 +227,21 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             "stack {}: the app's write credential (stack token --rotate)",
             ctx.stack
         ))
-        .r#type(ParameterType::from(attr_str(attrs, "type")))
+        .r#type(ParameterType::from(want.r#type.as_str()))
         .tier(ParameterTier::Standard)
         .value(&value)
         .set_tags(Some(tags))
         .send()
         .await
         .ctx("creating", a)?;
-    put_verifier(
-        &ctx.c,
-        a,
-        attr_str(attrs, "verifier_bucket"),
-        &value,
-        out.version(),
-    )
-    .await?;
+    put_verifier(&ctx.c, a, verifier_bucket(&want), &value, out.version()).await?;
     Ok((name, Default::default()))
 }
 
 /// The name and type force a new parameter; a missing or stale verifier is written
 /// again from the value AWS holds.
 pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs) -> Result<(), Error> {
+    let want: SecretAttrs = from_attrs(attrs)?;
     let out = ctx
         .c
         .ssm
@@ -239,15 +255,21 @@ pub async fn update(ctx: &Ctx, live: &Live, attrs: &Attrs) -> Result<(), Error> 
     put_verifier(
         &ctx.c,
         &live.address,
-        attr_str(attrs, "verifier_bucket"),
+        verifier_bucket(&want),
         p.and_then(|p| p.value()).unwrap_or_default(),
         p.map_or(0, |p| p.version()),
     )
     .await
 }
 
+/// The verifier's bucket, once resolved (empty when there is none).
+fn verifier_bucket(s: &SecretAttrs) -> &str {
+    s.verifier_bucket.as_ref().map_or("", Ref::as_id)
+}
+
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let bucket = attr_str(&live.attrs, "verifier_bucket");
+    let have: SecretAttrs = from_attrs(&live.attrs)?;
+    let bucket = verifier_bucket(&have);
     if !bucket.is_empty() {
         let a = &live.address;
         match super::bucket::versions(ctx, a, bucket, Some(VERIFIER_KEY)).await {
