@@ -319,9 +319,7 @@ impl super::KindOps for Ops {
         Ok(from_attrs::<ArtifactAttrs>(attrs)?.key)
     }
 
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(delete);
 
     /// The object itself (one HeadObject), rather than the bucket listing: a build's
     /// upload is on every deploy's path.

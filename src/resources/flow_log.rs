@@ -145,13 +145,7 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::FlowLogs;
 
-    async fn create(
-        ctx: &super::Ctx,
-        d: &crate::model::Desired,
-        attrs: &crate::model::Attrs,
-    ) -> Result<super::Created, crate::aws::Error> {
-        create(ctx, &d.address, attrs).await
-    }
+    super::writes!(create(ctx, d, attrs) => attrs);
 
     async fn update(
         ctx: &super::Ctx,
@@ -164,7 +158,5 @@ impl super::KindOps for Ops {
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(delete);
 }

@@ -491,9 +491,7 @@ impl super::KindOps for Ops {
         })
     }
 
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(delete);
 
     fn create_before_destroy(
         live: &crate::model::Live,

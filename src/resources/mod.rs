@@ -166,6 +166,53 @@ pub(crate) trait KindOps {
     }
 }
 
+/// The writes most kinds have, for their `impl KindOps`: the kind's own
+/// `create(ctx, address, attrs)`, `update(ctx, live, attrs, changed)` (the id stays)
+/// and `delete(ctx, live)`, given the resolved attributes as they are (`map`) or parsed
+/// into the kind's struct (`typed`); `delete` alone for kinds with writes of their own.
+macro_rules! writes {
+    (map) => {
+        $crate::resources::writes!(create(ctx, d, attrs) => attrs);
+        $crate::resources::writes!(update(ctx, live, attrs, changed) => attrs);
+        $crate::resources::writes!(delete);
+    };
+    (typed) => {
+        $crate::resources::writes!(create(ctx, d, attrs) => $crate::model::from_attrs(attrs)?);
+        $crate::resources::writes!(update(ctx, live, attrs, changed) => $crate::model::from_attrs(attrs)?);
+        $crate::resources::writes!(delete);
+    };
+    (create($ctx:ident, $d:ident, $attrs:ident) => $parsed:expr) => {
+        async fn create(
+            $ctx: &$crate::resources::Ctx,
+            $d: &$crate::model::Desired,
+            $attrs: &$crate::model::Attrs,
+        ) -> Result<$crate::resources::Created, $crate::aws::Error> {
+            create($ctx, &$d.address, $parsed).await
+        }
+    };
+    (update($ctx:ident, $live:ident, $attrs:ident, $changed:ident) => $parsed:expr) => {
+        async fn update(
+            $ctx: &$crate::resources::Ctx,
+            _: &$crate::model::Desired,
+            $live: &$crate::model::Live,
+            $attrs: &$crate::model::Attrs,
+            $changed: &[String],
+        ) -> Result<String, $crate::aws::Error> {
+            update($ctx, $live, $parsed, $changed).await?;
+            Ok($live.id.clone())
+        }
+    };
+    (delete) => {
+        async fn delete(
+            ctx: &$crate::resources::Ctx,
+            live: &$crate::model::Live,
+        ) -> Result<(), $crate::aws::Error> {
+            delete(ctx, live).await
+        }
+    };
+}
+pub(crate) use writes;
+
 /// The data replacing or removing `live` would destroy: a table's items, a bucket's
 /// objects. Counted while planning, so `up` and `down` refuse before any write.
 pub async fn data_at_risk(c: &Clients, live: &Live) -> Result<Option<crate::plan::Loss>, Error> {

@@ -141,7 +141,5 @@ impl super::KindOps for Ops {
         put(ctx, &live.address, attrs).await.map(|(id, _)| id)
     }
 
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(delete);
 }

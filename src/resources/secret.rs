@@ -337,13 +337,7 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ssm;
     const LISTING: super::Listing = super::Listing::Parameters;
 
-    async fn create(
-        ctx: &super::Ctx,
-        d: &crate::model::Desired,
-        attrs: &crate::model::Attrs,
-    ) -> Result<super::Created, crate::aws::Error> {
-        create(ctx, &d.address, attrs).await
-    }
+    super::writes!(create(ctx, d, attrs) => attrs);
 
     async fn update(
         ctx: &super::Ctx,
@@ -356,7 +350,5 @@ impl super::KindOps for Ops {
         Ok(live.id.clone())
     }
 
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(delete);
 }

@@ -245,26 +245,5 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::Vpcs;
 
-    async fn create(
-        ctx: &super::Ctx,
-        d: &crate::model::Desired,
-        attrs: &crate::model::Attrs,
-    ) -> Result<super::Created, crate::aws::Error> {
-        create(ctx, &d.address, attrs).await
-    }
-
-    async fn update(
-        ctx: &super::Ctx,
-        _d: &crate::model::Desired,
-        live: &crate::model::Live,
-        attrs: &crate::model::Attrs,
-        changed: &[String],
-    ) -> Result<String, crate::aws::Error> {
-        update(ctx, live, attrs, changed).await?;
-        Ok(live.id.clone())
-    }
-
-    async fn delete(ctx: &super::Ctx, live: &crate::model::Live) -> Result<(), crate::aws::Error> {
-        delete(ctx, live).await
-    }
+    super::writes!(map);
 }
