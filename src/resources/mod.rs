@@ -289,7 +289,8 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::Role => iam_role::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::InstanceProfile => instance_profile::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::LaunchTemplate => {
-            launch_template::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
+            let user_data = d.payload.as_deref().unwrap_or("");
+            launch_template::create(ctx, a, from_attrs(attrs)?, user_data).await?
         }
         Kind::AutoScalingGroup => asg::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
