@@ -293,7 +293,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
             launch_template::create(ctx, a, from_attrs(attrs)?, user_data).await?
         }
         Kind::AutoScalingGroup => asg::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::ScalingPolicy => scaling_policy::put(ctx, a, attrs).await?,
+        Kind::ScalingPolicy => scaling_policy::put(ctx, a, from_attrs(attrs)?).await?,
         Kind::Table => table::create(ctx, a, attrs).await?,
         Kind::Bucket => bucket::create(ctx, a, attrs).await?,
         Kind::Artifact => {
@@ -340,7 +340,7 @@ pub async fn update(
             reason: "launch templates are replaced, never updated in place".into(),
         }),
         Kind::AutoScalingGroup => asg::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, attrs)
+        Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, from_attrs(attrs)?)
             .await
             .map(drop),
         Kind::Table => table::update(ctx, live, attrs, changed).await,
