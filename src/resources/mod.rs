@@ -294,7 +294,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         }
         Kind::AutoScalingGroup => asg::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::ScalingPolicy => scaling_policy::put(ctx, a, from_attrs(attrs)?).await?,
-        Kind::Table => table::create(ctx, a, attrs).await?,
+        Kind::Table => table::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::Bucket => bucket::create(ctx, a, attrs).await?,
         Kind::Artifact => {
             artifact::create(ctx, a, attrs, d.payload.as_deref().unwrap_or("")).await?
@@ -343,7 +343,7 @@ pub async fn update(
         Kind::ScalingPolicy => scaling_policy::put(ctx, &live.address, from_attrs(attrs)?)
             .await
             .map(drop),
-        Kind::Table => table::update(ctx, live, attrs, changed).await,
+        Kind::Table => table::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::Bucket => bucket::update(ctx, live, attrs, changed).await,
         Kind::Artifact => {
             artifact::update(ctx, live, attrs, d.payload.as_deref().unwrap_or("")).await
@@ -660,7 +660,11 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 10] = [
+        let kinds: [(&[&str], Vec<String>); 11] = [
+            (
+                super::table::FORCE_NEW,
+                fields::<super::table::TableAttrs>(),
+            ),
             (
                 super::igw::FORCE_NEW,
                 fields::<super::igw::InternetGatewayAttrs>(),

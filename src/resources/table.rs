@@ -2,18 +2,42 @@
 //! the stack prefix, so discovery lists tables, keeps those with the prefix, and then
 //! trusts only their tags.
 
-use super::{Created, Ctx, Foreign, attr_bool, attr_i64, attr_str, changed};
+use super::{Created, Ctx, Foreign, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Kind, Live, Value, owned_address};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, from_attrs, owned_address, to_attrs};
 use crate::plan::Loss;
 use crate::spec::Billing;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
     ProvisionedThroughput, ScalarAttributeType, TableDescription, TableStatus, Tag,
 };
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The table's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableAttrs {
+    pub name: String,
+    /// `<name>:<type>` (`id:S`).
+    pub partition_key: String,
+    /// `<name>:<type>`, or empty for none.
+    pub sort_key: String,
+    /// `PAY_PER_REQUEST` or `PROVISIONED`.
+    pub billing_mode: String,
+    pub point_in_time_recovery: bool,
+    pub deletion_protection: bool,
+    /// With `PROVISIONED` billing only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_capacity: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_capacity: Option<i64>,
+}
+
+impl KindAttrs for TableAttrs {
+    const KIND: Kind = Kind::Table;
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "partition_key", "sort_key"];
 
@@ -22,37 +46,26 @@ pub fn desired(b: &Build) -> Vec<Desired> {
     let Some(t) = &b.spec.table else {
         return Vec::new();
     };
-    let mut a = attrs([
-        ("name", Value::s(&t.name)),
-        (
-            "partition_key",
-            Value::s(format!(
-                "{}:{}",
-                t.partition_key.name, t.partition_key.key_type
-            )),
-        ),
-        (
-            "sort_key",
-            Value::s(
-                t.sort_key
-                    .as_ref()
-                    .map(|k| format!("{}:{}", k.name, k.key_type))
-                    .unwrap_or_default(),
-            ),
-        ),
-        ("point_in_time_recovery", Value::Bool(t.pitr)),
-        ("deletion_protection", Value::Bool(true)),
-    ]);
-    match t.billing {
-        Billing::PayPerRequest => {
-            a.insert("billing_mode".into(), Value::s("PAY_PER_REQUEST"));
-        }
+    let (billing_mode, read_capacity, write_capacity) = match t.billing {
+        Billing::PayPerRequest => ("PAY_PER_REQUEST", None, None),
         Billing::Provisioned { read, write } => {
-            a.insert("billing_mode".into(), Value::s("PROVISIONED"));
-            a.insert("read_capacity".into(), Value::Int(read.into()));
-            a.insert("write_capacity".into(), Value::Int(write.into()));
+            ("PROVISIONED", Some(read.into()), Some(write.into()))
         }
-    }
+    };
+    let a = to_attrs(&TableAttrs {
+        name: t.name.clone(),
+        partition_key: format!("{}:{}", t.partition_key.name, t.partition_key.key_type),
+        sort_key: t
+            .sort_key
+            .as_ref()
+            .map(|k| format!("{}:{}", k.name, k.key_type))
+            .unwrap_or_default(),
+        billing_mode: billing_mode.into(),
+        point_in_time_recovery: t.pitr,
+        deletion_protection: true,
+        read_capacity,
+        write_capacity,
+    });
     vec![Desired::new(crate::desired::table(), a)]
 }
 
@@ -139,28 +152,27 @@ fn to_live(address: Address, t: &TableDescription, pitr: bool) -> Live {
         .and_then(|b| b.billing_mode())
         .map(|b| b.as_str().to_string())
         .unwrap_or_else(|| "PROVISIONED".into());
-    let mut attrs = Attrs::from([
-        ("name".into(), Value::s(t.table_name().unwrap_or_default())),
-        ("partition_key".into(), Value::s(key_of(KeyType::Hash))),
-        ("sort_key".into(), Value::s(key_of(KeyType::Range))),
-        ("billing_mode".into(), Value::s(&billing)),
-        ("point_in_time_recovery".into(), Value::Bool(pitr)),
-        (
-            "deletion_protection".into(),
-            Value::Bool(t.deletion_protection_enabled().unwrap_or(false)),
-        ),
-    ]);
-    if billing == "PROVISIONED" {
-        let p = t.provisioned_throughput();
-        attrs.insert(
-            "read_capacity".into(),
-            Value::Int(p.and_then(|p| p.read_capacity_units()).unwrap_or_default()),
-        );
-        attrs.insert(
-            "write_capacity".into(),
-            Value::Int(p.and_then(|p| p.write_capacity_units()).unwrap_or_default()),
-        );
-    }
+    let provisioned = t
+        .provisioned_throughput()
+        .filter(|_| billing == "PROVISIONED");
+    let attrs = to_attrs(&TableAttrs {
+        name: t.table_name().unwrap_or_default().to_string(),
+        partition_key: key_of(KeyType::Hash),
+        sort_key: key_of(KeyType::Range),
+        point_in_time_recovery: pitr,
+        deletion_protection: t.deletion_protection_enabled().unwrap_or(false),
+        read_capacity: (billing == "PROVISIONED").then(|| {
+            provisioned
+                .and_then(|p| p.read_capacity_units())
+                .unwrap_or_default()
+        }),
+        write_capacity: (billing == "PROVISIONED").then(|| {
+            provisioned
+                .and_then(|p| p.write_capacity_units())
+                .unwrap_or_default()
+        }),
+        billing_mode: billing,
+    });
     Live {
         address,
         id: t.table_name().unwrap_or_default().to_string(),
@@ -184,21 +196,21 @@ fn key(spec: &str, kt: KeyType) -> Option<(KeySchemaElement, AttributeDefinition
     Some((k, d))
 }
 
-fn throughput(attrs: &Attrs) -> Option<ProvisionedThroughput> {
-    (attr_str(attrs, "billing_mode") == "PROVISIONED").then(|| {
+fn throughput(t: &TableAttrs) -> Option<ProvisionedThroughput> {
+    (t.billing_mode == "PROVISIONED").then(|| {
         ProvisionedThroughput::builder()
-            .read_capacity_units(attr_i64(attrs, "read_capacity"))
-            .write_capacity_units(attr_i64(attrs, "write_capacity"))
+            .read_capacity_units(t.read_capacity.unwrap_or_default())
+            .write_capacity_units(t.write_capacity.unwrap_or_default())
             .build()
             .expect("both capacities are set")
     })
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let name = attr_str(attrs, "name").to_string();
+pub async fn create(ctx: &Ctx, a: &Address, want: TableAttrs) -> Result<Created, Error> {
+    let name = want.name.clone();
     let keys: Vec<_> = [
-        key(attr_str(attrs, "partition_key"), KeyType::Hash),
-        key(attr_str(attrs, "sort_key"), KeyType::Range),
+        key(&want.partition_key, KeyType::Hash),
+        key(&want.sort_key, KeyType::Range),
     ]
     .into_iter()
     .flatten()
@@ -214,15 +226,15 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .table_name(&name)
         .set_key_schema(Some(keys.iter().map(|k| k.0.clone()).collect()))
         .set_attribute_definitions(Some(keys.iter().map(|k| k.1.clone()).collect()))
-        .billing_mode(BillingMode::from(attr_str(attrs, "billing_mode")))
-        .set_provisioned_throughput(throughput(attrs))
-        .deletion_protection_enabled(attr_bool(attrs, "deletion_protection"))
+        .billing_mode(BillingMode::from(want.billing_mode.as_str()))
+        .set_provisioned_throughput(throughput(&want))
+        .deletion_protection_enabled(want.deletion_protection)
         .set_tags(Some(tags))
         .send()
         .await
         .ctx("creating", a)?;
     wait_active(ctx, a, &name).await?;
-    if attr_bool(attrs, "point_in_time_recovery") {
+    if want.point_in_time_recovery {
         set_pitr(ctx, a, &name, true).await?;
     }
     Ok((name, Default::default()))
@@ -322,7 +334,7 @@ async fn set_pitr(ctx: &Ctx, a: &Address, name: &str, on: bool) -> Result<(), Er
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: TableAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
@@ -336,18 +348,18 @@ pub async fn update(
             .ddb
             .update_table()
             .table_name(&live.id)
-            .billing_mode(BillingMode::from(attr_str(attrs, "billing_mode")))
-            .set_provisioned_throughput(throughput(attrs))
+            .billing_mode(BillingMode::from(want.billing_mode.as_str()))
+            .set_provisioned_throughput(throughput(&want))
             .send()
             .await
             .ctx("changing the billing of", a)?;
         wait_active(ctx, a, &live.id).await?;
     }
     if changed(changes, "point_in_time_recovery") {
-        set_pitr(ctx, a, &live.id, attr_bool(attrs, "point_in_time_recovery")).await?;
+        set_pitr(ctx, a, &live.id, want.point_in_time_recovery).await?;
     }
     if changed(changes, "deletion_protection") {
-        set_deletion_protection(ctx, a, &live.id, attr_bool(attrs, "deletion_protection")).await?;
+        set_deletion_protection(ctx, a, &live.id, want.deletion_protection).await?;
     }
     Ok(())
 }
@@ -377,7 +389,7 @@ async fn set_deletion_protection(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    if attr_bool(&live.attrs, "deletion_protection") {
+    if from_attrs::<TableAttrs>(&live.attrs)?.deletion_protection {
         match set_deletion_protection(ctx, a, &live.id, false).await {
             Err(e) if e.is_code(&["ResourceNotFoundException"]) => return Ok(()),
             other => other?,
