@@ -280,7 +280,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::Vpc => vpc::create(ctx, a, attrs).await?,
         Kind::Subnet => subnet::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::InternetGateway => igw::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::RouteTable => route_table::create(ctx, a, attrs).await?,
+        Kind::RouteTable => route_table::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::SecurityGroup => security_group::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::LoadBalancer => load_balancer::create(ctx, a, attrs).await?,
         Kind::TargetGroup => target_group::create(ctx, a, from_attrs(attrs)?).await?,
@@ -324,7 +324,7 @@ pub async fn update(
         Kind::Vpc => vpc::update(ctx, live, attrs, changed).await,
         Kind::Subnet => subnet::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::InternetGateway => igw::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::RouteTable => route_table::update(ctx, live, attrs, changed).await,
+        Kind::RouteTable => route_table::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::SecurityGroup => security_group::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::LoadBalancer => load_balancer::update(ctx, live, attrs, changed).await,
         Kind::TargetGroup => target_group::update(ctx, live, from_attrs(attrs)?, changed).await,
@@ -660,7 +660,11 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 11] = [
+        let kinds: [(&[&str], Vec<String>); 12] = [
+            (
+                super::route_table::FORCE_NEW,
+                fields::<super::route_table::RouteTableAttrs>(),
+            ),
             (
                 super::table::FORCE_NEW,
                 fields::<super::table::TableAttrs>(),
