@@ -2,7 +2,8 @@
 //! references between them. Pure: the values that need AWS (the AMI behind `al2023`)
 //! come in through [`Inputs`].
 
-use crate::model::{Address, Desired, Kind, Ref, Value};
+use crate::model::{Address, Desired, Kind, Ref};
+use crate::resources::instance_profile::InstanceProfileAttrs;
 use crate::resources::subnet::SubnetAttrs;
 use crate::resources::vpc::VpcAttrs;
 use crate::resources::{
@@ -203,7 +204,7 @@ pub struct Build<'a> {
     /// EC2.15: no public IPs, no subnet handing them out).
     pub instance_subnets: Vec<Ref<SubnetAttrs>>,
     /// The instances' profile: the existing one the file names, else the stack's own.
-    pub profile_arn: Value,
+    pub profile_arn: Ref<InstanceProfileAttrs>,
 }
 
 impl<'a> Build<'a> {
@@ -223,8 +224,8 @@ impl<'a> Build<'a> {
         };
         // Instances get the stack's own role unless the file names an existing profile.
         let profile_arn = match &inputs.instance_profile_arn {
-            Some(arn) => Value::s(arn),
-            None => Value::r(&instance_profile()),
+            Some(arn) => Ref::id(arn),
+            None => Ref::at(instance_profile()),
         };
         Build {
             spec,
@@ -366,6 +367,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Value;
 
     fn web() -> Spec {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("stacks/web.yaml");

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// A bucket's attributes. `force_destroy` (and `versioning`, which moto cannot
 /// always report) are kept in tags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BucketAttrs {
     pub name: String,
     pub versioning: bool,

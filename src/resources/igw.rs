@@ -1,14 +1,25 @@
 //! The internet gateway and its attachment to the VPC.
 
 use super::delete_when_free;
-use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec,
-};
+use super::vpc::VpcAttrs;
+use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_ec2::types::ResourceType;
+use serde::{Deserialize, Serialize};
+
+/// The internet gateway's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternetGatewayAttrs {
+    /// The VPC it is attached to (empty when detached).
+    pub vpc_id: Ref<VpcAttrs>,
+}
+
+impl KindAttrs for InternetGatewayAttrs {
+    const KIND: Kind = Kind::InternetGateway;
+}
 
 pub const FORCE_NEW: &[&str] = &[];
 
@@ -16,7 +27,9 @@ pub const FORCE_NEW: &[&str] = &[];
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         crate::desired::igw(),
-        attrs([("vpc_id", Value::from(b.vpc.clone()))]),
+        to_attrs(&InternetGatewayAttrs {
+            vpc_id: b.vpc.clone(),
+        }),
     )]
 }
 
@@ -41,7 +54,9 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 .first()
                 .and_then(|a| a.vpc_id())
                 .unwrap_or_default();
-            let attrs = Attrs::from([("vpc_id".into(), Value::s(vpc))]);
+            let attrs = to_attrs(&InternetGatewayAttrs {
+                vpc_id: Ref::id(vpc),
+            });
             let id = g.internet_gateway_id().unwrap_or_default().to_string();
             out.push(Live {
                 address,
@@ -54,7 +69,7 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: InternetGatewayAttrs) -> Result<Created, Error> {
     let r = ctx
         .c
         .ec2
@@ -68,7 +83,7 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|g| g.internet_gateway_id())
         .unwrap_or_default()
         .to_string();
-    attach(ctx, a, &id, attr_str(attrs, "vpc_id")).await?;
+    attach(ctx, a, &id, want.vpc_id.as_id()).await?;
     Ok((id, Default::default()))
 }
 
@@ -113,21 +128,23 @@ async fn detach(ctx: &Ctx, a: &Address, id: &str, vpc: &str) -> Result<(), Error
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: InternetGatewayAttrs,
     _changed: &[String],
 ) -> Result<(), Error> {
-    let old = attr_str(&live.attrs, "vpc_id");
+    let have: InternetGatewayAttrs = from_attrs(&live.attrs)?;
+    let old = have.vpc_id.as_id();
     if !old.is_empty() {
         detach(ctx, &live.address, &live.id, old).await?;
     }
-    attach(ctx, &live.address, &live.id, attr_str(attrs, "vpc_id")).await
+    attach(ctx, &live.address, &live.id, want.vpc_id.as_id()).await
 }
 
 /// What AWS answers when it is already deleted.
 const GONE: &[&str] = &["InvalidInternetGatewayID.NotFound"];
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let vpc = attr_str(&live.attrs, "vpc_id");
+    let have: InternetGatewayAttrs = from_attrs(&live.attrs)?;
+    let vpc = have.vpc_id.as_id();
     if !vpc.is_empty() {
         detach(ctx, &live.address, &live.id, vpc).await?;
     }
@@ -155,5 +172,5 @@ impl super::KindOps for Ops {
         ],
     };
 
-    super::writes!(map);
+    super::writes!(typed);
 }

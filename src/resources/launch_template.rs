@@ -8,19 +8,16 @@
 //! launch from a second version that carries user data.
 
 use super::instance_profile::InstanceProfileAttrs;
-use super::{
-    Created, Ctx, EC2_NOT_YET, absent_ok, attr_i64, attr_list, attr_str, ec2_owned,
-    ec2_owner_filter, ec2_tag_spec,
-};
+use super::security_group::SecurityGroupAttrs;
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
 use crate::desired::{
     Build, Inputs, ROOT_VOLUME, VERIFIER_KEY, build_key, iam_name, launch_template_name, sha_of_key,
 };
-use crate::model::KindAttrs;
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, Kind, attrs};
+use crate::model::{Address, Attrs, Live};
+use crate::model::{Desired, Kind};
+use crate::model::{KindAttrs, Ref, from_attrs, ids, to_attrs};
 use crate::spec::{Ami, ServiceSpec, Spec, render_user_data};
 use aws_sdk_ec2::types::{
     LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
@@ -34,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A launch template's attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LaunchTemplateAttrs {
     /// `<stack>-<service>-<digest>`: the content's name.
     pub name: String,
@@ -42,8 +40,8 @@ pub struct LaunchTemplateAttrs {
     pub instance_type: String,
     /// The rendered user data's digest (the script itself is the payload).
     pub user_data_sha256: String,
-    /// The service's group (`Value`s until the groups' attributes are typed).
-    pub security_group_ids: Vec<Value>,
+    /// The service's group.
+    pub security_group_ids: Vec<Ref<SecurityGroupAttrs>>,
     pub http_tokens: String,
     pub metadata_hop_limit: i64,
     pub root_volume: String,
@@ -83,9 +81,9 @@ pub fn boot(b: &Build, svc: &ServiceSpec) -> Boot {
         Ami::Al2023 => inputs.amis.get(&svc.name).cloned().unwrap_or_default(),
     };
     let user_data = render_user_data(&svc.user_data_template, &template_vars(spec, inputs, svc));
-    let profile = match &b.profile_arn {
-        Value::Str(arn) => arn.clone(),
-        _ => iam_name(&spec.stack, &inputs.region),
+    let profile = match &inputs.instance_profile_arn {
+        Some(arn) => arn.clone(),
+        None => iam_name(&spec.stack, &inputs.region),
     };
     let digest = sha256_hex(
         format!(
@@ -117,31 +115,19 @@ pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
     } = boot(b, svc);
     Desired {
         address: crate::desired::service(Kind::LaunchTemplate, name),
-        attrs: attrs([
+        attrs: to_attrs(&LaunchTemplateAttrs {
             // One template per build and configuration, never a second version: groups
             // pin version 1 (what auto rollback needs), and the name says the content.
-            (
-                "name",
-                Value::s(launch_template_name(&b.spec.stack, name, &digest)),
-            ),
-            ("image_id", Value::s(&image)),
-            ("instance_type", Value::s(&svc.instance_type)),
-            (
-                "user_data_sha256",
-                Value::s(sha256_hex(user_data.as_bytes())),
-            ),
-            (
-                "security_group_ids",
-                Value::List(vec![Value::r(&crate::desired::service(
-                    Kind::SecurityGroup,
-                    name,
-                ))]),
-            ),
-            ("http_tokens", Value::s("required")),
-            ("metadata_hop_limit", Value::Int(1)),
-            ("root_volume", Value::s(ROOT_VOLUME)),
-            ("iam_instance_profile_arn", b.profile_arn.clone()),
-        ]),
+            name: launch_template_name(&b.spec.stack, name, &digest),
+            image_id: image,
+            instance_type: svc.instance_type.clone(),
+            user_data_sha256: sha256_hex(user_data.as_bytes()),
+            security_group_ids: vec![Ref::to(name)],
+            http_tokens: "required".into(),
+            metadata_hop_limit: 1,
+            root_volume: ROOT_VOLUME.into(),
+            iam_instance_profile_arn: b.profile_arn.clone(),
+        }),
         payload: Some(user_data),
         after: Vec::new(),
     }
@@ -185,7 +171,8 @@ pub const VERSION: &str = "1";
 /// A new template can stand beside the old one when its name differs (the content
 /// digest moved); a template whose name stays can only be deleted first.
 pub fn create_before_destroy(live: &Live, wanted: &Attrs) -> bool {
-    attr_str(&live.attrs, "name") != attr_str(wanted, "name")
+    let name = |a: &Attrs| from_attrs::<LaunchTemplateAttrs>(a).map(|t| t.name);
+    name(&live.attrs).ok() != name(wanted).ok()
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
@@ -236,59 +223,38 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             .and_then(|d| d.user_data())
             .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u).ok())
             .unwrap_or_default();
-        let attrs = Attrs::from([
-            (
-                "name".into(),
-                Value::s(t.launch_template_name().unwrap_or_default()),
+        let metadata = data.and_then(|d| d.metadata_options());
+        let attrs = to_attrs(&LaunchTemplateAttrs {
+            name: t.launch_template_name().unwrap_or_default().to_string(),
+            image_id: data
+                .and_then(|d| d.image_id())
+                .unwrap_or_default()
+                .to_string(),
+            instance_type: data
+                .and_then(|d| d.instance_type())
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            user_data_sha256: sha256_hex(&user_data),
+            security_group_ids: data
+                .map(|d| d.security_group_ids().iter().map(Ref::id).collect())
+                .unwrap_or_default(),
+            http_tokens: metadata
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            root_volume: root_volume_of(data),
+            metadata_hop_limit: metadata
+                .and_then(|m| m.http_put_response_hop_limit())
+                .unwrap_or_default()
+                .into(),
+            iam_instance_profile_arn: Ref::id(
+                data.and_then(|d| d.iam_instance_profile())
+                    .and_then(|p| p.arn())
+                    .unwrap_or_default(),
             ),
-            (
-                "image_id".into(),
-                Value::s(data.and_then(|d| d.image_id()).unwrap_or_default()),
-            ),
-            (
-                "instance_type".into(),
-                Value::s(
-                    data.and_then(|d| d.instance_type())
-                        .map(|t| t.as_str())
-                        .unwrap_or_default(),
-                ),
-            ),
-            ("user_data_sha256".into(), Value::s(sha256_hex(&user_data))),
-            (
-                "security_group_ids".into(),
-                Value::strs(
-                    data.map(|d| d.security_group_ids().to_vec())
-                        .unwrap_or_default(),
-                ),
-            ),
-            (
-                "http_tokens".into(),
-                Value::s(
-                    data.and_then(|d| d.metadata_options())
-                        .and_then(|m| m.http_tokens())
-                        .map(|t| t.as_str())
-                        .unwrap_or_default(),
-                ),
-            ),
-            ("root_volume".into(), Value::s(root_volume_of(data))),
-            (
-                "metadata_hop_limit".into(),
-                Value::Int(
-                    data.and_then(|d| d.metadata_options())
-                        .and_then(|m| m.http_put_response_hop_limit())
-                        .unwrap_or_default()
-                        .into(),
-                ),
-            ),
-            (
-                "iam_instance_profile_arn".into(),
-                Value::s(
-                    data.and_then(|d| d.iam_instance_profile())
-                        .and_then(|p| p.arn())
-                        .unwrap_or_default(),
-                ),
-            ),
-        ]);
+        });
         let extra = BTreeMap::from([
             (
                 "latest_version".to_string(),
@@ -317,8 +283,8 @@ const ROOT_DEVICE: &str = "/dev/xvda";
 /// The root volume, `gp3 8GiB encrypted` (Security Hub EC2.3), deleted with the
 /// instance. The size is the AL2023 image's own: AWS refuses a root volume smaller
 /// than its image's snapshot.
-fn root_volume(attrs: &Attrs) -> LaunchTemplateBlockDeviceMappingRequest {
-    let spec = attr_str(attrs, "root_volume");
+fn root_volume(t: &LaunchTemplateAttrs) -> LaunchTemplateBlockDeviceMappingRequest {
+    let spec = &t.root_volume;
     let words: Vec<&str> = spec.split_whitespace().collect();
     let volume_type = words.first().copied().unwrap_or("gp3");
     let size = words
@@ -363,7 +329,12 @@ fn root_volume_of(data: Option<&aws_sdk_ec2::types::ResponseLaunchTemplateData>)
     out
 }
 
-fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunchTemplateData {
+fn data(
+    ctx: &Ctx,
+    a: &Address,
+    t: &LaunchTemplateAttrs,
+    user_data: &str,
+) -> RequestLaunchTemplateData {
     let tags: Vec<Tag> = ctx
         .tags(a)
         .into_iter()
@@ -376,27 +347,24 @@ fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunch
             .build()
     };
     RequestLaunchTemplateData::builder()
-        .image_id(attr_str(attrs, "image_id"))
-        .instance_type(attr_str(attrs, "instance_type").into())
+        .image_id(&t.image_id)
+        .instance_type(t.instance_type.as_str().into())
         .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
-        .set_security_group_ids(Some(attr_list(attrs, "security_group_ids")))
+        .set_security_group_ids(Some(ids(&t.security_group_ids)))
         .iam_instance_profile(
             LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
-                .arn(attr_str(attrs, "iam_instance_profile_arn"))
+                .arn(t.iam_instance_profile_arn.as_id())
                 .build(),
         )
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::from(attr_str(
-                    attrs,
-                    "http_tokens",
-                )))
+                .http_tokens(LaunchTemplateHttpTokensState::from(t.http_tokens.as_str()))
                 .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
                 // The app runs on the host: no container hop may reach the metadata.
-                .http_put_response_hop_limit(attr_i64(attrs, "metadata_hop_limit") as i32)
+                .http_put_response_hop_limit(t.metadata_hop_limit as i32)
                 .build(),
         )
-        .block_device_mappings(root_volume(attrs))
+        .block_device_mappings(root_volume(t))
         .tag_specifications(tag_spec(ResourceType::Instance))
         .tag_specifications(tag_spec(ResourceType::Volume))
         .build()
@@ -405,15 +373,15 @@ fn data(ctx: &Ctx, a: &Address, attrs: &Attrs, user_data: &str) -> RequestLaunch
 pub async fn create(
     ctx: &Ctx,
     a: &Address,
-    attrs: &Attrs,
+    want: LaunchTemplateAttrs,
     user_data: &str,
 ) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .ec2
             .create_launch_template()
-            .launch_template_name(attr_str(attrs, "name"))
-            .launch_template_data(data(ctx, a, attrs, user_data))
+            .launch_template_name(&want.name)
+            .launch_template_data(data(ctx, a, &want, user_data))
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::LaunchTemplate))
             .send()
             .await
@@ -474,7 +442,8 @@ impl super::KindOps for Ops {
         d: &crate::model::Desired,
         attrs: &crate::model::Attrs,
     ) -> Result<super::Created, crate::aws::Error> {
-        create(ctx, &d.address, attrs, d.payload.as_deref().unwrap_or("")).await
+        let user_data = d.payload.as_deref().unwrap_or("");
+        create(ctx, &d.address, crate::model::from_attrs(attrs)?, user_data).await
     }
 
     async fn update(

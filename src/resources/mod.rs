@@ -591,3 +591,83 @@ pub(crate) const EC2_NOT_YET: &[&str] = &[
 
 /// Codes that mean "still in use by something on its way out".
 pub(crate) const STILL_IN_USE: &[&str] = &["DependencyViolation", "ResourceInUse"];
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{KindAttrs, to_attrs};
+
+    /// The attribute names of a typed kind.
+    fn fields<T: KindAttrs + Default>() -> Vec<String> {
+        to_attrs(&T::default()).into_keys().collect()
+    }
+
+    /// `FORCE_NEW` still names attributes by string: each must be a field of the kind's
+    /// struct, or a typo would silently never force a replacement.
+    #[test]
+    fn forced_attributes_are_fields_of_the_typed_kinds() {
+        let kinds: [(&[&str], Vec<String>); 15] = [
+            (
+                super::bucket::FORCE_NEW,
+                fields::<super::bucket::BucketAttrs>(),
+            ),
+            (
+                super::artifact::FORCE_NEW,
+                fields::<super::artifact::ArtifactAttrs>(),
+            ),
+            (
+                super::secret::FORCE_NEW,
+                fields::<super::secret::SecretAttrs>(),
+            ),
+            (
+                super::route_table::FORCE_NEW,
+                fields::<super::route_table::RouteTableAttrs>(),
+            ),
+            (
+                super::table::FORCE_NEW,
+                fields::<super::table::TableAttrs>(),
+            ),
+            (
+                super::igw::FORCE_NEW,
+                fields::<super::igw::InternetGatewayAttrs>(),
+            ),
+            (super::vpc::FORCE_NEW, fields::<super::vpc::VpcAttrs>()),
+            (
+                super::subnet::FORCE_NEW,
+                fields::<super::subnet::SubnetAttrs>(),
+            ),
+            (
+                super::security_group::FORCE_NEW,
+                fields::<super::security_group::SecurityGroupAttrs>(),
+            ),
+            (
+                super::target_group::FORCE_NEW,
+                fields::<super::target_group::TargetGroupAttrs>(),
+            ),
+            (
+                super::iam_role::FORCE_NEW,
+                fields::<super::iam_role::RoleAttrs>(),
+            ),
+            (
+                super::instance_profile::FORCE_NEW,
+                fields::<super::instance_profile::InstanceProfileAttrs>(),
+            ),
+            (
+                super::launch_template::FORCE_NEW,
+                fields::<super::launch_template::LaunchTemplateAttrs>(),
+            ),
+            (
+                super::asg::FORCE_NEW,
+                fields::<super::asg::AutoScalingGroupAttrs>(),
+            ),
+            (
+                super::scaling_policy::FORCE_NEW,
+                fields::<super::scaling_policy::ScalingPolicyAttrs>(),
+            ),
+        ];
+        for (forced, fields) in kinds {
+            for name in forced {
+                assert!(fields.iter().any(|f| f == name), "{name} not in {fields:?}");
+            }
+        }
+    }
+}

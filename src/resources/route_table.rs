@@ -3,17 +3,34 @@
 //! subnets reach S3 and DynamoDB through the gateway endpoints' prefix-list routes,
 //! which AWS adds and this module leaves alone).
 
+use super::igw::InternetGatewayAttrs;
+use super::subnet::SubnetAttrs;
+use super::vpc::VpcAttrs;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_list, attr_str, changed, ec2_owned,
-    ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, ids, to_attrs};
 use aws_sdk_ec2::types::ResourceType;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A route table's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RouteTableAttrs {
+    pub vpc_id: Ref<VpcAttrs>,
+    /// The default route's gateway; an empty id for no default route.
+    pub default_route_gateway_id: Ref<InternetGatewayAttrs>,
+    /// The subnets associated with it.
+    pub subnet_ids: Vec<Ref<SubnetAttrs>>,
+}
+
+impl KindAttrs for RouteTableAttrs {
+    const KIND: Kind = Kind::RouteTable;
+}
 
 pub const FORCE_NEW: &[&str] = &["vpc_id"];
 
@@ -22,21 +39,21 @@ pub const FORCE_NEW: &[&str] = &["vpc_id"];
 pub fn desired(b: &Build) -> Vec<Desired> {
     let mut out = vec![Desired::new(
         crate::desired::route_table(),
-        attrs([
-            ("vpc_id", Value::from(b.vpc.clone())),
-            ("default_route_gateway_id", Value::r(&crate::desired::igw())),
-            ("subnet_ids", Ref::list(&b.subnets)),
-        ]),
+        to_attrs(&RouteTableAttrs {
+            vpc_id: b.vpc.clone(),
+            default_route_gateway_id: Ref::at(crate::desired::igw()),
+            subnet_ids: b.subnets.clone(),
+        }),
     )];
     if !b.private_subnets.is_empty() {
         // No route to the internet: S3 and DynamoDB through the gateway endpoints.
         out.push(Desired::new(
             crate::desired::private_route_table(),
-            attrs([
-                ("vpc_id", Value::from(b.vpc.clone())),
-                ("default_route_gateway_id", Value::s("")),
-                ("subnet_ids", Ref::list(&b.private_subnets)),
-            ]),
+            to_attrs(&RouteTableAttrs {
+                vpc_id: b.vpc.clone(),
+                default_route_gateway_id: Ref::id(""),
+                subnet_ids: b.private_subnets.clone(),
+            }),
         ));
     }
     out
@@ -79,11 +96,11 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                     extra.insert(format!("association:{s}"), id.to_string());
                 }
             }
-            let attrs = Attrs::from([
-                ("vpc_id".into(), Value::s(t.vpc_id().unwrap_or_default())),
-                ("default_route_gateway_id".into(), Value::s(gateway)),
-                ("subnet_ids".into(), Value::strs(subnets)),
-            ]);
+            let attrs = to_attrs(&RouteTableAttrs {
+                vpc_id: Ref::id(t.vpc_id().unwrap_or_default()),
+                default_route_gateway_id: Ref::id(gateway),
+                subnet_ids: subnets.into_iter().map(Ref::id).collect(),
+            });
             let id = t.route_table_id().unwrap_or_default().to_string();
             out.push(Live {
                 address,
@@ -96,12 +113,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: RouteTableAttrs) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .ec2
             .create_route_table()
-            .vpc_id(attr_str(attrs, "vpc_id"))
+            .vpc_id(want.vpc_id.as_id())
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::RouteTable))
             .send()
             .await
@@ -113,16 +130,9 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|t| t.route_table_id())
         .unwrap_or_default()
         .to_string();
-    set_route(
-        ctx,
-        a,
-        &id,
-        attr_str(attrs, "default_route_gateway_id"),
-        false,
-    )
-    .await?;
+    set_route(ctx, a, &id, want.default_route_gateway_id.as_id(), false).await?;
     let mut extra = BTreeMap::new();
-    for s in attr_list(attrs, "subnet_ids") {
+    for s in ids(&want.subnet_ids) {
         let assoc = associate(ctx, a, &id, &s).await?;
         extra.insert(format!("association:{s}"), assoc);
     }
@@ -215,24 +225,25 @@ async fn disassociate(ctx: &Ctx, live: &Live, subnet: &str) -> Result<(), Error>
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: RouteTableAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
+    let have: RouteTableAttrs = from_attrs(&live.attrs)?;
     if changed(changes, "default_route_gateway_id") {
-        let had_route = !attr_str(&live.attrs, "default_route_gateway_id").is_empty();
+        let had_route = !have.default_route_gateway_id.as_id().is_empty();
         set_route(
             ctx,
             a,
             &live.id,
-            attr_str(attrs, "default_route_gateway_id"),
+            want.default_route_gateway_id.as_id(),
             had_route,
         )
         .await?;
     }
     if changed(changes, "subnet_ids") {
-        let want = attr_list(attrs, "subnet_ids");
-        let have = attr_list(&live.attrs, "subnet_ids");
+        let want = ids(&want.subnet_ids);
+        let have = ids(&have.subnet_ids);
         for s in have.iter().filter(|s| !want.contains(s)) {
             disassociate(ctx, live, s).await?;
         }
@@ -244,7 +255,7 @@ pub async fn update(
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    for s in attr_list(&live.attrs, "subnet_ids") {
+    for s in ids(&from_attrs::<RouteTableAttrs>(&live.attrs)?.subnet_ids) {
         disassociate(ctx, live, &s).await?;
     }
     retry_codes(STILL_IN_USE, Patience::DEPENDENCY, || async {
@@ -272,5 +283,5 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::RouteTables;
 
-    super::writes!(map);
+    super::writes!(typed);
 }

@@ -1,16 +1,39 @@
 //! The CPU target-tracking policy of each Auto Scaling group. Policies cannot carry
 //! tags; a policy belongs to the stack when its group does.
 
-use super::{Created, Ctx, absent_ok, attr_str};
+use super::asg::AutoScalingGroupAttrs;
+use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Kind, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{
     MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A scaling policy's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScalingPolicyAttrs {
+    pub name: String,
+    /// Its group (a group's id is its name).
+    pub autoscaling_group_name: Ref<AutoScalingGroupAttrs>,
+    /// The predefined metric tracked (`ASGAverageCPUUtilization`).
+    pub metric: String,
+    #[serde(default = "default_target")]
+    pub target_value: f64,
+}
+
+impl KindAttrs for ScalingPolicyAttrs {
+    const KIND: Kind = Kind::ScalingPolicy;
+}
+
+/// The target a policy read without one gets.
+fn default_target() -> f64 {
+    50.0
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "autoscaling_group_name"];
 
@@ -19,15 +42,12 @@ pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
     let (stack, name) = (&b.spec.stack, &svc.name);
     Desired::new(
         crate::desired::service(Kind::ScalingPolicy, name),
-        attrs([
-            ("name", Value::s(format!("{stack}-{name}-cpu"))),
-            (
-                "autoscaling_group_name",
-                Value::r(&crate::desired::service(Kind::AutoScalingGroup, name)),
-            ),
-            ("metric", Value::s("ASGAverageCPUUtilization")),
-            ("target_value", Value::Float(svc.scaling.cpu_target)),
-        ]),
+        to_attrs(&ScalingPolicyAttrs {
+            name: format!("{stack}-{name}-cpu"),
+            autoscaling_group_name: Ref::to(name),
+            metric: "ASGAverageCPUUtilization".into(),
+            target_value: svc.scaling.cpu_target,
+        }),
     )
 }
 
@@ -47,15 +67,12 @@ pub async fn discover(c: &Clients, groups: &BTreeMap<String, String>) -> Result<
                 .and_then(|m| m.predefined_metric_type())
                 .map(|t| t.as_str().to_string())
                 .unwrap_or_default();
-            let attrs = Attrs::from([
-                ("name".into(), Value::s(p.policy_name().unwrap_or_default())),
-                ("autoscaling_group_name".into(), Value::s(group)),
-                ("metric".into(), Value::s(metric)),
-                (
-                    "target_value".into(),
-                    Value::Float(cfg.and_then(|c| c.target_value()).unwrap_or_default()),
-                ),
-            ]);
+            let attrs = to_attrs(&ScalingPolicyAttrs {
+                name: p.policy_name().unwrap_or_default().to_string(),
+                autoscaling_group_name: Ref::id(group),
+                metric,
+                target_value: cfg.and_then(|c| c.target_value()).unwrap_or_default(),
+            });
             out.push(Live {
                 address: Address::new(Kind::ScalingPolicy, service),
                 id: p.policy_name().unwrap_or_default().to_string(),
@@ -71,27 +88,22 @@ pub async fn discover(c: &Clients, groups: &BTreeMap<String, String>) -> Result<
 }
 
 /// PutScalingPolicy creates or replaces the policy of that name.
-pub async fn put(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let target = attrs.get("target_value").and_then(|v| match v {
-        Value::Float(f) => Some(*f),
-        Value::Int(i) => Some(*i as f64),
-        _ => None,
-    });
-    let name = attr_str(attrs, "name").to_string();
+pub async fn put(ctx: &Ctx, a: &Address, want: ScalingPolicyAttrs) -> Result<Created, Error> {
+    let name = want.name.clone();
     ctx.c
         .asg
         .put_scaling_policy()
-        .auto_scaling_group_name(attr_str(attrs, "autoscaling_group_name"))
+        .auto_scaling_group_name(want.autoscaling_group_name.as_id())
         .policy_name(&name)
         .policy_type("TargetTrackingScaling")
         .target_tracking_configuration(
             TargetTrackingConfiguration::builder()
                 .predefined_metric_specification(
                     PredefinedMetricSpecification::builder()
-                        .predefined_metric_type(MetricType::from(attr_str(attrs, "metric")))
+                        .predefined_metric_type(MetricType::from(want.metric.as_str()))
                         .build(),
                 )
-                .target_value(target.unwrap_or(50.0))
+                .target_value(want.target_value)
                 .build(),
         )
         .send()
@@ -101,11 +113,12 @@ pub async fn put(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error
 }
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
+    let have: ScalingPolicyAttrs = from_attrs(&live.attrs)?;
     absent_ok(
         ctx.c
             .asg
             .delete_policy()
-            .auto_scaling_group_name(attr_str(&live.attrs, "autoscaling_group_name"))
+            .auto_scaling_group_name(have.autoscaling_group_name.as_id())
             .policy_name(&live.id)
             .send()
             .await
@@ -128,7 +141,7 @@ impl super::KindOps for Ops {
         d: &crate::model::Desired,
         attrs: &crate::model::Attrs,
     ) -> Result<super::Created, crate::aws::Error> {
-        put(ctx, &d.address, attrs).await
+        put(ctx, &d.address, crate::model::from_attrs(attrs)?).await
     }
 
     async fn update(
@@ -138,7 +151,9 @@ impl super::KindOps for Ops {
         attrs: &crate::model::Attrs,
         _changed: &[String],
     ) -> Result<String, crate::aws::Error> {
-        put(ctx, &live.address, attrs).await.map(|(id, _)| id)
+        put(ctx, &live.address, crate::model::from_attrs(attrs)?)
+            .await
+            .map(|(id, _)| id)
     }
 
     super::writes!(delete);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 /// The write credential's attributes. The verifier's two are read from the app's
 /// bucket, so a live parameter has them only once that bucket is found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecretAttrs {
     pub name: String,
     /// The parameter type (`SecureString`).
