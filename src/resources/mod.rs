@@ -282,7 +282,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::InternetGateway => igw::create(ctx, a, attrs).await?,
         Kind::RouteTable => route_table::create(ctx, a, attrs).await?,
         Kind::SecurityGroup => security_group::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::LoadBalancer => load_balancer::create(ctx, a, attrs).await?,
+        Kind::LoadBalancer => load_balancer::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::TargetGroup => target_group::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::Listener => listener::create(ctx, a, attrs).await?,
         Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
@@ -326,7 +326,7 @@ pub async fn update(
         Kind::InternetGateway => igw::update(ctx, live, attrs, changed).await,
         Kind::RouteTable => route_table::update(ctx, live, attrs, changed).await,
         Kind::SecurityGroup => security_group::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::LoadBalancer => load_balancer::update(ctx, live, attrs, changed).await,
+        Kind::LoadBalancer => load_balancer::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::TargetGroup => target_group::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::Listener => listener::update(ctx, live, attrs, changed).await,
         Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
@@ -660,7 +660,7 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 9] = [
+        let kinds: [(&[&str], Vec<String>); 10] = [
             (super::vpc::FORCE_NEW, fields::<super::vpc::VpcAttrs>()),
             (
                 super::subnet::FORCE_NEW,
@@ -693,6 +693,10 @@ mod tests {
             (
                 super::scaling_policy::FORCE_NEW,
                 fields::<super::scaling_policy::ScalingPolicyAttrs>(),
+            ),
+            (
+                super::load_balancer::FORCE_NEW,
+                fields::<super::load_balancer::LoadBalancerAttrs>(),
             ),
         ];
         for (forced, fields) in kinds {
