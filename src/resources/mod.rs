@@ -284,7 +284,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::SecurityGroup => security_group::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::LoadBalancer => load_balancer::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::TargetGroup => target_group::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::Listener => listener::create(ctx, a, attrs).await?,
+        Kind::Listener => listener::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
         Kind::Role => iam_role::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::InstanceProfile => instance_profile::create(ctx, a, from_attrs(attrs)?).await?,
@@ -328,7 +328,7 @@ pub async fn update(
         Kind::SecurityGroup => security_group::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::LoadBalancer => load_balancer::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::TargetGroup => target_group::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::Listener => listener::update(ctx, live, attrs, changed).await,
+        Kind::Listener => listener::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
         Kind::Role => iam_role::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::InstanceProfile => {
@@ -660,7 +660,7 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 10] = [
+        let kinds: [(&[&str], Vec<String>); 11] = [
             (super::vpc::FORCE_NEW, fields::<super::vpc::VpcAttrs>()),
             (
                 super::subnet::FORCE_NEW,
@@ -697,6 +697,10 @@ mod tests {
             (
                 super::load_balancer::FORCE_NEW,
                 fields::<super::load_balancer::LoadBalancerAttrs>(),
+            ),
+            (
+                super::listener::FORCE_NEW,
+                fields::<super::listener::ListenerAttrs>(),
             ),
         ];
         for (forced, fields) in kinds {
