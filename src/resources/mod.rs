@@ -285,7 +285,7 @@ pub async fn create(ctx: &Ctx, d: &Desired, attrs: &Attrs) -> Result<Live, Error
         Kind::LoadBalancer => load_balancer::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::TargetGroup => target_group::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::Listener => listener::create(ctx, a, from_attrs(attrs)?).await?,
-        Kind::ListenerRule => listener_rule::create(ctx, a, attrs).await?,
+        Kind::ListenerRule => listener_rule::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::Role => iam_role::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::InstanceProfile => instance_profile::create(ctx, a, from_attrs(attrs)?).await?,
         Kind::LaunchTemplate => {
@@ -329,7 +329,7 @@ pub async fn update(
         Kind::LoadBalancer => load_balancer::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::TargetGroup => target_group::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::Listener => listener::update(ctx, live, from_attrs(attrs)?, changed).await,
-        Kind::ListenerRule => listener_rule::update(ctx, live, attrs, changed).await,
+        Kind::ListenerRule => listener_rule::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::Role => iam_role::update(ctx, live, from_attrs(attrs)?, changed).await,
         Kind::InstanceProfile => {
             instance_profile::update(ctx, live, from_attrs(attrs)?, changed).await
@@ -660,7 +660,7 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 11] = [
+        let kinds: [(&[&str], Vec<String>); 12] = [
             (super::vpc::FORCE_NEW, fields::<super::vpc::VpcAttrs>()),
             (
                 super::subnet::FORCE_NEW,
@@ -701,6 +701,10 @@ mod tests {
             (
                 super::listener::FORCE_NEW,
                 fields::<super::listener::ListenerAttrs>(),
+            ),
+            (
+                super::listener_rule::FORCE_NEW,
+                fields::<super::listener_rule::ListenerRuleAttrs>(),
             ),
         ];
         for (forced, fields) in kinds {
