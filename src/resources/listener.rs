@@ -6,15 +6,42 @@
 //! `listener.main` from 80 to 443 in place (ModifyListener), and the redirect listener
 //! takes 80 only once it is free (a claim, see `claims`).
 
-use super::{Created, Ctx, absent_ok, attr_i64, attr_str, elbv2::elb_tags};
+use super::load_balancer::LoadBalancerAttrs;
+use super::target_group::TargetGroupAttrs;
+use super::{Created, Ctx, absent_ok, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, Kind, attrs};
+use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener, ProtocolEnum, RedirectActionConfig,
     RedirectActionStatusCodeEnum,
 };
+use serde::{Deserialize, Serialize};
+
+/// A listener's attributes: it forwards to a target group or answers with a redirect.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerAttrs {
+    pub load_balancer_arn: Ref<LoadBalancerAttrs>,
+    pub port: i64,
+    pub protocol: String,
+    /// Where a forwarding listener sends requests (absent on a redirect listener).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_target_group_arn: Option<Ref<TargetGroupAttrs>>,
+    /// A redirect listener's answer: `HTTPS:443 301`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<String>,
+    /// HTTPS only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
+    /// HTTPS only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_policy: Option<String>,
+}
+
+impl KindAttrs for ListenerAttrs {
+    const KIND: Kind = Kind::Listener;
+}
 
 pub const FORCE_NEW: &[&str] = &["load_balancer_arn"];
 
@@ -23,97 +50,80 @@ pub const FORCE_NEW: &[&str] = &["load_balancer_arn"];
 pub fn desired(b: &Build) -> Vec<Desired> {
     let lb = &b.spec.load_balancer;
     let mut out = Vec::new();
-    let mut main = attrs([
-        (
-            "load_balancer_arn",
-            Value::r(&crate::desired::load_balancer()),
-        ),
-        ("port", Value::Int(lb.port.into())),
-        ("protocol", Value::s("HTTP")),
-        (
-            "default_target_group_arn",
-            Value::r(&crate::desired::service(
-                Kind::TargetGroup,
-                &lb.default_service,
-            )),
-        ),
-    ]);
+    let mut main = ListenerAttrs {
+        load_balancer_arn: Ref::at(crate::desired::load_balancer()),
+        port: lb.port.into(),
+        protocol: "HTTP".into(),
+        default_target_group_arn: Some(Ref::at(crate::desired::service(
+            Kind::TargetGroup,
+            &lb.default_service,
+        ))),
+        ..Default::default()
+    };
     if let Some(h) = &lb.https {
-        main.insert("port".into(), Value::Int(h.port.into()));
-        main.insert("protocol".into(), Value::s("HTTPS"));
-        main.insert("certificate_arn".into(), Value::s(&h.certificate_arn));
-        main.insert("ssl_policy".into(), Value::s(&h.ssl_policy));
+        main.port = h.port.into();
+        main.protocol = "HTTPS".into();
+        main.certificate_arn = Some(h.certificate_arn.clone());
+        main.ssl_policy = Some(h.ssl_policy.clone());
         // Plain HTTP only answers with a permanent redirect to HTTPS.
         out.push(Desired::new(
             Address::new(Kind::Listener, "redirect"),
-            attrs([
-                (
-                    "load_balancer_arn",
-                    Value::r(&crate::desired::load_balancer()),
-                ),
-                ("port", Value::Int(lb.port.into())),
-                ("protocol", Value::s("HTTP")),
-                ("redirect", Value::s(format!("HTTPS:{} 301", h.port))),
-            ]),
+            to_attrs(&ListenerAttrs {
+                load_balancer_arn: Ref::at(crate::desired::load_balancer()),
+                port: lb.port.into(),
+                protocol: "HTTP".into(),
+                redirect: Some(format!("HTTPS:{} 301", h.port)),
+                ..Default::default()
+            }),
         ));
     }
-    out.push(Desired::new(crate::desired::listener(), main));
+    out.push(Desired::new(crate::desired::listener(), to_attrs(&main)));
     out
 }
 
 pub fn live(address: Address, l: &Listener) -> Live {
     let action = l.default_actions().first();
-    let mut attrs = Attrs::from([
-        (
-            "load_balancer_arn".into(),
-            Value::s(l.load_balancer_arn().unwrap_or_default()),
-        ),
-        (
-            "port".into(),
-            Value::Int(l.port().unwrap_or_default().into()),
-        ),
-        (
-            "protocol".into(),
-            Value::s(l.protocol().map(|p| p.as_str()).unwrap_or_default()),
-        ),
-    ]);
+    let mut have = ListenerAttrs {
+        load_balancer_arn: Ref::id(l.load_balancer_arn().unwrap_or_default()),
+        port: l.port().unwrap_or_default().into(),
+        protocol: l
+            .protocol()
+            .map(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        ..Default::default()
+    };
     match action.and_then(|a| a.redirect_config()) {
         Some(r) => {
-            attrs.insert(
-                "redirect".into(),
-                Value::s(format!(
-                    "{}:{} {}",
-                    r.protocol().unwrap_or_default(),
-                    r.port().unwrap_or_default(),
-                    r.status_code()
-                        .map(|c| c.as_str().trim_start_matches("HTTP_"))
-                        .unwrap_or_default()
-                )),
-            );
+            have.redirect = Some(format!(
+                "{}:{} {}",
+                r.protocol().unwrap_or_default(),
+                r.port().unwrap_or_default(),
+                r.status_code()
+                    .map(|c| c.as_str().trim_start_matches("HTTP_"))
+                    .unwrap_or_default()
+            ));
         }
         None => {
             let tg = action
                 .and_then(|a| a.target_group_arn())
                 .unwrap_or_default();
-            attrs.insert("default_target_group_arn".into(), Value::s(tg));
+            have.default_target_group_arn = Some(Ref::id(tg));
         }
     }
     if let Some(c) = l.certificates().first() {
-        attrs.insert(
-            "certificate_arn".into(),
-            Value::s(c.certificate_arn().unwrap_or_default()),
-        );
+        have.certificate_arn = Some(c.certificate_arn().unwrap_or_default().to_string());
     }
     // HTTPS only: moto reports a policy on HTTP listeners too, AWS none.
     if let Some(p) = l.ssl_policy()
         && l.protocol() == Some(&ProtocolEnum::Https)
     {
-        attrs.insert("ssl_policy".into(), Value::s(p));
+        have.ssl_policy = Some(p.to_string());
     }
     Live {
         address,
         id: l.listener_arn().unwrap_or_default().to_string(),
-        attrs,
+        attrs: to_attrs(&have),
         extra: Default::default(),
     }
 }
@@ -143,33 +153,36 @@ fn redirect(spec: &str) -> Action {
         .build()
 }
 
-fn default_action(attrs: &Attrs) -> Action {
-    match attr_str(attrs, "redirect") {
-        "" => forward(attr_str(attrs, "default_target_group_arn")),
+fn default_action(want: &ListenerAttrs) -> Action {
+    match want.redirect.as_deref().unwrap_or_default() {
+        "" => forward(
+            want.default_target_group_arn
+                .as_ref()
+                .map(Ref::as_id)
+                .unwrap_or_default(),
+        ),
         r => redirect(r),
     }
 }
 
 /// The certificate, for an HTTPS listener only.
-fn certificates(attrs: &Attrs) -> Option<Vec<Certificate>> {
-    let arn = attr_str(attrs, "certificate_arn");
+fn certificates(want: &ListenerAttrs) -> Option<Vec<Certificate>> {
+    let arn = want.certificate_arn.as_deref().unwrap_or_default();
     (!arn.is_empty()).then(|| vec![Certificate::builder().certificate_arn(arn).build()])
 }
 
-fn ssl_policy(attrs: &Attrs) -> Option<String> {
-    Some(attr_str(attrs, "ssl_policy").to_string()).filter(|p| !p.is_empty())
+fn ssl_policy(want: &ListenerAttrs) -> Option<String> {
+    want.ssl_policy.clone().filter(|p| !p.is_empty())
 }
 
-/// A listener holds its port on its load balancer.
+/// A listener holds its port on its load balancer. Malformed attributes read as
+/// empty, as a missing attribute does.
 pub fn claims(attrs: &Attrs) -> Vec<String> {
-    vec![format!(
-        "{}#port={}",
-        attr_str(attrs, "load_balancer_arn"),
-        attr_i64(attrs, "port")
-    )]
+    let l: ListenerAttrs = from_attrs(attrs).unwrap_or_default();
+    vec![format!("{}#port={}", l.load_balancer_arn.as_id(), l.port)]
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: ListenerAttrs) -> Result<Created, Error> {
     let r = retry_codes(
         &["TargetGroupNotFound", "LoadBalancerNotFound"],
         Patience::FRESH_ID,
@@ -177,12 +190,12 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             ctx.c
                 .elb
                 .create_listener()
-                .load_balancer_arn(attr_str(attrs, "load_balancer_arn"))
-                .port(attr_i64(attrs, "port") as i32)
-                .protocol(ProtocolEnum::from(attr_str(attrs, "protocol")))
-                .set_certificates(certificates(attrs))
-                .set_ssl_policy(ssl_policy(attrs))
-                .default_actions(default_action(attrs))
+                .load_balancer_arn(want.load_balancer_arn.as_id())
+                .port(want.port as i32)
+                .protocol(ProtocolEnum::from(want.protocol.as_str()))
+                .set_certificates(certificates(&want))
+                .set_ssl_policy(ssl_policy(&want))
+                .default_actions(default_action(&want))
                 .set_tags(Some(elb_tags(ctx, a)))
                 .send()
                 .await
@@ -204,18 +217,18 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: ListenerAttrs,
     _changed: &[String],
 ) -> Result<(), Error> {
     ctx.c
         .elb
         .modify_listener()
         .listener_arn(&live.id)
-        .port(attr_i64(attrs, "port") as i32)
-        .protocol(ProtocolEnum::from(attr_str(attrs, "protocol")))
-        .set_certificates(certificates(attrs))
-        .set_ssl_policy(ssl_policy(attrs))
-        .default_actions(default_action(attrs))
+        .port(want.port as i32)
+        .protocol(ProtocolEnum::from(want.protocol.as_str()))
+        .set_certificates(certificates(&want))
+        .set_ssl_policy(ssl_policy(&want))
+        .default_actions(default_action(&want))
         .send()
         .await
         .ctx("updating", &live.address)
@@ -246,7 +259,7 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
-    super::writes!(map);
+    super::writes!(typed);
 
     fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)

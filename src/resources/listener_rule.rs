@@ -7,18 +7,33 @@
 //! priority another rule gives up waits for that rule's delete or move (see
 //! [`claims`]).
 
-use super::{
-    Created, Ctx, absent_ok, attr_i64, attr_str, changed, elbv2::elb_tags, listener::forward,
-};
+use super::listener::ListenerAttrs;
+use super::target_group::TargetGroupAttrs;
+use super::{Created, Ctx, absent_ok, changed, elbv2::elb_tags, listener::forward};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Kind, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, Value};
+use crate::model::{from_attrs, to_attrs};
 use crate::plan::{Action, Plan};
 use aws_sdk_elasticloadbalancingv2::types::{
     PathPatternConditionConfig, Rule, RuleCondition, RulePriorityPair,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A listener rule's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerRuleAttrs {
+    pub listener_arn: Ref<ListenerAttrs>,
+    pub priority: i64,
+    pub path_pattern: String,
+    pub target_group_arn: Ref<TargetGroupAttrs>,
+}
+
+impl KindAttrs for ListenerRuleAttrs {
+    const KIND: Kind = Kind::ListenerRule;
+}
 
 pub const FORCE_NEW: &[&str] = &["listener_arn"];
 
@@ -31,15 +46,15 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         .map(|rule| {
             Desired::new(
                 Address::new(Kind::ListenerRule, &rule.name),
-                attrs([
-                    ("listener_arn", Value::r(&crate::desired::listener())),
-                    ("priority", Value::Int(rule.priority.into())),
-                    ("path_pattern", Value::s(&rule.path)),
-                    (
-                        "target_group_arn",
-                        Value::r(&crate::desired::service(Kind::TargetGroup, &rule.service)),
-                    ),
-                ]),
+                to_attrs(&ListenerRuleAttrs {
+                    listener_arn: Ref::at(crate::desired::listener()),
+                    priority: rule.priority.into(),
+                    path_pattern: rule.path.clone(),
+                    target_group_arn: Ref::at(crate::desired::service(
+                        Kind::TargetGroup,
+                        &rule.service,
+                    )),
+                }),
             )
         })
         .collect()
@@ -65,12 +80,12 @@ pub fn live(address: Address, listener_arn: &str, r: &Rule) -> Live {
         .priority()
         .and_then(|p| p.parse().ok())
         .unwrap_or_default();
-    let attrs = Attrs::from([
-        ("listener_arn".into(), Value::s(listener_arn)),
-        ("priority".into(), Value::Int(priority)),
-        ("path_pattern".into(), Value::s(path)),
-        ("target_group_arn".into(), Value::s(tg)),
-    ]);
+    let attrs = to_attrs(&ListenerRuleAttrs {
+        listener_arn: Ref::id(listener_arn),
+        priority,
+        path_pattern: path,
+        target_group_arn: Ref::id(tg),
+    });
     Live {
         address,
         id: r.rule_arn().unwrap_or_default().to_string(),
@@ -79,12 +94,14 @@ pub fn live(address: Address, listener_arn: &str, r: &Rule) -> Live {
     }
 }
 
-/// A rule holds its priority on its listener.
+/// A rule holds its priority on its listener. Malformed attributes read as empty, as a
+/// missing attribute does.
 pub fn claims(attrs: &Attrs) -> Vec<String> {
+    let r: ListenerRuleAttrs = from_attrs(attrs).unwrap_or_default();
     vec![format!(
         "{}#priority={}",
-        attr_str(attrs, "listener_arn"),
-        attr_i64(attrs, "priority")
+        r.listener_arn.as_id(),
+        r.priority
     )]
 }
 
@@ -108,7 +125,8 @@ pub fn priority_batches(
             .and_then(|a| a.after.as_ref())
             .and_then(Value::as_i64);
         if let Some(p) = new {
-            out.entry(attr_str(&l.attrs, "listener_arn").to_string())
+            let have: ListenerRuleAttrs = from_attrs(&l.attrs).unwrap_or_default();
+            out.entry(have.listener_arn.as_id().to_string())
                 .or_default()
                 .push((l.id.clone(), p as i32));
         }
@@ -118,7 +136,8 @@ pub fn priority_batches(
 
 /// Sends every priority change on the rule's listener in one call, once per run.
 async fn set_priorities(ctx: &Ctx, live: &Live, priority: i32) -> Result<(), Error> {
-    let listener = attr_str(&live.attrs, "listener_arn");
+    let have: ListenerRuleAttrs = from_attrs(&live.attrs)?;
+    let listener = have.listener_arn.as_id();
     let batch = ctx
         .shared
         .rule_priorities
@@ -151,18 +170,18 @@ async fn set_priorities(ctx: &Ctx, live: &Live, priority: i32) -> Result<(), Err
         .await
 }
 
-fn condition(attrs: &Attrs) -> RuleCondition {
+fn condition(want: &ListenerRuleAttrs) -> RuleCondition {
     RuleCondition::builder()
         .field("path-pattern")
         .path_pattern_config(
             PathPatternConditionConfig::builder()
-                .values(attr_str(attrs, "path_pattern"))
+                .values(&want.path_pattern)
                 .build(),
         )
         .build()
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: ListenerRuleAttrs) -> Result<Created, Error> {
     let r = retry_codes(
         &["TargetGroupNotFound", "ListenerNotFound"],
         Patience::FRESH_ID,
@@ -170,10 +189,10 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             ctx.c
                 .elb
                 .create_rule()
-                .listener_arn(attr_str(attrs, "listener_arn"))
-                .priority(attr_i64(attrs, "priority") as i32)
-                .conditions(condition(attrs))
-                .actions(forward(attr_str(attrs, "target_group_arn")))
+                .listener_arn(want.listener_arn.as_id())
+                .priority(want.priority as i32)
+                .conditions(condition(&want))
+                .actions(forward(want.target_group_arn.as_id()))
                 .set_tags(Some(elb_tags(ctx, a)))
                 .send()
                 .await
@@ -193,20 +212,20 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: ListenerRuleAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
     if changed(changes, "priority") {
-        set_priorities(ctx, live, attr_i64(attrs, "priority") as i32).await?;
+        set_priorities(ctx, live, want.priority as i32).await?;
     }
     if changed(changes, "path_pattern") || changed(changes, "target_group_arn") {
         ctx.c
             .elb
             .modify_rule()
             .rule_arn(&live.id)
-            .conditions(condition(attrs))
-            .actions(forward(attr_str(attrs, "target_group_arn")))
+            .conditions(condition(&want))
+            .actions(forward(want.target_group_arn.as_id()))
             .send()
             .await
             .ctx("updating", a)?;
@@ -242,7 +261,7 @@ impl super::KindOps for Ops {
         delete_after_deletes_of: &[],
     };
 
-    super::writes!(map);
+    super::writes!(typed);
 
     fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)

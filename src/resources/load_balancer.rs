@@ -1,18 +1,57 @@
 //! The internet-facing Application Load Balancer. Creation waits until it is `active`;
 //! deletion waits until it is gone, so its subnets and security group can follow.
 
-use super::{Created, Ctx, attr_bool, attr_list, attr_str, changed, elbv2::elb_tags};
+use super::security_group::SecurityGroupAttrs;
+use super::subnet::SubnetAttrs;
+use super::{Created, Ctx, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, attrs};
+use crate::model::{
+    Address, Desired, Kind, KindAttrs, Live, Ref, Value, from_attrs, ids, to_attrs,
+};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
     LoadBalancerTypeEnum,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// The load balancer's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadBalancerAttrs {
+    pub name: String,
+    pub scheme: String,
+    /// Invalid header fields are dropped, not passed to the app (Security Hub ELB.4).
+    pub drop_invalid_header_fields: bool,
+    /// The load balancer cannot be deleted by accident (ELB.6).
+    pub deletion_protection: bool,
+    /// The log bucket (Security Hub ELB.5): a reference to the stack's bucket, or the
+    /// bucket name AWS reports (empty when logging is off). Absent from the listing's
+    /// flatten until [`read_attributes`] adds it. Still an untyped value: buckets are
+    /// not typed yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<Value>,
+    /// The public subnets.
+    pub subnets: Vec<Ref<SubnetAttrs>>,
+    /// The load balancer's group.
+    pub security_groups: Vec<Ref<SecurityGroupAttrs>>,
+}
+
+impl KindAttrs for LoadBalancerAttrs {
+    const KIND: Kind = Kind::LoadBalancer;
+}
+
+impl LoadBalancerAttrs {
+    /// The log bucket's name once resolved (empty when logging is off).
+    fn log_bucket(&self) -> &str {
+        self.access_logs
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
 
 pub const FORCE_NEW: &[&str] = &["name", "scheme"];
 
@@ -20,22 +59,16 @@ pub const FORCE_NEW: &[&str] = &["name", "scheme"];
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         crate::desired::load_balancer(),
-        attrs([
-            (
-                "name",
-                Value::s(crate::desired::load_balancer_name(&b.spec.stack)),
-            ),
-            ("scheme", Value::s("internet-facing")),
-            ("drop_invalid_header_fields", Value::Bool(true)),
-            ("deletion_protection", Value::Bool(true)),
+        to_attrs(&LoadBalancerAttrs {
+            name: crate::desired::load_balancer_name(&b.spec.stack),
+            scheme: "internet-facing".into(),
+            drop_invalid_header_fields: true,
+            deletion_protection: true,
             // Security Hub ELB.5: access logs, to the log bucket.
-            ("access_logs", Value::r(&crate::desired::logs_bucket())),
-            ("subnets", Ref::list(&b.subnets)),
-            (
-                "security_groups",
-                Value::List(vec![Value::r(&crate::desired::alb_sg())]),
-            ),
-        ]),
+            access_logs: Some(Value::r(&crate::desired::logs_bucket())),
+            subnets: b.subnets.clone(),
+            security_groups: vec![Ref::at(crate::desired::alb_sg())],
+        }),
     )]
 }
 
@@ -46,28 +79,28 @@ const NOT_YET: &[&str] = &[
     "InvalidConfigurationRequest",
 ];
 
+/// The load balancer as ELBv2 lists it; the attributes it sets separately (flags and
+/// access logs) come from [`read_attributes`].
 pub fn live(address: Address, lb: &LoadBalancer) -> Live {
-    let subnets: Vec<String> = lb
+    let subnets = lb
         .availability_zones()
         .iter()
         .filter_map(|z| z.subnet_id())
-        .map(str::to_string)
+        .map(Ref::id)
         .collect();
-    let attrs = Attrs::from([
-        (
-            "name".into(),
-            Value::s(lb.load_balancer_name().unwrap_or_default()),
-        ),
-        (
-            "scheme".into(),
-            Value::s(lb.scheme().map(|s| s.as_str()).unwrap_or_default()),
-        ),
-        ("subnets".into(), Value::strs(subnets)),
-        (
-            "security_groups".into(),
-            Value::strs(lb.security_groups().iter().cloned()),
-        ),
-    ]);
+    let attrs = to_attrs(&LoadBalancerAttrs {
+        name: lb.load_balancer_name().unwrap_or_default().to_string(),
+        scheme: lb
+            .scheme()
+            .map(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        drop_invalid_header_fields: false,
+        deletion_protection: false,
+        access_logs: None,
+        subnets,
+        security_groups: lb.security_groups().iter().map(Ref::id).collect(),
+    });
     let extra = BTreeMap::from([
         (
             "dns_name".to_string(),
@@ -89,15 +122,15 @@ pub fn live(address: Address, lb: &LoadBalancer) -> Live {
     }
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: LoadBalancerAttrs) -> Result<Created, Error> {
     let r = retry_codes(NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .elb
             .create_load_balancer()
-            .name(attr_str(attrs, "name"))
-            .set_subnets(Some(attr_list(attrs, "subnets")))
-            .set_security_groups(Some(attr_list(attrs, "security_groups")))
-            .scheme(LoadBalancerSchemeEnum::from(attr_str(attrs, "scheme")))
+            .name(&want.name)
+            .set_subnets(Some(ids(&want.subnets)))
+            .set_security_groups(Some(ids(&want.security_groups)))
+            .scheme(LoadBalancerSchemeEnum::from(want.scheme.as_str()))
             .r#type(LoadBalancerTypeEnum::Application)
             .set_tags(Some(elb_tags(ctx, a)))
             .send()
@@ -147,36 +180,44 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         },
     )
     .await?;
-    set_attributes(ctx, a, &arn, attrs).await?;
+    set_attributes(ctx, a, &arn, &want).await?;
     Ok((arn, live(a.clone(), &active).extra))
 }
 
-/// Load balancer attributes the stack sets, by their AWS keys: invalid header fields
-/// are dropped, not passed to the app (Security Hub ELB.4), and the load balancer
-/// cannot be deleted by accident (ELB.6).
-const ATTRIBUTES: [(&str, &str); 2] = [
-    (
-        "drop_invalid_header_fields",
-        "routing.http.drop_invalid_header_fields.enabled",
-    ),
-    ("deletion_protection", "deletion_protection.enabled"),
-];
+/// The AWS keys of the load balancer attributes the stack sets as flags: invalid
+/// header fields are dropped, not passed to the app (Security Hub ELB.4), and the load
+/// balancer cannot be deleted by accident (ELB.6).
+const DROP_INVALID_HEADER_FIELDS: &str = "routing.http.drop_invalid_header_fields.enabled";
+const DELETION_PROTECTION: &str = "deletion_protection.enabled";
+
+/// The flags, by their AWS keys.
+fn flags(lb: &LoadBalancerAttrs) -> [(&'static str, bool); 2] {
+    [
+        (DROP_INVALID_HEADER_FIELDS, lb.drop_invalid_header_fields),
+        (DELETION_PROTECTION, lb.deletion_protection),
+    ]
+}
 
 /// Where access logs go under the log bucket (Security Hub ELB.5); AWS refuses a
 /// prefix containing `AWSLogs`.
 pub const ACCESS_LOG_PREFIX: &str = "alb";
 
-async fn set_attributes(ctx: &Ctx, a: &Address, arn: &str, attrs: &Attrs) -> Result<(), Error> {
-    let mut all: Vec<LoadBalancerAttribute> = ATTRIBUTES
-        .iter()
-        .map(|(attr, key)| {
+async fn set_attributes(
+    ctx: &Ctx,
+    a: &Address,
+    arn: &str,
+    want: &LoadBalancerAttrs,
+) -> Result<(), Error> {
+    let mut all: Vec<LoadBalancerAttribute> = flags(want)
+        .into_iter()
+        .map(|(key, on)| {
             LoadBalancerAttribute::builder()
-                .key(*key)
-                .value(attr_bool(attrs, attr).to_string())
+                .key(key)
+                .value(on.to_string())
                 .build()
         })
         .collect();
-    let log_bucket = attr_str(attrs, "access_logs");
+    let log_bucket = want.log_bucket();
     for (key, value) in [
         (
             "access_logs.s3.enabled",
@@ -228,23 +269,23 @@ pub async fn read_attributes(c: &crate::aws::Clients, live: &mut Live) -> Result
             .and_then(|x| x.value())
             .unwrap_or_default()
     };
-    for (attr, key) in ATTRIBUTES {
-        live.attrs
-            .insert(attr.into(), Value::Bool(value(key) == "true"));
-    }
+    let mut have: LoadBalancerAttrs = from_attrs(&live.attrs)?;
+    have.drop_invalid_header_fields = value(DROP_INVALID_HEADER_FIELDS) == "true";
+    have.deletion_protection = value(DELETION_PROTECTION) == "true";
     let logs = if value("access_logs.s3.enabled") == "true" {
         value("access_logs.s3.bucket")
     } else {
         ""
     };
-    live.attrs.insert("access_logs".into(), Value::s(logs));
+    have.access_logs = Some(Value::s(logs));
+    live.attrs = to_attrs(&have);
     Ok(())
 }
 
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: LoadBalancerAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     // A subnet or group created moments ago (a subnet replaced create-first) can be
@@ -256,7 +297,7 @@ pub async fn update(
                 .elb
                 .set_subnets()
                 .load_balancer_arn(&live.id)
-                .set_subnets(Some(attr_list(attrs, "subnets")))
+                .set_subnets(Some(ids(&want.subnets)))
                 .send()
                 .await
                 .ctx("setting subnets of", &live.address)
@@ -271,7 +312,7 @@ pub async fn update(
     .iter()
     .any(|k| changed(changes, k))
     {
-        set_attributes(ctx, &live.address, &live.id, attrs).await?;
+        set_attributes(ctx, &live.address, &live.id, &want).await?;
     }
     if changed(changes, "security_groups") {
         retry_codes(fresh, Patience::FRESH_ID, || async {
@@ -279,7 +320,7 @@ pub async fn update(
                 .elb
                 .set_security_groups()
                 .load_balancer_arn(&live.id)
-                .set_security_groups(Some(attr_list(attrs, "security_groups")))
+                .set_security_groups(Some(ids(&want.security_groups)))
                 .send()
                 .await
                 .ctx("setting security groups of", &live.address)
@@ -293,9 +334,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
     // Deletion protection goes first: a delete reaches here only when the plan allowed
     // it (`down`, or a replacement with --force).
-    if attr_bool(&live.attrs, "deletion_protection") {
-        let mut unprotected = live.attrs.clone();
-        unprotected.insert("deletion_protection".into(), Value::Bool(false));
+    let have: LoadBalancerAttrs = from_attrs(&live.attrs)?;
+    if have.deletion_protection {
+        let unprotected = LoadBalancerAttrs {
+            deletion_protection: false,
+            ..have
+        };
         match set_attributes(ctx, a, &live.id, &unprotected).await {
             Err(e) if e.is_code(&["LoadBalancerNotFound"]) => return Ok(()),
             other => other?,
@@ -350,5 +394,5 @@ impl super::KindOps for Ops {
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
-    super::writes!(map);
+    super::writes!(typed);
 }

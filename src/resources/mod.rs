@@ -522,10 +522,6 @@ pub(crate) fn attr_str<'a>(attrs: &'a Attrs, k: &str) -> &'a str {
     attrs.get(k).and_then(|v| v.as_str()).unwrap_or_default()
 }
 
-pub(crate) fn attr_i64(attrs: &Attrs, k: &str) -> i64 {
-    attrs.get(k).and_then(|v| v.as_i64()).unwrap_or_default()
-}
-
 pub(crate) fn attr_bool(attrs: &Attrs, k: &str) -> bool {
     attrs.get(k).and_then(|v| v.as_bool()).unwrap_or_default()
 }
@@ -605,7 +601,7 @@ mod tests {
     /// struct, or a typo would silently never force a replacement.
     #[test]
     fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 15] = [
+        let kinds: [(&[&str], Vec<String>); 18] = [
             (
                 super::bucket::FORCE_NEW,
                 fields::<super::bucket::BucketAttrs>(),
@@ -662,6 +658,18 @@ mod tests {
             (
                 super::scaling_policy::FORCE_NEW,
                 fields::<super::scaling_policy::ScalingPolicyAttrs>(),
+            ),
+            (
+                super::load_balancer::FORCE_NEW,
+                fields::<super::load_balancer::LoadBalancerAttrs>(),
+            ),
+            (
+                super::listener::FORCE_NEW,
+                fields::<super::listener::ListenerAttrs>(),
+            ),
+            (
+                super::listener_rule::FORCE_NEW,
+                fields::<super::listener_rule::ListenerRuleAttrs>(),
             ),
         ];
         for (forced, fields) in kinds {
