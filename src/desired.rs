@@ -438,18 +438,47 @@ mod tests {
         );
     }
 
-    /// Every reference a desired form makes is declared by its kind (destroy order
-    /// depends on the declarations), and every declared attribute exists.
-    #[test]
-    fn desired_references_are_declared() {
+    /// The example stacks' desired forms, and the web stack's with the parts it
+    /// leaves off (Session Manager's interface endpoints).
+    fn examples() -> Vec<(String, Vec<Desired>)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut out = Vec::new();
         for f in [
             "stacks/web.yaml",
             "stacks/minimal.yaml",
             "tests/golden/stack.yaml",
         ] {
-            let spec = Spec::load(&root.join(f)).expect("a valid example");
-            for d in build(&spec, &Inputs::default()) {
+            let mut spec = Spec::load(&root.join(f)).expect("a valid example");
+            out.push((f.to_string(), build(&spec, &Inputs::default())));
+            // With this machine's app build, as `up` has it.
+            let arch = Arch::X86_64;
+            let app = LocalArtifact {
+                path: "app".into(),
+                sha256: "ab".repeat(32),
+                file_name: "app".into(),
+                arch,
+            };
+            let inputs = Inputs {
+                artifacts: [(arch, app)].into(),
+                ..Inputs::default()
+            };
+            out.push((format!("{f} with an app build"), build(&spec, &inputs)));
+            if !spec.ssm_endpoints && spec.subnets.iter().any(|s| s.private.is_some()) {
+                spec.ssm_endpoints = true;
+                let with = build(&spec, &Inputs::default());
+                out.push((format!("{f} with ssm_endpoints"), with));
+            }
+        }
+        out
+    }
+
+    /// Every reference a desired form makes is declared by its kind (destroy order
+    /// depends on the declarations; that each declared name is a field, `attr!`
+    /// checks at compile time).
+    #[test]
+    fn desired_references_are_declared() {
+        for (f, desired) in examples() {
+            for d in desired {
                 let declared = crate::resources::references(d.address.kind);
                 for (name, value) in &d.attrs {
                     let mut refs = Vec::new();
@@ -460,14 +489,34 @@ mod tests {
                         d.address
                     );
                 }
-                for name in declared {
-                    assert!(
-                        d.attrs.contains_key(*name),
-                        "{f}: {} declares `{name}`, which it does not have",
-                        d.address
-                    );
-                }
             }
         }
+    }
+
+    /// Each kind's `KindOps::Attrs` is its own struct, and every desired form reads
+    /// into it and renders back unchanged: no attribute the struct does not have, none
+    /// of the wrong type.
+    #[test]
+    fn desired_forms_round_trip_through_their_kinds_structs() {
+        use crate::model::{KindAttrs, from_attrs, to_attrs, with_kind};
+        use crate::resources::KindOps;
+        for kind in Kind::ALL.iter().copied() {
+            let own = with_kind!(kind, K => <<K as KindOps>::Attrs as KindAttrs>::KIND);
+            assert_eq!(own, kind);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (f, desired) in examples() {
+            for d in desired {
+                let back = with_kind!(d.address.kind, K => {
+                    let typed: <K as KindOps>::Attrs = from_attrs(&d.attrs)
+                        .unwrap_or_else(|e| panic!("{f}: {}: {e}", d.address));
+                    to_attrs(&typed)
+                });
+                assert_eq!(back, d.attrs, "{f}: {}", d.address);
+                seen.insert(d.address.kind);
+            }
+        }
+        let unbuilt: Vec<&Kind> = Kind::ALL.iter().filter(|k| !seen.contains(k)).collect();
+        assert!(unbuilt.is_empty(), "no example builds {unbuilt:?}");
     }
 }

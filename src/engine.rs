@@ -4,8 +4,10 @@
 use crate::aws::probe::{Service, missing_services};
 use crate::aws::{Clients, ConnectOptions, Context, Error};
 use crate::desired::{self, Inputs};
-use crate::model::{Address, Desired, Live};
+use crate::model::{Address, Desired, Live, attr, from_attrs};
 use crate::plan::{self, Plan};
+use crate::resources::asg::AutoScalingGroupAttrs;
+use crate::resources::launch_template::LaunchTemplateAttrs;
 use crate::resources::{self, Hints, service_of};
 use crate::spec::{Ami, Arch, Spec};
 use std::collections::BTreeMap;
@@ -170,15 +172,13 @@ pub async fn prepare_with(
             continue;
         }
         if let Some(l) = live.get(&change.address) {
-            change.protected =
-                l.attrs.get("deletion_protection") == Some(&crate::model::Value::Bool(true));
+            change.protected = resources::protected(l);
             change.destroys = resources::data_at_risk(&clients, l).await?;
             if let Some(loss) = change.destroys.as_mut() {
                 // The file's `force_destroy: true` on the bucket allows it too.
-                loss.allowed_by_file |= desired.iter().any(|d| {
-                    d.address == change.address
-                        && d.attrs.get("force_destroy").and_then(|v| v.as_bool()) == Some(true)
-                });
+                loss.allowed_by_file |= desired
+                    .iter()
+                    .any(|d| d.address == change.address && resources::file_allows_loss(d));
             }
         }
     }
@@ -356,7 +356,9 @@ fn notes(
         return Vec::new();
     };
     match change.address.kind {
-        crate::model::Kind::LaunchTemplate if changed("user_data_sha256") => {
+        crate::model::Kind::LaunchTemplate
+            if changed(attr!(LaunchTemplateAttrs.user_data_sha256)) =>
+        {
             let old = l
                 .extra
                 .get("user_data")
@@ -372,7 +374,8 @@ fn notes(
             out
         }
         crate::model::Kind::AutoScalingGroup
-            if changed("launch_template_digest") && change.action == plan::Action::Update =>
+            if changed(attr!(AutoScalingGroupAttrs.launch_template_digest))
+                && change.action == plan::Action::Update =>
         {
             let n = l
                 .extra
@@ -382,11 +385,8 @@ fn notes(
             let how = desired
                 .iter()
                 .find(|d| d.address == change.address)
-                .and_then(|d| d.attrs.get("deploy"))
-                .and_then(|v| match v {
-                    crate::model::Value::Str(s) => crate::spec::DeploySpec::parse(s),
-                    _ => None,
-                })
+                .and_then(|d| from_attrs::<AutoScalingGroupAttrs>(&d.attrs).ok())
+                .and_then(|g| crate::spec::DeploySpec::parse(&g.deploy))
                 .map(|d| {
                     format!(
                         "; {}, {}–{}% of the group in service, {} s warmup, rolls back by itself on failure",
@@ -430,12 +430,12 @@ fn notes(
                     .map(String::as_str)
                     .unwrap_or("?")
             );
+            let new_name = new_lt
+                .and_then(|d| from_attrs::<LaunchTemplateAttrs>(&d.attrs).ok())
+                .map(|t| t.name);
             let new_template = format!(
                 "{} v{}",
-                new_lt
-                    .and_then(|d| d.attrs.get("name"))
-                    .and_then(crate::model::Value::as_str)
-                    .unwrap_or("?"),
+                new_name.as_deref().unwrap_or("?"),
                 crate::resources::LAUNCH_TEMPLATE_VERSION
             );
             vec![format!(

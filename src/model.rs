@@ -274,6 +274,31 @@ pub trait KindAttrs: Serialize + DeserializeOwned {
     const KIND: Kind;
 }
 
+/// The name of attribute `field` of the attribute struct `T`, as the plan and the map
+/// name it: `attr!(VpcAttrs.cidr_block)`. A misspelt or removed field does not compile,
+/// so the names in `FORCE_NEW`, `REFERENCES` and an update's `changed` checks are the
+/// struct's own. Usable in constants.
+macro_rules! attr {
+    ($t:ident . $field:ident) => {
+        $crate::model::field_name({
+            let _ = ::std::mem::offset_of!($t, $field);
+            stringify!($field)
+        })
+    };
+}
+pub(crate) use attr;
+
+/// A field's name as serde writes it: without the `r#` of a raw identifier (`r#type`).
+pub const fn field_name(ident: &'static str) -> &'static str {
+    match ident.as_bytes() {
+        [b'r', b'#', rest @ ..] => match std::str::from_utf8(rest) {
+            Ok(name) => name,
+            Err(_) => ident,
+        },
+        _ => ident,
+    }
+}
+
 /// A typed value into attributes (the plan's form). Optional fields absent from the
 /// struct's serialization (`skip_serializing_if`) are absent from the map.
 pub fn to_attrs<T: KindAttrs>(t: &T) -> Attrs {
@@ -491,6 +516,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attribute_names_are_the_keys_serde_writes() {
+        #[derive(Serialize)]
+        struct Endpoint {
+            vpc_id: String,
+            r#type: String,
+        }
+        const NAMES: &[&str] = &[attr!(Endpoint.vpc_id), attr!(Endpoint.r#type)];
+        assert_eq!(NAMES, ["vpc_id", "type"]);
+        let e = Endpoint {
+            vpc_id: String::new(),
+            r#type: String::new(),
+        };
+        let keys: Vec<String> = match serde_json::to_value(&e) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            other => panic!("{other:?}"),
+        };
+        let mut names = NAMES.to_vec();
+        names.sort();
+        assert_eq!(keys, names);
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Probe {

@@ -180,8 +180,8 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
     // Resources whose id is the name the file gives them: a reference to one is known
     // before it exists, so the plan shows the name, not "(known after apply)".
     for d in desired {
-        if id_is_name(d.address.kind)
-            && let Some(name) = d.attrs.get("name").and_then(Value::as_str)
+        if let Some(attr) = crate::resources::id_attribute(d.address.kind)
+            && let Some(name) = d.attrs.get(attr).and_then(Value::as_str)
             && live.get(&d.address).is_none_or(|l| l.id == name)
         {
             stable.insert(&d.address, name);
@@ -280,11 +280,6 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<Address, Live>) -> Plan {
     }
     plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
     plan
-}
-
-/// Kinds whose AWS id is the name they are created with.
-fn id_is_name(kind: crate::model::Kind) -> bool {
-    crate::resources::id_is_name(kind)
 }
 
 /// Refs to resources that keep their id become that id; others are known after apply.

@@ -13,6 +13,7 @@ use super::{Created, Ctx};
 use crate::aws::{Clients, Context, Error};
 use crate::desired::Build;
 use crate::desired::{ARTIFACT_PREFIX, arch_of_key, artifact};
+use crate::model::attr;
 use crate::model::{Address, Attrs, Kind, Live, Ref};
 use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::spec::Arch;
@@ -62,7 +63,7 @@ fn upload_timeouts(bytes: u64) -> aws_sdk_s3::config::Builder {
     )
 }
 
-pub const FORCE_NEW: &[&str] = &["bucket"];
+pub const FORCE_NEW: &[&str] = &[attr!(ArtifactAttrs.bucket)];
 
 /// The app's builds, one per architecture, in the file's bucket.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -294,8 +295,9 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = ArtifactAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["bucket"];
+    const REFERENCES: &'static [&'static str] = &[attr!(ArtifactAttrs.bucket)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
     const LISTING: super::Listing = super::Listing::Buckets;
 

@@ -14,6 +14,7 @@ use super::target_group::TargetGroupAttrs;
 use super::{Created, Ctx, changed, launch_template, scaling_policy};
 use crate::aws::{Clients, Context, Error, Patience, retry_when, wait_for};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{
     Address, Desired, Kind, KindAttrs, Live, Ref, TAG_STACK, from_attrs, ids, owned_address,
     to_attrs,
@@ -26,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &["name"];
+pub const FORCE_NEW: &[&str] = &[attr!(AutoScalingGroupAttrs.name)];
 
 /// A group's attributes. `desired_capacity`, `launch_template_digest`, `deploy` and
 /// `build` are kept in tags.
@@ -482,8 +483,8 @@ pub async fn update(
     // A group whose fleet was rolled before (its digest is recorded) rolls onto a new
     // template; until the roll succeeds it keeps its current one, at a numbered
     // version (an older group may name `$Default`): AWS rolls back only to that.
-    let rolls = (changed(changes, "launch_template_digest")
-        || changed(changes, "launch_template_id"))
+    let rolls = (changed(changes, attr!(AutoScalingGroupAttrs.launch_template_digest))
+        || changed(changes, attr!(AutoScalingGroupAttrs.launch_template_id)))
         && !have.launch_template_digest.is_empty();
     let current = if rolls {
         let id = have.launch_template_id.as_id().to_string();
@@ -506,11 +507,11 @@ pub async fn update(
         .health_check_type(&want.health_check_type)
         .health_check_grace_period(want.health_check_grace_period as i32)
         .launch_template(current.spec());
-    if changed(changes, "desired_capacity") {
+    if changed(changes, attr!(AutoScalingGroupAttrs.desired_capacity)) {
         call = call.desired_capacity(want.desired_capacity as i32);
     }
     call.send().await.ctx("updating", a)?;
-    if changed(changes, "target_group_arns") {
+    if changed(changes, attr!(AutoScalingGroupAttrs.target_group_arns)) {
         let wanted = ids(&want.target_group_arns);
         let held = ids(&have.target_group_arns);
         let gone: Vec<String> = held
@@ -625,13 +626,17 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = AutoScalingGroupAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] =
-        &["launch_template_id", "subnet_ids", "target_group_arns"];
-    const ID_IS_NAME: bool = true;
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(AutoScalingGroupAttrs.launch_template_id),
+        attr!(AutoScalingGroupAttrs.subnet_ids),
+        attr!(AutoScalingGroupAttrs.target_group_arns),
+    ];
+    const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(AutoScalingGroupAttrs.name));
     const DOWNTIME: Option<&'static str> =
         Some("downtime: every instance of the group is terminated before new ones launch");
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(AutoScalingGroupAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::AutoScaling;
     const LISTING: super::Listing = super::Listing::Groups;
 

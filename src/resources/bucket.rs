@@ -7,6 +7,7 @@ use super::{Created, Ctx, Foreign, absent_ok, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::{ARTIFACT_PREFIX, STACK_PREFIX};
 use crate::desired::{Build, Inputs, LOG_RETENTION_DAYS, logs_bucket_name};
+use crate::model::attr;
 use crate::model::{Address, Attrs, Kind, Live, Ref, owned_address};
 use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::plan::Loss;
@@ -45,7 +46,7 @@ impl KindAttrs for BucketAttrs {
     const KIND: Kind = Kind::Bucket;
 }
 
-pub const FORCE_NEW: &[&str] = &["name"];
+pub const FORCE_NEW: &[&str] = &[attr!(BucketAttrs.name)];
 
 /// The file's bucket, if it has one.
 pub fn app(b: &Build) -> Vec<Desired> {
@@ -554,7 +555,7 @@ async fn configure(
     fresh: bool,
 ) -> Result<(), Error> {
     let s3 = &ctx.c.s3;
-    if changed(changes, "block_public_access") {
+    if changed(changes, attr!(BucketAttrs.block_public_access)) {
         let on = want.block_public_access;
         s3.put_public_access_block()
             .bucket(name)
@@ -570,7 +571,7 @@ async fn configure(
             .await
             .ctx("blocking public access to", a)?;
     }
-    if changed(changes, "encryption") {
+    if changed(changes, attr!(BucketAttrs.encryption)) {
         let by_default = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(ServerSideEncryption::from(want.encryption.as_str()))
             .build()
@@ -590,7 +591,7 @@ async fn configure(
             .await
             .ctx("setting default encryption of", a)?;
     }
-    if changed(changes, "policy") {
+    if changed(changes, attr!(BucketAttrs.policy)) {
         let policy = want.policy.as_str();
         if policy.is_empty() {
             absent_ok(
@@ -610,7 +611,7 @@ async fn configure(
                 .ctx("setting the policy of", a)?;
         }
     }
-    if changed(changes, "lifecycle") {
+    if changed(changes, attr!(BucketAttrs.lifecycle)) {
         s3.put_bucket_lifecycle_configuration()
             .bucket(name)
             .lifecycle_configuration(lifecycle(want.versioning, expiry_of(&want.lifecycle)))
@@ -620,7 +621,7 @@ async fn configure(
     }
     let target = want.access_log_bucket.as_id();
     // A new bucket logs nowhere already: only turning logging on needs a call then.
-    if changed(changes, "access_log_bucket") && !(fresh && target.is_empty()) {
+    if changed(changes, attr!(BucketAttrs.access_log_bucket)) && !(fresh && target.is_empty()) {
         // Server access logs (Security Hub S3.9), after the log bucket's policy lets
         // the logging service write.
         let status = BucketLoggingStatus::builder()
@@ -646,7 +647,7 @@ async fn configure(
         )
         .await?;
     }
-    if changed(changes, "versioning") {
+    if changed(changes, attr!(BucketAttrs.versioning)) {
         let status = if want.versioning {
             BucketVersioningStatus::Enabled
         } else {
@@ -672,7 +673,9 @@ pub async fn update(
     changes: &[String],
 ) -> Result<(), Error> {
     let want: BucketAttrs = from_attrs(attrs)?;
-    if changed(changes, "force_destroy") || changed(changes, "versioning") {
+    if changed(changes, attr!(BucketAttrs.force_destroy))
+        || changed(changes, attr!(BucketAttrs.versioning))
+    {
         ctx.c
             .s3
             .put_bucket_tagging()
@@ -831,13 +834,31 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = BucketAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["access_log_bucket"];
-    const ID_IS_NAME: bool = true;
+    const REFERENCES: &'static [&'static str] = &[attr!(BucketAttrs.access_log_bucket)];
+    const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(BucketAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
     const LISTING: super::Listing = super::Listing::Buckets;
 
     super::writes!(map);
+
+    /// Buckets cannot be listed by tag: the listing looks at this one by name.
+    async fn read(
+        ctx: &Ctx,
+        address: &Address,
+        id: &str,
+        _attrs: &Attrs,
+    ) -> Result<Option<Live>, Error> {
+        let hints = super::Hints {
+            bucket_names: vec![id.to_string()],
+        };
+        super::listed(ctx, address, id, &hints).await
+    }
+
+    fn file_allows_loss(wanted: &Attrs) -> bool {
+        from_attrs::<BucketAttrs>(wanted).is_ok_and(|b| b.force_destroy)
+    }
 
     async fn data_at_risk(
         c: &crate::aws::Clients,

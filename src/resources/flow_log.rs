@@ -3,24 +3,47 @@
 //! error, so the engine turns them into one. Nothing can be changed in place: a new
 //! destination or traffic type is a new flow log.
 
-use super::{Created, Ctx, EC2_NOT_YET, attr_str, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::bucket::BucketAttrs;
+use super::vpc::VpcAttrs;
+use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, Kind, attrs};
+use crate::model::attr;
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, to_attrs};
 use aws_sdk_ec2::types::{FlowLogsResourceType, LogDestinationType, ResourceType, TrafficType};
+use serde::{Deserialize, Serialize};
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "log_bucket", "traffic_type"];
+/// A flow log's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowLogAttrs {
+    /// The VPC whose traffic is logged.
+    pub vpc_id: Ref<VpcAttrs>,
+    /// Where the records go.
+    pub log_bucket: Ref<BucketAttrs>,
+    /// `ALL`, `ACCEPT` or `REJECT`.
+    pub traffic_type: String,
+}
+
+impl KindAttrs for FlowLogAttrs {
+    const KIND: Kind = Kind::FlowLog;
+}
+
+pub const FORCE_NEW: &[&str] = &[
+    attr!(FlowLogAttrs.vpc_id),
+    attr!(FlowLogAttrs.log_bucket),
+    attr!(FlowLogAttrs.traffic_type),
+];
 
 /// Security Hub EC2.6: the VPC's flows, accepted and rejected, to the log bucket.
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
         Address::new(Kind::FlowLog, "main"),
-        attrs([
-            ("vpc_id", Value::from(b.vpc.clone())),
-            ("log_bucket", Value::r(&crate::desired::logs_bucket())),
-            ("traffic_type", Value::s("ALL")),
-        ]),
+        to_attrs(&FlowLogAttrs {
+            vpc_id: b.vpc.clone(),
+            log_bucket: Ref::at(crate::desired::logs_bucket()),
+            traffic_type: "ALL".into(),
+        }),
     )]
 }
 
@@ -47,17 +70,15 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                 .and_then(|d| d.split(":::").nth(1))
                 .map(|b| b.split('/').next().unwrap_or(b))
                 .unwrap_or_default();
-            let attrs = Attrs::from([
-                (
-                    "vpc_id".into(),
-                    Value::s(f.resource_id().unwrap_or_default()),
-                ),
-                ("log_bucket".into(), Value::s(bucket)),
-                (
-                    "traffic_type".into(),
-                    Value::s(f.traffic_type().map(|t| t.as_str()).unwrap_or_default()),
-                ),
-            ]);
+            let attrs = to_attrs(&FlowLogAttrs {
+                vpc_id: Ref::id(f.resource_id().unwrap_or_default()),
+                log_bucket: Ref::id(bucket),
+                traffic_type: f
+                    .traffic_type()
+                    .map(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            });
             out.push(Live {
                 address,
                 id: f.flow_log_id().unwrap_or_default().to_string(),
@@ -69,18 +90,17 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let bucket = attr_str(attrs, "log_bucket");
+pub async fn create(ctx: &Ctx, a: &Address, want: FlowLogAttrs) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         let r = ctx
             .c
             .ec2
             .create_flow_logs()
             .resource_type(FlowLogsResourceType::Vpc)
-            .resource_ids(attr_str(attrs, "vpc_id"))
-            .traffic_type(TrafficType::from(attr_str(attrs, "traffic_type")))
+            .resource_ids(want.vpc_id.as_id())
+            .traffic_type(TrafficType::from(want.traffic_type.as_str()))
             .log_destination_type(LogDestinationType::S3)
-            .log_destination(destination(bucket))
+            .log_destination(destination(want.log_bucket.as_id()))
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::VpcFlowLog))
             .send()
             .await
@@ -140,12 +160,14 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = FlowLogAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id", "log_bucket"];
+    const REFERENCES: &'static [&'static str] =
+        &[attr!(FlowLogAttrs.vpc_id), attr!(FlowLogAttrs.log_bucket)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::FlowLogs;
 
-    super::writes!(create(ctx, d, attrs) => attrs);
+    super::writes!(create(ctx, d, attrs) => crate::model::from_attrs(attrs)?);
 
     async fn update(
         ctx: &super::Ctx,

@@ -8,6 +8,7 @@ use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
 use crate::desired::{ARTIFACT_PREFIX, Build, Inputs, STACK_PREFIX, iam_name};
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, from_attrs, owned_address, to_attrs};
 use crate::spec::Spec;
 use aws_sdk_iam::types::Tag;
@@ -32,7 +33,7 @@ impl KindAttrs for RoleAttrs {
     const KIND: Kind = Kind::Role;
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "path"];
+pub const FORCE_NEW: &[&str] = &[attr!(RoleAttrs.name), attr!(RoleAttrs.path)];
 
 /// The instances' role, unless the file names an existing instance profile.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -360,7 +361,7 @@ pub async fn update(
     changed: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    if super::changed(changed, "assume_role_policy") {
+    if super::changed(changed, attr!(RoleAttrs.assume_role_policy)) {
         ctx.c
             .iam
             .update_assume_role_policy()
@@ -370,10 +371,10 @@ pub async fn update(
             .await
             .ctx("setting who may assume", a)?;
     }
-    if super::changed(changed, "policy") {
+    if super::changed(changed, attr!(RoleAttrs.policy)) {
         put_policy(ctx, a, &live.id, &want.policy).await?;
     }
-    if super::changed(changed, "managed_policies") {
+    if super::changed(changed, attr!(RoleAttrs.managed_policies)) {
         set_managed(
             ctx,
             a,
@@ -428,9 +429,10 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = RoleAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const ID_IS_NAME: bool = true;
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(RoleAttrs.name));
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(RoleAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Iam;
     const LISTING: super::Listing = super::Listing::Roles;
 

@@ -5,6 +5,7 @@ use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_ec2::types::ResourceType;
 use serde::{Deserialize, Serialize};
@@ -158,8 +159,9 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = InternetGatewayAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id"];
+    const REFERENCES: &'static [&'static str] = &[attr!(InternetGatewayAttrs.vpc_id)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::Gateways;
     // Instances and the load balancer hold public addresses that keep the gateway

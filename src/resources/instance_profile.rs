@@ -6,6 +6,7 @@ use super::iam_role::iam_tags;
 use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{
     Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, owned_address, to_attrs,
 };
@@ -25,7 +26,10 @@ impl KindAttrs for InstanceProfileAttrs {
     const KIND: Kind = Kind::InstanceProfile;
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "path"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(InstanceProfileAttrs.name),
+    attr!(InstanceProfileAttrs.path),
+];
 
 /// The instances' profile holding the stack's role, unless the file names an existing
 /// one.
@@ -158,7 +162,7 @@ pub async fn update(
     let a = &live.address;
     let have: InstanceProfileAttrs = from_attrs(&live.attrs)?;
     let name = &have.name;
-    if super::changed(changed, "role_name") {
+    if super::changed(changed, attr!(InstanceProfileAttrs.role_name)) {
         let old = have.role_name.as_id();
         if !old.is_empty() {
             remove_role(ctx, a, name, old).await?;
@@ -192,9 +196,10 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = InstanceProfileAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["role_name"];
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const REFERENCES: &'static [&'static str] = &[attr!(InstanceProfileAttrs.role_name)];
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(InstanceProfileAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Iam;
     const LISTING: super::Listing = super::Listing::Profiles;
 

@@ -15,6 +15,7 @@ use crate::desired::sha256_hex;
 use crate::desired::{
     Build, Inputs, ROOT_VOLUME, VERIFIER_KEY, build_key, iam_name, launch_template_name, sha_of_key,
 };
+use crate::model::attr;
 use crate::model::{Address, Attrs, Live};
 use crate::model::{Desired, Kind};
 use crate::model::{KindAttrs, Ref, from_attrs, ids, to_attrs};
@@ -55,15 +56,15 @@ impl KindAttrs for LaunchTemplateAttrs {
 
 /// Every attribute: a template never gets a second version.
 pub const FORCE_NEW: &[&str] = &[
-    "name",
-    "image_id",
-    "instance_type",
-    "user_data_sha256",
-    "security_group_ids",
-    "http_tokens",
-    "root_volume",
-    "metadata_hop_limit",
-    "iam_instance_profile_arn",
+    attr!(LaunchTemplateAttrs.name),
+    attr!(LaunchTemplateAttrs.image_id),
+    attr!(LaunchTemplateAttrs.instance_type),
+    attr!(LaunchTemplateAttrs.user_data_sha256),
+    attr!(LaunchTemplateAttrs.security_group_ids),
+    attr!(LaunchTemplateAttrs.http_tokens),
+    attr!(LaunchTemplateAttrs.root_volume),
+    attr!(LaunchTemplateAttrs.metadata_hop_limit),
+    attr!(LaunchTemplateAttrs.iam_instance_profile_arn),
 ];
 
 /// What a service's instances boot: the image, the rendered user data, and the digest
@@ -431,9 +432,13 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = LaunchTemplateAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["iam_instance_profile_arn", "security_group_ids"];
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(LaunchTemplateAttrs.iam_instance_profile_arn),
+        attr!(LaunchTemplateAttrs.security_group_ids),
+    ];
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(LaunchTemplateAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::LaunchTemplates;
 

@@ -11,6 +11,7 @@ use super::target_group::TargetGroupAttrs;
 use super::{Created, Ctx, absent_ok, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener, ProtocolEnum, RedirectActionConfig,
@@ -43,7 +44,7 @@ impl KindAttrs for ListenerAttrs {
     const KIND: Kind = Kind::Listener;
 }
 
-pub const FORCE_NEW: &[&str] = &["load_balancer_arn"];
+pub const FORCE_NEW: &[&str] = &[attr!(ListenerAttrs.load_balancer_arn)];
 
 /// The main listener (HTTP, or HTTPS with `https:`) to the default service; with
 /// `https:`, the plain HTTP port's redirect too.
@@ -252,8 +253,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = ListenerAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["load_balancer_arn", "default_target_group_arn"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(ListenerAttrs.load_balancer_arn),
+        attr!(ListenerAttrs.default_target_group_arn),
+    ];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: requests fail until the new one is in place");
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;

@@ -12,6 +12,7 @@ use super::target_group::TargetGroupAttrs;
 use super::{Created, Ctx, absent_ok, changed, elbv2::elb_tags, listener::forward};
 use crate::aws::{Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, Value};
 use crate::model::{from_attrs, to_attrs};
 use crate::plan::{Action, Plan};
@@ -35,7 +36,7 @@ impl KindAttrs for ListenerRuleAttrs {
     const KIND: Kind = Kind::ListenerRule;
 }
 
-pub const FORCE_NEW: &[&str] = &["listener_arn"];
+pub const FORCE_NEW: &[&str] = &[attr!(ListenerRuleAttrs.listener_arn)];
 
 /// The file's path rules on the main listener.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -216,10 +217,12 @@ pub async fn update(
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    if changed(changes, "priority") {
+    if changed(changes, attr!(ListenerRuleAttrs.priority)) {
         set_priorities(ctx, live, want.priority as i32).await?;
     }
-    if changed(changes, "path_pattern") || changed(changes, "target_group_arn") {
+    if changed(changes, attr!(ListenerRuleAttrs.path_pattern))
+        || changed(changes, attr!(ListenerRuleAttrs.target_group_arn))
+    {
         ctx.c
             .elb
             .modify_rule()
@@ -250,8 +253,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = ListenerRuleAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["listener_arn", "target_group_arn"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(ListenerRuleAttrs.listener_arn),
+        attr!(ListenerRuleAttrs.target_group_arn),
+    ];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
     const LISTING: super::Listing = super::Listing::LoadBalancing;
     // Whichever rule update runs first sends the listener's whole batch of

@@ -1,14 +1,14 @@
 //! The internet-facing Application Load Balancer. Creation waits until it is `active`;
 //! deletion waits until it is gone, so its subnets and security group can follow.
 
+use super::bucket::BucketAttrs;
 use super::security_group::SecurityGroupAttrs;
 use super::subnet::SubnetAttrs;
 use super::{Created, Ctx, changed, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
-use crate::model::{
-    Address, Desired, Kind, KindAttrs, Live, Ref, Value, from_attrs, ids, to_attrs,
-};
+use crate::model::attr;
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, ids, to_attrs};
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
     LoadBalancerTypeEnum,
@@ -27,12 +27,11 @@ pub struct LoadBalancerAttrs {
     pub drop_invalid_header_fields: bool,
     /// The load balancer cannot be deleted by accident (ELB.6).
     pub deletion_protection: bool,
-    /// The log bucket (Security Hub ELB.5): a reference to the stack's bucket, or the
-    /// bucket name AWS reports (empty when logging is off). Absent from the listing's
-    /// flatten until [`read_attributes`] adds it. Still an untyped value: buckets are
-    /// not typed yet.
+    /// The log bucket (Security Hub ELB.5): the stack's bucket, or the bucket name AWS
+    /// reports (empty when logging is off). Absent from the listing's flatten until
+    /// [`read_attributes`] adds it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_logs: Option<Value>,
+    pub access_logs: Option<Ref<BucketAttrs>>,
     /// The public subnets.
     pub subnets: Vec<Ref<SubnetAttrs>>,
     /// The load balancer's group.
@@ -46,14 +45,14 @@ impl KindAttrs for LoadBalancerAttrs {
 impl LoadBalancerAttrs {
     /// The log bucket's name once resolved (empty when logging is off).
     fn log_bucket(&self) -> &str {
-        self.access_logs
-            .as_ref()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.access_logs.as_ref().map_or("", Ref::as_id)
     }
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "scheme"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(LoadBalancerAttrs.name),
+    attr!(LoadBalancerAttrs.scheme),
+];
 
 /// The stack's application load balancer, in the public subnets.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -65,7 +64,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
             drop_invalid_header_fields: true,
             deletion_protection: true,
             // Security Hub ELB.5: access logs, to the log bucket.
-            access_logs: Some(Value::r(&crate::desired::logs_bucket())),
+            access_logs: Some(Ref::at(crate::desired::logs_bucket())),
             subnets: b.subnets.clone(),
             security_groups: vec![Ref::at(crate::desired::alb_sg())],
         }),
@@ -277,7 +276,7 @@ pub async fn read_attributes(c: &crate::aws::Clients, live: &mut Live) -> Result
     } else {
         ""
     };
-    have.access_logs = Some(Value::s(logs));
+    have.access_logs = Some(Ref::id(logs));
     live.attrs = to_attrs(&have);
     Ok(())
 }
@@ -291,7 +290,7 @@ pub async fn update(
     // A subnet or group created moments ago (a subnet replaced create-first) can be
     // unknown to ELBv2 for a while.
     let fresh = &["SubnetNotFound", "InvalidSecurityGroup"];
-    if changed(changes, "subnets") {
+    if changed(changes, attr!(LoadBalancerAttrs.subnets)) {
         retry_codes(fresh, Patience::FRESH_ID, || async {
             ctx.c
                 .elb
@@ -305,16 +304,16 @@ pub async fn update(
         .await?;
     }
     if [
-        "drop_invalid_header_fields",
-        "deletion_protection",
-        "access_logs",
+        attr!(LoadBalancerAttrs.drop_invalid_header_fields),
+        attr!(LoadBalancerAttrs.deletion_protection),
+        attr!(LoadBalancerAttrs.access_logs),
     ]
     .iter()
     .any(|k| changed(changes, k))
     {
         set_attributes(ctx, &live.address, &live.id, &want).await?;
     }
-    if changed(changes, "security_groups") {
+    if changed(changes, attr!(LoadBalancerAttrs.security_groups)) {
         retry_codes(fresh, Patience::FRESH_ID, || async {
             ctx.c
                 .elb
@@ -386,13 +385,22 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = LoadBalancerAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["subnets", "security_groups", "access_logs"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(LoadBalancerAttrs.subnets),
+        attr!(LoadBalancerAttrs.security_groups),
+        attr!(LoadBalancerAttrs.access_logs),
+    ];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: the load balancer is deleted first; the new one has a new DNS name");
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(LoadBalancerAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     super::writes!(typed);
+
+    fn protected(live: &crate::model::Attrs) -> bool {
+        from_attrs::<LoadBalancerAttrs>(live).is_ok_and(|a| a.deletion_protection)
+    }
 }

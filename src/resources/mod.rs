@@ -34,7 +34,7 @@ pub mod vpc_endpoint;
 
 use crate::aws::probe::Service;
 use crate::aws::{Clients, Error};
-use crate::model::{Address, Attrs, Desired, Kind, Live, ownership_tags, with_kind};
+use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, ownership_tags, with_kind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -101,6 +101,9 @@ impl Shared {
 /// new kind is its file plus one line there, and a missing piece does not compile.
 /// The defaults are what most kinds are: nothing shared, no data of their own.
 pub(crate) trait KindOps {
+    /// The kind's attributes as one struct (`VpcAttrs`): what its desired form builds,
+    /// its discovery flattens into and its writes read.
+    type Attrs: KindAttrs;
     /// Attributes AWS cannot change in place.
     const FORCE_NEW: &'static [&'static str];
     /// Attributes that hold other resources' ids (a reference in the desired form, an
@@ -108,8 +111,9 @@ pub(crate) trait KindOps {
     /// live resource holding its id here. `desired_references_are_declared` checks
     /// them against every reference the desired forms make.
     const REFERENCES: &'static [&'static str] = &[];
-    /// AWS names it by the name the stack gives (a role, a table).
-    const ID_IS_NAME: bool = false;
+    /// The attribute whose value AWS names it by (a role's, a table's `name`), so a
+    /// reference to it is known before it exists.
+    const ID_ATTRIBUTE: Option<&'static str> = None;
     /// What replacing it deletes first costs, for the plan.
     const DOWNTIME: Option<&'static str> = None;
     /// The attribute holding a name AWS allows once (per account or VPC).
@@ -137,14 +141,14 @@ pub(crate) trait KindOps {
     async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error>;
     /// Reads it back after a write: `None` while AWS does not list it. By default
     /// through the kind's listing ([`listed`]); a kind whose listing is costly reads
-    /// only itself.
+    /// only itself. `attrs` are what was just written.
     async fn read(
         ctx: &Ctx,
         address: &Address,
         id: &str,
-        attrs: &Attrs,
+        _attrs: &Attrs,
     ) -> Result<Option<Live>, Error> {
-        listed(ctx, address, id, attrs).await
+        listed(ctx, address, id, &Hints::default()).await
     }
     /// Whether a replacement can create the new one before deleting the old one, so
     /// that what uses it moves over in place (a subnet: the load balancer's
@@ -159,6 +163,14 @@ pub(crate) trait KindOps {
     /// Values only one resource may hold at a time (a rule's priority on its listener).
     fn claims(_attrs: &Attrs) -> Vec<String> {
         Vec::new()
+    }
+    /// Whether AWS refuses to delete it as it stands (deletion protection on).
+    fn protected(_live: &Attrs) -> bool {
+        false
+    }
+    /// Whether the file itself allows destroying its data (a bucket's `force_destroy`).
+    fn file_allows_loss(_wanted: &Attrs) -> bool {
+        false
     }
     /// The data replacing or removing it would destroy (a table's items).
     async fn data_at_risk(_c: &Clients, _live: &Live) -> Result<Option<crate::plan::Loss>, Error> {
@@ -254,9 +266,20 @@ pub fn claims(kind: Kind, attrs: &Attrs) -> Vec<String> {
     with_kind!(kind, K => K::claims(attrs))
 }
 
-/// Whether AWS names the kind by the name the stack gives it.
-pub fn id_is_name(kind: Kind) -> bool {
-    with_kind!(kind, K => K::ID_IS_NAME)
+/// The attribute whose value AWS names a kind by, for the kinds it names by the name
+/// the stack gives.
+pub fn id_attribute(kind: Kind) -> Option<&'static str> {
+    with_kind!(kind, K => K::ID_ATTRIBUTE)
+}
+
+/// Whether AWS refuses to delete the resource as it stands (deletion protection).
+pub fn protected(live: &Live) -> bool {
+    with_kind!(live.address.kind, K => K::protected(&live.attrs))
+}
+
+/// Whether the file allows destroying the data of the resource it wants so.
+pub fn file_allows_loss(d: &Desired) -> bool {
+    with_kind!(d.address.kind, K => K::file_allows_loss(&d.attrs))
 }
 
 /// What replacing a resource of the kind deletes first costs, for the plan.
@@ -450,43 +473,18 @@ pub async fn read(
 
 /// One resource as AWS now holds it, through its kind's listing (the same flatten
 /// discovery uses, so what a run records is what the next plan compares); `None` while
-/// AWS does not list it. `attrs` are what was just written: they name the bucket of an
-/// object or of a credential's verifier.
-async fn listed(
+/// AWS does not list it. `hints` name the buckets the listing looks at.
+pub(crate) async fn listed(
     ctx: &Ctx,
     address: &Address,
     id: &str,
-    attrs: &Attrs,
+    hints: &Hints,
 ) -> Result<Option<Live>, Error> {
-    let mut hints = Hints::default();
-    match address.kind {
-        Kind::Bucket => hints.bucket_names.push(id.to_string()),
-        Kind::Artifact => hints
-            .bucket_names
-            .push(attr_str(attrs, "bucket").to_string()),
-        _ => {}
-    }
-    let found = listing(address.kind)
-        .run(&ctx.c, &ctx.stack, &hints)
-        .await?;
-    let mut held: Vec<Live> = found
+    let found = listing(address.kind).run(&ctx.c, &ctx.stack, hints).await?;
+    Ok(found
         .live
         .into_iter()
-        .filter(|l| l.address == *address && l.id == id)
-        .collect();
-    if address.kind == Kind::Secret {
-        let bucket = attr_str(attrs, "verifier_bucket");
-        if !bucket.is_empty() {
-            let app_bucket = Live {
-                address: crate::desired::bucket(),
-                id: bucket.to_string(),
-                attrs: Attrs::new(),
-                extra: Default::default(),
-            };
-            secret::discover_verifiers(&ctx.c, &mut held, &[app_bucket]).await?;
-        }
-    }
-    Ok(held.pop())
+        .find(|l| l.address == *address && l.id == id))
 }
 
 // ---- helpers shared by the EC2 kinds ----
@@ -516,18 +514,6 @@ pub(crate) fn ec2_owned(stack: &str, tags: &[aws_sdk_ec2::types::Tag]) -> Option
         tags.iter()
             .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
     )
-}
-
-pub(crate) fn attr_str<'a>(attrs: &'a Attrs, k: &str) -> &'a str {
-    attrs.get(k).and_then(|v| v.as_str()).unwrap_or_default()
-}
-
-pub(crate) fn attr_bool(attrs: &Attrs, k: &str) -> bool {
-    attrs.get(k).and_then(|v| v.as_bool()).unwrap_or_default()
-}
-
-pub(crate) fn attr_list(attrs: &Attrs, k: &str) -> Vec<String> {
-    attrs.get(k).map(|v| v.str_list()).unwrap_or_default()
 }
 
 pub(crate) fn changed(changed: &[String], k: &str) -> bool {
@@ -587,95 +573,3 @@ pub(crate) const EC2_NOT_YET: &[&str] = &[
 
 /// Codes that mean "still in use by something on its way out".
 pub(crate) const STILL_IN_USE: &[&str] = &["DependencyViolation", "ResourceInUse"];
-
-#[cfg(test)]
-mod tests {
-    use crate::model::{KindAttrs, to_attrs};
-
-    /// The attribute names of a typed kind.
-    fn fields<T: KindAttrs + Default>() -> Vec<String> {
-        to_attrs(&T::default()).into_keys().collect()
-    }
-
-    /// `FORCE_NEW` still names attributes by string: each must be a field of the kind's
-    /// struct, or a typo would silently never force a replacement.
-    #[test]
-    fn forced_attributes_are_fields_of_the_typed_kinds() {
-        let kinds: [(&[&str], Vec<String>); 18] = [
-            (
-                super::bucket::FORCE_NEW,
-                fields::<super::bucket::BucketAttrs>(),
-            ),
-            (
-                super::artifact::FORCE_NEW,
-                fields::<super::artifact::ArtifactAttrs>(),
-            ),
-            (
-                super::secret::FORCE_NEW,
-                fields::<super::secret::SecretAttrs>(),
-            ),
-            (
-                super::route_table::FORCE_NEW,
-                fields::<super::route_table::RouteTableAttrs>(),
-            ),
-            (
-                super::table::FORCE_NEW,
-                fields::<super::table::TableAttrs>(),
-            ),
-            (
-                super::igw::FORCE_NEW,
-                fields::<super::igw::InternetGatewayAttrs>(),
-            ),
-            (super::vpc::FORCE_NEW, fields::<super::vpc::VpcAttrs>()),
-            (
-                super::subnet::FORCE_NEW,
-                fields::<super::subnet::SubnetAttrs>(),
-            ),
-            (
-                super::security_group::FORCE_NEW,
-                fields::<super::security_group::SecurityGroupAttrs>(),
-            ),
-            (
-                super::target_group::FORCE_NEW,
-                fields::<super::target_group::TargetGroupAttrs>(),
-            ),
-            (
-                super::iam_role::FORCE_NEW,
-                fields::<super::iam_role::RoleAttrs>(),
-            ),
-            (
-                super::instance_profile::FORCE_NEW,
-                fields::<super::instance_profile::InstanceProfileAttrs>(),
-            ),
-            (
-                super::launch_template::FORCE_NEW,
-                fields::<super::launch_template::LaunchTemplateAttrs>(),
-            ),
-            (
-                super::asg::FORCE_NEW,
-                fields::<super::asg::AutoScalingGroupAttrs>(),
-            ),
-            (
-                super::scaling_policy::FORCE_NEW,
-                fields::<super::scaling_policy::ScalingPolicyAttrs>(),
-            ),
-            (
-                super::load_balancer::FORCE_NEW,
-                fields::<super::load_balancer::LoadBalancerAttrs>(),
-            ),
-            (
-                super::listener::FORCE_NEW,
-                fields::<super::listener::ListenerAttrs>(),
-            ),
-            (
-                super::listener_rule::FORCE_NEW,
-                fields::<super::listener_rule::ListenerRuleAttrs>(),
-            ),
-        ];
-        for (forced, fields) in kinds {
-            for name in forced {
-                assert!(fields.iter().any(|f| f == name), "{name} not in {fields:?}");
-            }
-        }
-    }
-}

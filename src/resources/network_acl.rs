@@ -6,21 +6,40 @@
 //! everything out. Rules are written as `<number> <allow|deny> <tcp|icmp|all>
 //! <ports|type:code|-> <cidr>`, the form plans show and discovery reads back.
 
+use super::subnet::SubnetAttrs;
+use super::vpc::VpcAttrs;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, attr_list, attr_str, changed, ec2_owned,
-    ec2_owner_filter, ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owned, ec2_owner_filter,
+    ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, Kind, attrs};
+use crate::model::attr;
+use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, ids, to_attrs};
 use aws_sdk_ec2::types::{
     Filter, IcmpTypeCode, NetworkAclEntry, PortRange, ResourceType, RuleAction,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const FORCE_NEW: &[&str] = &["vpc_id"];
+/// A network ACL's attributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkAclAttrs {
+    pub vpc_id: Ref<VpcAttrs>,
+    /// The subnets it is associated with.
+    pub subnet_ids: Vec<Ref<SubnetAttrs>>,
+    /// Inbound entries, by rule number (AWS's own catch-all left out).
+    pub ingress: Vec<Rule>,
+    /// Outbound entries, likewise.
+    pub egress: Vec<Rule>,
+}
+
+impl KindAttrs for NetworkAclAttrs {
+    const KIND: Kind = Kind::NetworkAcl;
+}
+
+pub const FORCE_NEW: &[&str] = &[attr!(NetworkAclAttrs.vpc_id)];
 
 /// The one ACL of every subnet, public and private.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -41,23 +60,17 @@ pub fn desired(b: &Build) -> Vec<Desired> {
         .collect();
     vec![Desired::new(
         Address::new(Kind::NetworkAcl, "main"),
-        attrs([
-            ("vpc_id", Value::from(b.vpc.clone())),
-            (
-                "subnet_ids",
-                Ref::list(&[b.subnets.clone(), b.private_subnets.clone()].concat()),
+        to_attrs(&NetworkAclAttrs {
+            vpc_id: b.vpc.clone(),
+            subnet_ids: [b.subnets.clone(), b.private_subnets.clone()].concat(),
+            ingress: ingress_rules(
+                &spec.load_balancer.listener_ports(),
+                &ingress_cidrs,
+                &service_ports,
+                &spec.vpc_cidr.to_string(),
             ),
-            (
-                "ingress",
-                Value::strs(ingress_rules(
-                    &spec.load_balancer.listener_ports(),
-                    &ingress_cidrs,
-                    &service_ports,
-                    &spec.vpc_cidr.to_string(),
-                )),
-            ),
-            ("egress", Value::strs(egress_rules())),
-        ]),
+            egress: egress_rules(),
+        }),
     )]
 }
 
@@ -65,9 +78,10 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 const DEFAULT_RULE: i32 = 32767;
 const ACL_NOT_YET: &[&str] = &["InvalidNetworkAclID.NotFound", "InvalidSubnetID.NotFound"];
 
-/// One entry, parsed from (or rendered to) its one-line form.
+/// One entry, parsed from (or rendered to) its one-line form, which is also how it is
+/// serialized (so plans show it so).
 #[derive(Debug, Clone, PartialEq)]
-struct Rule {
+pub struct Rule {
     number: i32,
     allow: bool,
     /// AWS's protocol number: "6" tcp, "1" icmp, "-1" all.
@@ -77,7 +91,23 @@ struct Rule {
     cidr: String,
 }
 
+/// AWS's protocol numbers.
+const TCP: &str = "6";
+const ICMP: &str = "1";
+const ALL: &str = "-1";
+const ANYWHERE: &str = "0.0.0.0/0";
+
 impl Rule {
+    fn allow(number: i32, protocol: &str, range: Option<(i32, i32)>, cidr: &str) -> Rule {
+        Rule {
+            number,
+            allow: true,
+            protocol: protocol.to_string(),
+            range,
+            cidr: cidr.to_string(),
+        }
+    }
+
     fn parse(s: &str) -> Option<Rule> {
         let f: Vec<&str> = s.split_whitespace().collect();
         let [number, action, proto, range, cidr] = f[..] else {
@@ -94,7 +124,15 @@ impl Rule {
                 ("1", Some((t.parse().ok()?, c.parse().ok()?)))
             }
             "all" => ("-1", None),
-            _ => return None,
+            // Any other protocol by number (17 is udp), as `render` writes it.
+            other => {
+                other.parse::<i32>().ok()?;
+                let range = match range.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => None,
+                };
+                (other, range)
+            }
         };
         Some(Rule {
             number: number.parse().ok()?,
@@ -113,7 +151,8 @@ impl Rule {
             ("1", Some((-1, -1))) => ("icmp", "all".to_string()),
             ("1", Some((t, c))) => ("icmp", format!("{t}:{c}")),
             ("-1", _) => ("all", "-".to_string()),
-            (p, _) => (p, "-".to_string()),
+            (p, Some((a, b))) => (p, format!("{a}-{b}")),
+            (p, None) => (p, "-".to_string()),
         };
         format!("{} {action} {proto} {range} {}", self.number, self.cidr)
     }
@@ -140,6 +179,20 @@ impl Rule {
     }
 }
 
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let line = String::deserialize(d)?;
+        Rule::parse(&line)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a network ACL rule: {line}")))
+    }
+}
+
 /// The ingress rules for a load balancer on `port` open to `ingress`, services on
 /// `service_ports`, in a VPC of `vpc_cidr`.
 pub fn ingress_rules(
@@ -147,28 +200,38 @@ pub fn ingress_rules(
     ingress: &[String],
     service_ports: &[u16],
     vpc_cidr: &str,
-) -> Vec<String> {
+) -> Vec<Rule> {
     let mut out = Vec::new();
     let pairs = listener_ports
         .iter()
         .flat_map(|p| ingress.iter().map(move |c| (p, c)));
-    for (i, (port, cidr)) in pairs.enumerate() {
-        out.push(format!("{} allow tcp {port} {cidr}", 100 + i));
+    for (i, (&port, cidr)) in pairs.enumerate() {
+        out.push(Rule::allow(
+            100 + i as i32,
+            TCP,
+            Some((port.into(), port.into())),
+            cidr,
+        ));
     }
-    for (i, p) in service_ports.iter().enumerate() {
-        out.push(format!("{} allow tcp {p} {vpc_cidr}", 200 + i));
+    for (i, &port) in service_ports.iter().enumerate() {
+        out.push(Rule::allow(
+            200 + i as i32,
+            TCP,
+            Some((port.into(), port.into())),
+            vpc_cidr,
+        ));
     }
-    out.push("300 allow tcp 1024-3388 0.0.0.0/0".to_string());
-    out.push("310 allow tcp 3390-65535 0.0.0.0/0".to_string());
+    out.push(Rule::allow(300, TCP, Some((1024, 3388)), ANYWHERE));
+    out.push(Rule::allow(310, TCP, Some((3390, 65535)), ANYWHERE));
     // ICMP, for path MTU discovery ("fragmentation needed") among others: a stateless
     // ACL that drops it can stall large transfers to hosts outside the VPC.
-    out.push("320 allow icmp all 0.0.0.0/0".to_string());
+    out.push(Rule::allow(320, ICMP, Some((-1, -1)), ANYWHERE));
     out
 }
 
 /// Everything may leave.
-pub fn egress_rules() -> Vec<String> {
-    vec!["100 allow all - 0.0.0.0/0".to_string()]
+pub fn egress_rules() -> Vec<Rule> {
+    vec![Rule::allow(100, ALL, None, ANYWHERE)]
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
@@ -192,23 +255,23 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
                     .map(Rule::of)
                     .collect();
                 rules.sort_by_key(|r| r.number);
-                Value::strs(rules.iter().map(Rule::render))
+                rules
             };
             let mut subnets = Vec::new();
             let mut extra = BTreeMap::new();
             for assoc in acl.associations() {
                 if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.network_acl_association_id())
                 {
-                    subnets.push(s.to_string());
+                    subnets.push(Ref::id(s));
                     extra.insert(format!("association:{s}"), id.to_string());
                 }
             }
-            let attrs = Attrs::from([
-                ("vpc_id".into(), Value::s(acl.vpc_id().unwrap_or_default())),
-                ("subnet_ids".into(), Value::strs(subnets)),
-                ("ingress".into(), rules(false)),
-                ("egress".into(), rules(true)),
-            ]);
+            let attrs = to_attrs(&NetworkAclAttrs {
+                vpc_id: Ref::id(acl.vpc_id().unwrap_or_default()),
+                subnet_ids: subnets,
+                ingress: rules(false),
+                egress: rules(true),
+            });
             out.push(Live {
                 address,
                 id: acl.network_acl_id().unwrap_or_default().to_string(),
@@ -220,12 +283,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     Ok(out)
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
+pub async fn create(ctx: &Ctx, a: &Address, want: NetworkAclAttrs) -> Result<Created, Error> {
     let r = retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
         ctx.c
             .ec2
             .create_network_acl()
-            .vpc_id(attr_str(attrs, "vpc_id"))
+            .vpc_id(want.vpc_id.as_id())
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::NetworkAcl))
             .send()
             .await
@@ -237,11 +300,11 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|n| n.network_acl_id())
         .unwrap_or_default()
         .to_string();
-    for (egress, key) in [(false, "ingress"), (true, "egress")] {
-        set_rules(ctx, a, &id, egress, &[], &attr_list(attrs, key)).await?;
+    for (egress, rules) in [(false, &want.ingress), (true, &want.egress)] {
+        set_rules(ctx, a, &id, egress, &[], rules).await?;
     }
     // The rules first: a subnet moves over to a complete ACL, never to a deny-all one.
-    for s in attr_list(attrs, "subnet_ids") {
+    for s in ids(&want.subnet_ids) {
         move_subnet(ctx, a, &s, &id).await?;
     }
     Ok((id, Default::default()))
@@ -253,15 +316,10 @@ async fn set_rules(
     a: &Address,
     id: &str,
     egress: bool,
-    have: &[String],
-    want: &[String],
+    have: &[Rule],
+    want: &[Rule],
 ) -> Result<(), Error> {
-    let have: BTreeMap<i32, Rule> = have
-        .iter()
-        .filter_map(|r| Rule::parse(r))
-        .map(|r| (r.number, r))
-        .collect();
-    let want: Vec<Rule> = want.iter().filter_map(|r| Rule::parse(r)).collect();
+    let have: BTreeMap<i32, &Rule> = have.iter().map(|r| (r.number, r)).collect();
     for old in have
         .values()
         .filter(|o| !want.iter().any(|w| w.number == o.number))
@@ -294,9 +352,9 @@ async fn set_rules(
                 .set_icmp_type_code(icmp)
         }};
     }
-    for rule in &want {
+    for rule in want {
         match have.get(&rule.number) {
-            Some(old) if old == rule => {}
+            Some(&old) if old == rule => {}
             Some(_) => {
                 retry_codes(ACL_NOT_YET, Patience::FRESH_ID, || async {
                     entry!(ctx.c.ec2.replace_network_acl_entry(), rule)
@@ -423,32 +481,39 @@ async fn default_acl(ctx: &Ctx, a: &Address, vpc: &str) -> Result<String, Error>
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: NetworkAclAttrs,
     changes: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    for (egress, key) in [(false, "ingress"), (true, "egress")] {
+    let have: NetworkAclAttrs = from_attrs(&live.attrs)?;
+    let sides = [
+        (
+            false,
+            attr!(NetworkAclAttrs.ingress),
+            &have.ingress,
+            &want.ingress,
+        ),
+        (
+            true,
+            attr!(NetworkAclAttrs.egress),
+            &have.egress,
+            &want.egress,
+        ),
+    ];
+    for (egress, key, have, want) in sides {
         if changed(changes, key) {
-            set_rules(
-                ctx,
-                a,
-                &live.id,
-                egress,
-                &attr_list(&live.attrs, key),
-                &attr_list(attrs, key),
-            )
-            .await?;
+            set_rules(ctx, a, &live.id, egress, have, want).await?;
         }
     }
-    if changed(changes, "subnet_ids") {
-        let want = attr_list(attrs, "subnet_ids");
-        let have = attr_list(&live.attrs, "subnet_ids");
+    if changed(changes, attr!(NetworkAclAttrs.subnet_ids)) {
+        let vpc = have.vpc_id.as_id();
+        let (want, have) = (ids(&want.subnet_ids), ids(&have.subnet_ids));
         for s in want.iter().filter(|s| !have.contains(s)) {
             move_subnet(ctx, a, s, &live.id).await?;
         }
         let leaving: Vec<&String> = have.iter().filter(|s| !want.contains(s)).collect();
         if !leaving.is_empty() {
-            let default = default_acl(ctx, a, attr_str(&live.attrs, "vpc_id")).await?;
+            let default = default_acl(ctx, a, vpc).await?;
             for s in leaving {
                 move_subnet_if_present(ctx, a, s, &default).await?;
             }
@@ -472,10 +537,10 @@ async fn move_subnet_if_present(
 
 pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     let a = &live.address;
-    let subnets = attr_list(&live.attrs, "subnet_ids");
-    if !subnets.is_empty() {
-        let default = default_acl(ctx, a, attr_str(&live.attrs, "vpc_id")).await?;
-        for s in &subnets {
+    let have: NetworkAclAttrs = from_attrs(&live.attrs)?;
+    if !have.subnet_ids.is_empty() {
+        let default = default_acl(ctx, a, have.vpc_id.as_id()).await?;
+        for s in &ids(&have.subnet_ids) {
             move_subnet_if_present(ctx, a, s, &default).await?;
         }
     }
@@ -498,12 +563,16 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = NetworkAclAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id", "subnet_ids"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(NetworkAclAttrs.vpc_id),
+        attr!(NetworkAclAttrs.subnet_ids),
+    ];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::NetworkAcls;
 
-    super::writes!(map);
+    super::writes!(typed);
 }
 
 #[cfg(test)]
@@ -513,12 +582,14 @@ mod tests {
     #[test]
     fn rules_round_trip_and_keep_ssh_and_rdp_closed_to_the_world() {
         let rules = ingress_rules(&[80, 443], &["0.0.0.0/0".into()], &[8080], "10.20.0.0/16");
+        assert_eq!(rules.len(), 6, "{rules:?}");
         for r in rules.iter().chain(&egress_rules()) {
-            let parsed = Rule::parse(r).unwrap_or_else(|| panic!("{r}"));
-            assert_eq!(&parsed.render(), r);
+            assert_eq!(Rule::parse(&r.render()).as_ref(), Some(r));
         }
+        let udp = "130 deny 17 53-53 10.0.0.0/8";
+        assert_eq!(Rule::parse(udp).map(|r| r.render()).as_deref(), Some(udp));
         // EC2.21 judges every inbound entry alone: none from anywhere may cover 22 or 3389.
-        for r in rules.iter().filter_map(|r| Rule::parse(r)) {
+        for r in &rules {
             if r.cidr == "0.0.0.0/0" && r.allow {
                 assert_ne!(r.protocol, "-1", "{r:?}");
                 if r.protocol == "6" {

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, ids, to_attrs};
 use aws_sdk_ec2::types::ResourceType;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ impl KindAttrs for RouteTableAttrs {
     const KIND: Kind = Kind::RouteTable;
 }
 
-pub const FORCE_NEW: &[&str] = &["vpc_id"];
+pub const FORCE_NEW: &[&str] = &[attr!(RouteTableAttrs.vpc_id)];
 
 /// The public subnets' route table (the default route to the internet gateway) and,
 /// with private subnets, theirs.
@@ -230,7 +231,7 @@ pub async fn update(
 ) -> Result<(), Error> {
     let a = &live.address;
     let have: RouteTableAttrs = from_attrs(&live.attrs)?;
-    if changed(changes, "default_route_gateway_id") {
+    if changed(changes, attr!(RouteTableAttrs.default_route_gateway_id)) {
         let had_route = !have.default_route_gateway_id.as_id().is_empty();
         set_route(
             ctx,
@@ -241,7 +242,7 @@ pub async fn update(
         )
         .await?;
     }
-    if changed(changes, "subnet_ids") {
+    if changed(changes, attr!(RouteTableAttrs.subnet_ids)) {
         let want = ids(&want.subnet_ids);
         let have = ids(&have.subnet_ids);
         for s in have.iter().filter(|s| !want.contains(s)) {
@@ -277,9 +278,13 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = RouteTableAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] =
-        &["vpc_id", "subnet_ids", "default_route_gateway_id"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(RouteTableAttrs.vpc_id),
+        attr!(RouteTableAttrs.subnet_ids),
+        attr!(RouteTableAttrs.default_route_gateway_id),
+    ];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::RouteTables;
 

@@ -5,6 +5,7 @@ use super::asg::AutoScalingGroupAttrs;
 use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use crate::spec::ServiceSpec;
 use aws_sdk_autoscaling::types::{
@@ -35,7 +36,10 @@ fn default_target() -> f64 {
     50.0
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "autoscaling_group_name"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(ScalingPolicyAttrs.name),
+    attr!(ScalingPolicyAttrs.autoscaling_group_name),
+];
 
 /// A service's target tracking policy on average CPU.
 pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
@@ -131,8 +135,9 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = ScalingPolicyAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["autoscaling_group_name"];
+    const REFERENCES: &'static [&'static str] = &[attr!(ScalingPolicyAttrs.autoscaling_group_name)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::AutoScaling;
     const LISTING: super::Listing = super::Listing::Groups;
 

@@ -20,6 +20,7 @@ use super::{Created, Ctx, Foreign, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::desired::VERIFIER_KEY;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Kind, Live, Ref, owned_address};
 use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use aws_sdk_ssm::types::{ParameterTier, ParameterType, ResourceTypeForTagging, Tag};
@@ -44,7 +45,7 @@ impl KindAttrs for SecretAttrs {
     const KIND: Kind = Kind::Secret;
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "type"];
+pub const FORCE_NEW: &[&str] = &[attr!(SecretAttrs.name), attr!(SecretAttrs.r#type)];
 
 /// The app refuses writes without this credential; stacks without the app have
 /// nothing to protect with it.
@@ -331,9 +332,10 @@ pub async fn reveal(c: &Clients, name: &str) -> Result<String, Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = SecretAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["verifier_bucket"];
-    const ID_IS_NAME: bool = true;
+    const REFERENCES: &'static [&'static str] = &[attr!(SecretAttrs.verifier_bucket)];
+    const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(SecretAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ssm;
     const LISTING: super::Listing = super::Listing::Parameters;
 
@@ -351,4 +353,28 @@ impl super::KindOps for Ops {
     }
 
     super::writes!(delete);
+
+    /// The parameter, and its verifier object in the app bucket.
+    async fn read(
+        ctx: &Ctx,
+        address: &Address,
+        id: &str,
+        attrs: &Attrs,
+    ) -> Result<Option<Live>, Error> {
+        let mut held: Vec<Live> = super::listed(ctx, address, id, &Default::default())
+            .await?
+            .into_iter()
+            .collect();
+        let bucket = verifier_bucket(&from_attrs(attrs)?).to_string();
+        if !bucket.is_empty() {
+            let app_bucket = Live {
+                address: crate::desired::bucket(),
+                id: bucket,
+                attrs: Attrs::new(),
+                extra: Default::default(),
+            };
+            discover_verifiers(&ctx.c, &mut held, &[app_bucket]).await?;
+        }
+        Ok(held.pop())
+    }
 }

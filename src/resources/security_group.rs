@@ -7,6 +7,7 @@ use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, Value, from_attrs, to_attrs};
 use crate::spec::ServiceSpec;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, UserIdGroupPair};
@@ -68,7 +69,11 @@ impl PartialEq for Source {
     }
 }
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "group_name", "description"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(SecurityGroupAttrs.vpc_id),
+    attr!(SecurityGroupAttrs.group_name),
+    attr!(SecurityGroupAttrs.description),
+];
 
 /// A security group: inbound `(port, source)` pairs.
 fn group(
@@ -312,9 +317,13 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = SecurityGroupAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id", "ingress"];
-    const UNIQUE_NAME: Option<&'static str> = Some("group_name");
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(SecurityGroupAttrs.vpc_id),
+        attr!(SecurityGroupAttrs.ingress),
+    ];
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(SecurityGroupAttrs.group_name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::SecurityGroups;
 

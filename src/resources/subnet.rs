@@ -5,6 +5,7 @@ use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, Ref, from_attrs, to_attrs};
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,11 @@ impl KindAttrs for SubnetAttrs {
     const KIND: Kind = Kind::Subnet;
 }
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "cidr_block", "availability_zone"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(SubnetAttrs.vpc_id),
+    attr!(SubnetAttrs.cidr_block),
+    attr!(SubnetAttrs.availability_zone),
+];
 
 /// Per zone, the public subnet and, when the zone has one, the private subnet.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -175,8 +180,9 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = SubnetAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id"];
+    const REFERENCES: &'static [&'static str] = &[attr!(SubnetAttrs.vpc_id)];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: what runs in the subnet is replaced with it");
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;

@@ -5,6 +5,7 @@
 use super::{Created, Ctx, Foreign, changed};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Kind, Live, owned_address};
 use crate::model::{Desired, KindAttrs, from_attrs, to_attrs};
 use crate::plan::Loss;
@@ -40,7 +41,11 @@ impl KindAttrs for TableAttrs {
     const KIND: Kind = Kind::Table;
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "partition_key", "sort_key"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(TableAttrs.name),
+    attr!(TableAttrs.partition_key),
+    attr!(TableAttrs.sort_key),
+];
 
 /// The file's table, if it has one.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -335,9 +340,13 @@ pub async fn update(
     let want: TableAttrs = from_attrs(attrs)?;
     // A table left CREATING or UPDATING (a killed run) refuses every change until ACTIVE.
     wait_active(ctx, a, &live.id).await?;
-    if ["billing_mode", "read_capacity", "write_capacity"]
-        .iter()
-        .any(|k| changed(changes, k))
+    if [
+        attr!(TableAttrs.billing_mode),
+        attr!(TableAttrs.read_capacity),
+        attr!(TableAttrs.write_capacity),
+    ]
+    .iter()
+    .any(|k| changed(changes, k))
     {
         ctx.c
             .ddb
@@ -350,10 +359,10 @@ pub async fn update(
             .ctx("changing the billing of", a)?;
         wait_active(ctx, a, &live.id).await?;
     }
-    if changed(changes, "point_in_time_recovery") {
+    if changed(changes, attr!(TableAttrs.point_in_time_recovery)) {
         set_pitr(ctx, a, &live.id, want.point_in_time_recovery).await?;
     }
-    if changed(changes, "deletion_protection") {
+    if changed(changes, attr!(TableAttrs.deletion_protection)) {
         set_deletion_protection(ctx, a, &live.id, want.deletion_protection).await?;
     }
     Ok(())
@@ -434,12 +443,17 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = TableAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const ID_IS_NAME: bool = true;
+    const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(TableAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::DynamoDb;
     const LISTING: super::Listing = super::Listing::Tables;
 
     super::writes!(map);
+
+    fn protected(live: &Attrs) -> bool {
+        from_attrs::<TableAttrs>(live).is_ok_and(|a| a.deletion_protection)
+    }
 
     async fn data_at_risk(
         c: &crate::aws::Clients,

@@ -5,6 +5,7 @@ use super::vpc::VpcAttrs;
 use super::{Created, Ctx, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, to_attrs};
 use crate::spec::ServiceSpec;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetTypeEnum};
@@ -29,7 +30,12 @@ impl KindAttrs for TargetGroupAttrs {
     const KIND: Kind = Kind::TargetGroup;
 }
 
-pub const FORCE_NEW: &[&str] = &["name", "port", "protocol", "vpc_id"];
+pub const FORCE_NEW: &[&str] = &[
+    attr!(TargetGroupAttrs.name),
+    attr!(TargetGroupAttrs.port),
+    attr!(TargetGroupAttrs.protocol),
+    attr!(TargetGroupAttrs.vpc_id),
+];
 
 /// A service's target group, with the file's health check.
 pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
@@ -168,11 +174,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = TargetGroupAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id"];
+    const REFERENCES: &'static [&'static str] = &[attr!(TargetGroupAttrs.vpc_id)];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: requests fail until the new one is in place");
-    const UNIQUE_NAME: Option<&'static str> = Some("name");
+    const UNIQUE_NAME: Option<&'static str> = Some(attr!(TargetGroupAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Elbv2;
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 

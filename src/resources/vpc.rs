@@ -7,6 +7,7 @@ use super::{
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
+use crate::model::attr;
 use crate::model::{Address, Attrs, Live};
 use crate::model::{Desired, Kind, KindAttrs, from_attrs, to_attrs};
 use aws_sdk_ec2::types::{
@@ -29,7 +30,7 @@ impl KindAttrs for VpcAttrs {
     const KIND: Kind = Kind::Vpc;
 }
 
-pub const FORCE_NEW: &[&str] = &["cidr_block"];
+pub const FORCE_NEW: &[&str] = &[attr!(VpcAttrs.cidr_block)];
 
 /// The stack's one VPC.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -173,17 +174,14 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
         .and_then(|v| v.vpc_id())
         .unwrap_or_default()
         .to_string();
-    set_dns(
-        ctx,
-        a,
-        &id,
-        &want,
-        &["enable_dns_support".into(), "enable_dns_hostnames".into()],
-    )
-    .await?;
+    let both = [SUPPORT, HOSTNAMES].map(String::from);
+    set_dns(ctx, a, &id, &want, &both).await?;
     close_default_group(ctx, a, &id).await?;
     Ok((id, Default::default()))
 }
+
+const SUPPORT: &str = attr!(VpcAttrs.enable_dns_support);
+const HOSTNAMES: &str = attr!(VpcAttrs.enable_dns_hostnames);
 
 async fn set_dns(
     ctx: &Ctx,
@@ -194,8 +192,8 @@ async fn set_dns(
 ) -> Result<(), Error> {
     // AWS takes one attribute per call.
     for (key, on) in [
-        ("enable_dns_support", want.enable_dns_support),
-        ("enable_dns_hostnames", want.enable_dns_hostnames),
+        (SUPPORT, want.enable_dns_support),
+        (HOSTNAMES, want.enable_dns_hostnames),
     ] {
         if !changed(which, key) {
             continue;
@@ -203,7 +201,7 @@ async fn set_dns(
         let value = AttributeBooleanValue::builder().value(on).build();
         retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || async {
             let call = ctx.c.ec2.modify_vpc_attribute().vpc_id(id);
-            let call = if key == "enable_dns_support" {
+            let call = if key == SUPPORT {
                 call.enable_dns_support(value.clone())
             } else {
                 call.enable_dns_hostnames(value.clone())
@@ -223,7 +221,7 @@ pub async fn update(
 ) -> Result<(), Error> {
     let want: VpcAttrs = from_attrs(attrs)?;
     set_dns(ctx, &live.address, &live.id, &want, changed).await?;
-    if super::changed(changed, "default_security_group_rules") {
+    if super::changed(changed, attr!(VpcAttrs.default_security_group_rules)) {
         close_default_group(ctx, &live.address, &live.id).await?;
     }
     Ok(())
@@ -241,6 +239,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = VpcAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::Vpcs;

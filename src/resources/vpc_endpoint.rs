@@ -11,27 +11,69 @@
 //! compare the string. DeleteVpcEndpoints reports failures in `Unsuccessful` with a
 //! 200, and moto keeps deleted endpoints around in state `deleted`.
 
-use super::{Created, Ctx, EC2_NOT_YET, attr_bool, attr_list, attr_str, changed};
+use super::route_table::RouteTableAttrs;
+use super::security_group::SecurityGroupAttrs;
+use super::subnet::SubnetAttrs;
+use super::vpc::VpcAttrs;
+use super::{Created, Ctx, EC2_NOT_YET, changed};
 use super::{ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::{Build, SSM_ENDPOINT_SERVICES};
-use crate::model::Ref;
-use crate::model::{Address, Attrs, Live, Value};
-use crate::model::{Desired, Kind, attrs};
+use crate::model::attr;
+use crate::model::{Address, Live, Ref, from_attrs, ids, to_attrs};
+use crate::model::{Desired, Kind, KindAttrs};
 use aws_sdk_ec2::types::{ResourceType, VpcEndpoint, VpcEndpointType};
+use serde::{Deserialize, Serialize};
 
-pub const FORCE_NEW: &[&str] = &["vpc_id", "service_name", "type"];
+/// A VPC endpoint's attributes: what every endpoint has, then what only a gateway
+/// (`route_table_ids`) or only an interface endpoint (the rest) has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VpcEndpointAttrs {
+    pub vpc_id: Ref<VpcAttrs>,
+    /// `com.amazonaws.<region>.<service>`.
+    pub service_name: String,
+    /// `Gateway` or `Interface`, as AWS spells it.
+    pub r#type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_table_ids: Option<Vec<Ref<RouteTableAttrs>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_ids: Option<Vec<Ref<SubnetAttrs>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_group_ids: Option<Vec<Ref<SecurityGroupAttrs>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_dns_enabled: Option<bool>,
+}
+
+impl KindAttrs for VpcEndpointAttrs {
+    const KIND: Kind = Kind::VpcEndpoint;
+}
+
+impl VpcEndpointAttrs {
+    fn is_gateway(&self) -> bool {
+        self.r#type == "Gateway"
+    }
+}
+
+/// The ids of an optional list of references (none when absent).
+fn id_list<T>(refs: &Option<Vec<Ref<T>>>) -> Vec<String> {
+    refs.as_deref().map(ids).unwrap_or_default()
+}
+
+pub const FORCE_NEW: &[&str] = &[
+    attr!(VpcEndpointAttrs.vpc_id),
+    attr!(VpcEndpointAttrs.service_name),
+    attr!(VpcEndpointAttrs.r#type),
+];
 
 /// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
-fn endpoint(b: &Build, service: &str, kind: &str) -> Attrs {
-    attrs([
-        ("vpc_id", Value::from(b.vpc.clone())),
-        (
-            "service_name",
-            Value::s(service_name(&b.inputs.region, service)),
-        ),
-        ("type", Value::s(kind)),
-    ])
+fn endpoint(b: &Build, service: &str, kind: &str) -> VpcEndpointAttrs {
+    VpcEndpointAttrs {
+        vpc_id: b.vpc.clone(),
+        service_name: service_name(&b.inputs.region, service),
+        r#type: kind.into(),
+        ..Default::default()
+    }
 }
 
 /// With private subnets, the gateway endpoints on their route table: S3, and DynamoDB
@@ -47,12 +89,11 @@ pub fn gateways(b: &Build) -> Vec<Desired> {
     gateways
         .into_iter()
         .map(|service| {
-            let mut a = endpoint(b, service, "Gateway");
-            a.insert(
-                "route_table_ids".into(),
-                Value::List(vec![Value::r(&crate::desired::private_route_table())]),
-            );
-            Desired::new(Address::new(Kind::VpcEndpoint, service), a)
+            let a = VpcEndpointAttrs {
+                route_table_ids: Some(vec![Ref::at(crate::desired::private_route_table())]),
+                ..endpoint(b, service, "Gateway")
+            };
+            Desired::new(Address::new(Kind::VpcEndpoint, service), to_attrs(&a))
         })
         .collect()
 }
@@ -66,16 +107,13 @@ pub fn interfaces(b: &Build) -> Vec<Desired> {
     SSM_ENDPOINT_SERVICES
         .into_iter()
         .map(|service| {
-            let mut a = endpoint(b, service, "Interface");
-            a.extend([
-                ("subnet_ids".to_string(), Ref::list(&b.private_subnets)),
-                (
-                    "security_group_ids".to_string(),
-                    Value::List(vec![Value::r(&crate::desired::endpoints_sg())]),
-                ),
-                ("private_dns_enabled".to_string(), Value::Bool(true)),
-            ]);
-            Desired::new(Address::new(Kind::VpcEndpoint, service), a)
+            let a = VpcEndpointAttrs {
+                subnet_ids: Some(b.private_subnets.clone()),
+                security_group_ids: Some(vec![Ref::at(crate::desired::endpoints_sg())]),
+                private_dns_enabled: Some(true),
+                ..endpoint(b, service, "Interface")
+            };
+            Desired::new(Address::new(Kind::VpcEndpoint, service), to_attrs(&a))
         })
         .collect()
 }
@@ -98,40 +136,41 @@ fn state(e: &VpcEndpoint) -> String {
         .unwrap_or_default()
 }
 
-fn attrs_of(e: &VpcEndpoint) -> Attrs {
-    let sorted = |v: &[String]| {
-        let mut v = v.to_vec();
-        v.sort();
-        Value::strs(v)
-    };
+/// References to sorted ids, so that the order AWS lists them in is no change.
+fn sorted<T>(v: &[String]) -> Vec<Ref<T>> {
+    let mut v = v.to_vec();
+    v.sort();
+    v.into_iter().map(Ref::id).collect()
+}
+
+fn attrs_of(e: &VpcEndpoint) -> VpcEndpointAttrs {
     let kind = e
         .vpc_endpoint_type()
         .map(|t| t.as_str())
         .unwrap_or("Gateway");
-    let mut attrs = Attrs::from([
-        ("vpc_id".into(), Value::s(e.vpc_id().unwrap_or_default())),
-        (
-            "service_name".into(),
-            Value::s(e.service_name().unwrap_or_default()),
-        ),
-        ("type".into(), Value::s(kind)),
-    ]);
-    if kind == "Gateway" {
-        attrs.insert("route_table_ids".into(), sorted(e.route_table_ids()));
-    } else {
-        attrs.insert("subnet_ids".into(), sorted(e.subnet_ids()));
-        let groups: Vec<String> = e
-            .groups()
-            .iter()
-            .filter_map(|g| g.group_id().map(str::to_string))
-            .collect();
-        attrs.insert("security_group_ids".into(), sorted(&groups));
-        attrs.insert(
-            "private_dns_enabled".into(),
-            Value::Bool(e.private_dns_enabled().unwrap_or(false)),
-        );
+    let all = VpcEndpointAttrs {
+        vpc_id: Ref::id(e.vpc_id().unwrap_or_default()),
+        service_name: e.service_name().unwrap_or_default().to_string(),
+        r#type: kind.to_string(),
+        ..Default::default()
+    };
+    if all.is_gateway() {
+        return VpcEndpointAttrs {
+            route_table_ids: Some(sorted(e.route_table_ids())),
+            ..all
+        };
     }
-    attrs
+    let groups: Vec<String> = e
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect();
+    VpcEndpointAttrs {
+        subnet_ids: Some(sorted(e.subnet_ids())),
+        security_group_ids: Some(sorted(&groups)),
+        private_dns_enabled: Some(e.private_dns_enabled().unwrap_or(false)),
+        ..all
+    }
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
@@ -153,7 +192,7 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
             out.push(Live {
                 address,
                 id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                attrs: attrs_of(e),
+                attrs: to_attrs(&attrs_of(e)),
                 extra: Default::default(),
             });
         }
@@ -217,9 +256,7 @@ async fn wait_available(ctx: &Ctx, a: &Address, id: &str) -> Result<(), Error> {
     .await
 }
 
-pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Error> {
-    let kind = attr_str(attrs, "type");
-    let gateway = kind == "Gateway";
+pub async fn create(ctx: &Ctx, a: &Address, want: VpcEndpointAttrs) -> Result<Created, Error> {
     // One token per attempt sequence: a retried call after a lost answer does not
     // make a second endpoint.
     let token = format!("stack-{}-{}", a, fastrand::u64(..));
@@ -229,17 +266,17 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
             .ec2
             .create_vpc_endpoint()
             .client_token(&token)
-            .vpc_endpoint_type(VpcEndpointType::from(kind))
-            .vpc_id(attr_str(attrs, "vpc_id"))
-            .service_name(attr_str(attrs, "service_name"))
+            .vpc_endpoint_type(VpcEndpointType::from(want.r#type.as_str()))
+            .vpc_id(want.vpc_id.as_id())
+            .service_name(&want.service_name)
             .tag_specifications(ec2_tag_spec(ctx, a, ResourceType::VpcEndpoint));
-        if gateway {
-            call = call.set_route_table_ids(Some(attr_list(attrs, "route_table_ids")));
+        if want.is_gateway() {
+            call = call.set_route_table_ids(Some(id_list(&want.route_table_ids)));
         } else {
             call = call
-                .set_subnet_ids(Some(attr_list(attrs, "subnet_ids")))
-                .set_security_group_ids(Some(attr_list(attrs, "security_group_ids")))
-                .private_dns_enabled(attr_bool(attrs, "private_dns_enabled"));
+                .set_subnet_ids(Some(id_list(&want.subnet_ids)))
+                .set_security_group_ids(Some(id_list(&want.security_group_ids)))
+                .private_dns_enabled(want.private_dns_enabled.unwrap_or(false));
         }
         call.send().await.ctx("creating", a)
     })
@@ -258,20 +295,25 @@ pub async fn create(ctx: &Ctx, a: &Address, attrs: &Attrs) -> Result<Created, Er
 pub async fn update(
     ctx: &Ctx,
     live: &Live,
-    attrs: &Attrs,
+    want: VpcEndpointAttrs,
     changed_attrs: &[String],
 ) -> Result<(), Error> {
     let a = &live.address;
-    let delta = |key: &str| {
-        let want = attr_list(attrs, key);
-        let have = attr_list(&live.attrs, key);
+    let have: VpcEndpointAttrs = from_attrs(&live.attrs)?;
+    let delta = |want: Vec<String>, have: Vec<String>| {
         let add: Vec<String> = want.iter().filter(|x| !have.contains(x)).cloned().collect();
         let remove: Vec<String> = have.iter().filter(|x| !want.contains(x)).cloned().collect();
         (add, remove)
     };
-    let (add_rt, remove_rt) = delta("route_table_ids");
-    let (add_sn, remove_sn) = delta("subnet_ids");
-    let (add_sg, remove_sg) = delta("security_group_ids");
+    let (add_rt, remove_rt) = delta(
+        id_list(&want.route_table_ids),
+        id_list(&have.route_table_ids),
+    );
+    let (add_sn, remove_sn) = delta(id_list(&want.subnet_ids), id_list(&have.subnet_ids));
+    let (add_sg, remove_sg) = delta(
+        id_list(&want.security_group_ids),
+        id_list(&have.security_group_ids),
+    );
     let mut call = ctx.c.ec2.modify_vpc_endpoint().vpc_endpoint_id(&live.id);
     let empty = |v: &Vec<String>| v.is_empty();
     if !empty(&add_rt) {
@@ -292,8 +334,8 @@ pub async fn update(
     if !empty(&remove_sg) {
         call = call.set_remove_security_group_ids(Some(remove_sg));
     }
-    if changed(changed_attrs, "private_dns_enabled") {
-        call = call.private_dns_enabled(attr_bool(attrs, "private_dns_enabled"));
+    if changed(changed_attrs, attr!(VpcEndpointAttrs.private_dns_enabled)) {
+        call = call.private_dns_enabled(want.private_dns_enabled.unwrap_or(false));
     }
     retry_codes(EC2_NOT_YET, Patience::FRESH_ID, || {
         let call = call.clone();
@@ -340,10 +382,16 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
 pub(crate) struct Ops;
 
 impl super::KindOps for Ops {
+    type Attrs = VpcEndpointAttrs;
     const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
-    const REFERENCES: &'static [&'static str] = &["vpc_id", "route_table_ids"];
+    const REFERENCES: &'static [&'static str] = &[
+        attr!(VpcEndpointAttrs.vpc_id),
+        attr!(VpcEndpointAttrs.route_table_ids),
+        attr!(VpcEndpointAttrs.subnet_ids),
+        attr!(VpcEndpointAttrs.security_group_ids),
+    ];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::VpcEndpoints;
 
-    super::writes!(map);
+    super::writes!(typed);
 }
