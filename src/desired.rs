@@ -493,22 +493,21 @@ mod tests {
         }
     }
 
-    /// Each kind's `KindOps::Attrs` is its own struct, and every desired form reads
+    /// Each kind's struct (its `KindOps`) is its own, and every desired form reads
     /// into it and renders back unchanged: no attribute the struct does not have, none
     /// of the wrong type.
     #[test]
     fn desired_forms_round_trip_through_their_kinds_structs() {
         use crate::model::{KindAttrs, from_attrs, to_attrs, with_kind};
-        use crate::resources::KindOps;
         for kind in Kind::ALL.iter().copied() {
-            let own = with_kind!(kind, K => <<K as KindOps>::Attrs as KindAttrs>::KIND);
+            let own = with_kind!(kind, K => <K as KindAttrs>::KIND);
             assert_eq!(own, kind);
         }
         let mut seen = std::collections::BTreeSet::new();
         for (f, desired) in examples() {
             for d in desired {
                 let back = with_kind!(d.address.kind, K => {
-                    let typed: <K as KindOps>::Attrs = from_attrs(&d.attrs)
+                    let typed: K = from_attrs(&d.attrs)
                         .unwrap_or_else(|e| panic!("{f}: {}: {e}", d.address));
                     to_attrs(&typed)
                 });

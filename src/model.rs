@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 /// dispatch to each kind's file (`with_kind!`, over `resources::KindOps`) all come
 /// from it, so a kind cannot be left out of one of them.
 macro_rules! kinds {
-    ($d:tt $($kind:ident => $name:literal in $module:ident,)+) => {
+    ($d:tt $($kind:ident => $name:literal in $module:ident :: $attrs:ident,)+) => {
         /// Every kind of AWS resource a stack manages, in the order they are first created.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -29,13 +29,13 @@ macro_rules! kinds {
             }
         }
 
-        /// `with_kind!(kind, K => expr)`: `expr` with `K` the kind's
-        /// `resources::<module>::Ops` (its `resources::KindOps`).
+        /// `with_kind!(kind, K => expr)`: `expr` with `K` the kind's attribute struct
+        /// (`resources::vpc::VpcAttrs`), whose `resources::KindOps` is the kind's life.
         macro_rules! with_kind {
             ($d k:expr, $d ops:ident => $d body:expr) => {
                 match $d k {
                     $(crate::model::Kind::$kind => {
-                        type $d ops = crate::resources::$module::Ops;
+                        type $d ops = crate::resources::$module::$attrs;
                         $d body
                     })+
                 }
@@ -46,27 +46,27 @@ macro_rules! kinds {
 }
 
 kinds! { $
-    Vpc => "vpc" in vpc,
-    Subnet => "subnet" in subnet,
-    InternetGateway => "internet_gateway" in igw,
-    RouteTable => "route_table" in route_table,
-    SecurityGroup => "security_group" in security_group,
-    LoadBalancer => "load_balancer" in load_balancer,
-    TargetGroup => "target_group" in target_group,
-    Listener => "listener" in listener,
-    ListenerRule => "listener_rule" in listener_rule,
-    Role => "iam_role" in iam_role,
-    InstanceProfile => "iam_instance_profile" in instance_profile,
-    LaunchTemplate => "launch_template" in launch_template,
-    AutoScalingGroup => "autoscaling_group" in asg,
-    ScalingPolicy => "scaling_policy" in scaling_policy,
-    Table => "dynamodb_table" in table,
-    Bucket => "s3_bucket" in bucket,
-    Artifact => "s3_object" in artifact,
-    Secret => "ssm_parameter" in secret,
-    NetworkAcl => "network_acl" in network_acl,
-    FlowLog => "flow_log" in flow_log,
-    VpcEndpoint => "vpc_endpoint" in vpc_endpoint,
+    Vpc => "vpc" in vpc::VpcAttrs,
+    Subnet => "subnet" in subnet::SubnetAttrs,
+    InternetGateway => "internet_gateway" in igw::InternetGatewayAttrs,
+    RouteTable => "route_table" in route_table::RouteTableAttrs,
+    SecurityGroup => "security_group" in security_group::SecurityGroupAttrs,
+    LoadBalancer => "load_balancer" in load_balancer::LoadBalancerAttrs,
+    TargetGroup => "target_group" in target_group::TargetGroupAttrs,
+    Listener => "listener" in listener::ListenerAttrs,
+    ListenerRule => "listener_rule" in listener_rule::ListenerRuleAttrs,
+    Role => "iam_role" in iam_role::RoleAttrs,
+    InstanceProfile => "iam_instance_profile" in instance_profile::InstanceProfileAttrs,
+    LaunchTemplate => "launch_template" in launch_template::LaunchTemplateAttrs,
+    AutoScalingGroup => "autoscaling_group" in asg::AutoScalingGroupAttrs,
+    ScalingPolicy => "scaling_policy" in scaling_policy::ScalingPolicyAttrs,
+    Table => "dynamodb_table" in table::TableAttrs,
+    Bucket => "s3_bucket" in bucket::BucketAttrs,
+    Artifact => "s3_object" in artifact::ArtifactAttrs,
+    Secret => "ssm_parameter" in secret::SecretAttrs,
+    NetworkAcl => "network_acl" in network_acl::NetworkAclAttrs,
+    FlowLog => "flow_log" in flow_log::FlowLogAttrs,
+    VpcEndpoint => "vpc_endpoint" in vpc_endpoint::VpcEndpointAttrs,
 }
 
 impl Kind {

@@ -63,8 +63,6 @@ fn upload_timeouts(bytes: u64) -> aws_sdk_s3::config::Builder {
     )
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(ArtifactAttrs.bucket)];
-
 /// The app's builds, one per architecture, in the file's bucket.
 pub fn desired(b: &Build) -> Vec<Desired> {
     if b.spec.bucket.is_none() {
@@ -291,12 +289,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     delete_versions(ctx, a, bucket, mine).await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = ArtifactAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for ArtifactAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(ArtifactAttrs.bucket)];
     const REFERENCES: &'static [&'static str] = &[attr!(ArtifactAttrs.bucket)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
     const LISTING: super::Listing = super::Listing::Buckets;

@@ -27,8 +27,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub const FORCE_NEW: &[&str] = &[attr!(AutoScalingGroupAttrs.name)];
-
 /// A group's attributes. `desired_capacity`, `launch_template_digest`, `deploy` and
 /// `build` are kept in tags.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -622,12 +620,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = AutoScalingGroupAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for AutoScalingGroupAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(AutoScalingGroupAttrs.name)];
     const REFERENCES: &'static [&'static str] = &[
         attr!(AutoScalingGroupAttrs.launch_template_id),
         attr!(AutoScalingGroupAttrs.subnet_ids),
@@ -641,4 +635,5 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Groups;
 
     super::writes!(typed);
+    super::writes!(delete);
 }

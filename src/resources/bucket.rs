@@ -46,8 +46,6 @@ impl KindAttrs for BucketAttrs {
     const KIND: Kind = Kind::Bucket;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(BucketAttrs.name)];
-
 /// The file's bucket, if it has one.
 pub fn app(b: &Build) -> Vec<Desired> {
     let Some(bucket) = &b.spec.bucket else {
@@ -830,18 +828,15 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     }
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = BucketAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for BucketAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(BucketAttrs.name)];
     const REFERENCES: &'static [&'static str] = &[attr!(BucketAttrs.access_log_bucket)];
     const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(BucketAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::S3;
     const LISTING: super::Listing = super::Listing::Buckets;
 
     super::writes!(map);
+    super::writes!(delete);
 
     /// Buckets cannot be listed by tag: the listing looks at this one by name.
     async fn read(

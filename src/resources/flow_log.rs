@@ -29,12 +29,6 @@ impl KindAttrs for FlowLogAttrs {
     const KIND: Kind = Kind::FlowLog;
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(FlowLogAttrs.vpc_id),
-    attr!(FlowLogAttrs.log_bucket),
-    attr!(FlowLogAttrs.traffic_type),
-];
-
 /// Security Hub EC2.6: the VPC's flows, accepted and rejected, to the log bucket.
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
@@ -156,12 +150,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     }
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = FlowLogAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for FlowLogAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(FlowLogAttrs.vpc_id),
+        attr!(FlowLogAttrs.log_bucket),
+        attr!(FlowLogAttrs.traffic_type),
+    ];
     const REFERENCES: &'static [&'static str] =
         &[attr!(FlowLogAttrs.vpc_id), attr!(FlowLogAttrs.log_bucket)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;

@@ -33,8 +33,6 @@ impl KindAttrs for RoleAttrs {
     const KIND: Kind = Kind::Role;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(RoleAttrs.name), attr!(RoleAttrs.path)];
-
 /// The instances' role, unless the file names an existing instance profile.
 pub fn desired(b: &Build) -> Vec<Desired> {
     let (stack, inputs) = (&b.spec.stack, b.inputs);
@@ -425,16 +423,13 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = RoleAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for RoleAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(RoleAttrs.name), attr!(RoleAttrs.path)];
     const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(RoleAttrs.name));
     const UNIQUE_NAME: Option<&'static str> = Some(attr!(RoleAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Iam;
     const LISTING: super::Listing = super::Listing::Roles;
 
     super::writes!(typed);
+    super::writes!(delete);
 }

@@ -22,8 +22,6 @@ impl KindAttrs for InternetGatewayAttrs {
     const KIND: Kind = Kind::InternetGateway;
 }
 
-pub const FORCE_NEW: &[&str] = &[];
-
 /// The VPC's internet gateway.
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
@@ -155,12 +153,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     delete_when_free(Patience::FRESH_ID, GONE, &live.address, send).await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = InternetGatewayAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for InternetGatewayAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[];
     const REFERENCES: &'static [&'static str] = &[attr!(InternetGatewayAttrs.vpc_id)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::Gateways;
@@ -175,4 +169,5 @@ impl super::KindOps for Ops {
     };
 
     super::writes!(typed);
+    super::writes!(delete);
 }

@@ -26,11 +26,6 @@ impl KindAttrs for InstanceProfileAttrs {
     const KIND: Kind = Kind::InstanceProfile;
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(InstanceProfileAttrs.name),
-    attr!(InstanceProfileAttrs.path),
-];
-
 /// The instances' profile holding the stack's role, unless the file names an existing
 /// one.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -192,16 +187,16 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = InstanceProfileAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for InstanceProfileAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(InstanceProfileAttrs.name),
+        attr!(InstanceProfileAttrs.path),
+    ];
     const REFERENCES: &'static [&'static str] = &[attr!(InstanceProfileAttrs.role_name)];
     const UNIQUE_NAME: Option<&'static str> = Some(attr!(InstanceProfileAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Iam;
     const LISTING: super::Listing = super::Listing::Profiles;
 
     super::writes!(typed);
+    super::writes!(delete);
 }

@@ -54,19 +54,6 @@ impl KindAttrs for LaunchTemplateAttrs {
     const KIND: Kind = Kind::LaunchTemplate;
 }
 
-/// Every attribute: a template never gets a second version.
-pub const FORCE_NEW: &[&str] = &[
-    attr!(LaunchTemplateAttrs.name),
-    attr!(LaunchTemplateAttrs.image_id),
-    attr!(LaunchTemplateAttrs.instance_type),
-    attr!(LaunchTemplateAttrs.user_data_sha256),
-    attr!(LaunchTemplateAttrs.security_group_ids),
-    attr!(LaunchTemplateAttrs.http_tokens),
-    attr!(LaunchTemplateAttrs.root_volume),
-    attr!(LaunchTemplateAttrs.metadata_hop_limit),
-    attr!(LaunchTemplateAttrs.iam_instance_profile_arn),
-];
-
 /// What a service's instances boot: the image, the rendered user data, and the digest
 /// of all a template holds (it names the template; the fleet rolls when it changes).
 pub struct Boot {
@@ -428,12 +415,19 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = LaunchTemplateAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for LaunchTemplateAttrs {
+    /// Every attribute: a template never gets a second version.
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(LaunchTemplateAttrs.name),
+        attr!(LaunchTemplateAttrs.image_id),
+        attr!(LaunchTemplateAttrs.instance_type),
+        attr!(LaunchTemplateAttrs.user_data_sha256),
+        attr!(LaunchTemplateAttrs.security_group_ids),
+        attr!(LaunchTemplateAttrs.http_tokens),
+        attr!(LaunchTemplateAttrs.root_volume),
+        attr!(LaunchTemplateAttrs.metadata_hop_limit),
+        attr!(LaunchTemplateAttrs.iam_instance_profile_arn),
+    ];
     const REFERENCES: &'static [&'static str] = &[
         attr!(LaunchTemplateAttrs.iam_instance_profile_arn),
         attr!(LaunchTemplateAttrs.security_group_ids),

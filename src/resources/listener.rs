@@ -44,8 +44,6 @@ impl KindAttrs for ListenerAttrs {
     const KIND: Kind = Kind::Listener;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(ListenerAttrs.load_balancer_arn)];
-
 /// The main listener (HTTP, or HTTPS with `https:`) to the default service; with
 /// `https:`, the plain HTTP port's redirect too.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -249,12 +247,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = ListenerAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for ListenerAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(ListenerAttrs.load_balancer_arn)];
     const REFERENCES: &'static [&'static str] = &[
         attr!(ListenerAttrs.load_balancer_arn),
         attr!(ListenerAttrs.default_target_group_arn),
@@ -265,6 +259,7 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     super::writes!(typed);
+    super::writes!(delete);
 
     fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)

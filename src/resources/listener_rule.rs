@@ -36,8 +36,6 @@ impl KindAttrs for ListenerRuleAttrs {
     const KIND: Kind = Kind::ListenerRule;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(ListenerRuleAttrs.listener_arn)];
-
 /// The file's path rules on the main listener.
 pub fn desired(b: &Build) -> Vec<Desired> {
     b.spec
@@ -249,12 +247,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = ListenerRuleAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for ListenerRuleAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(ListenerRuleAttrs.listener_arn)];
     const REFERENCES: &'static [&'static str] = &[
         attr!(ListenerRuleAttrs.listener_arn),
         attr!(ListenerRuleAttrs.target_group_arn),
@@ -269,6 +263,7 @@ impl super::KindOps for Ops {
     };
 
     super::writes!(typed);
+    super::writes!(delete);
 
     fn claims(attrs: &crate::model::Attrs) -> Vec<String> {
         claims(attrs)

@@ -49,11 +49,6 @@ impl LoadBalancerAttrs {
     }
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(LoadBalancerAttrs.name),
-    attr!(LoadBalancerAttrs.scheme),
-];
-
 /// The stack's application load balancer, in the public subnets.
 pub fn desired(b: &Build) -> Vec<Desired> {
     vec![Desired::new(
@@ -381,12 +376,11 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = LoadBalancerAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for LoadBalancerAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(LoadBalancerAttrs.name),
+        attr!(LoadBalancerAttrs.scheme),
+    ];
     const REFERENCES: &'static [&'static str] = &[
         attr!(LoadBalancerAttrs.subnets),
         attr!(LoadBalancerAttrs.security_groups),
@@ -399,6 +393,7 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     super::writes!(typed);
+    super::writes!(delete);
 
     fn protected(live: &crate::model::Attrs) -> bool {
         from_attrs::<LoadBalancerAttrs>(live).is_ok_and(|a| a.deletion_protection)

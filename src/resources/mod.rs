@@ -96,14 +96,13 @@ impl Shared {
     }
 }
 
-/// A kind's whole life, implemented once in its file (`resources::<kind>::Ops`) and
-/// dispatched to by `with_kind!`, which the list of kinds in `model.rs` generates: a
-/// new kind is its file plus one line there, and a missing piece does not compile.
-/// The defaults are what most kinds are: nothing shared, no data of their own.
-pub(crate) trait KindOps {
-    /// The kind's attributes as one struct (`VpcAttrs`): what its desired form builds,
-    /// its discovery flattens into and its writes read.
-    type Attrs: KindAttrs;
+/// A kind's whole life, implemented once in its file on the kind's attribute struct
+/// (`impl KindOps for VpcAttrs`: the struct its desired form builds, its discovery
+/// flattens into and its writes read) and dispatched to by `with_kind!`, which the
+/// list of kinds in `model.rs` generates: a new kind is its file plus one line there,
+/// and a missing piece does not compile. The defaults are what most kinds are:
+/// nothing shared, no data of their own.
+pub(crate) trait KindOps: KindAttrs {
     /// Attributes AWS cannot change in place.
     const FORCE_NEW: &'static [&'static str];
     /// Attributes that hold other resources' ids (a reference in the desired form, an
@@ -179,19 +178,30 @@ pub(crate) trait KindOps {
 }
 
 /// The writes most kinds have, for their `impl KindOps`: the kind's own
-/// `create(ctx, address, attrs)`, `update(ctx, live, attrs, changed)` (the id stays)
-/// and `delete(ctx, live)`, given the resolved attributes as they are (`map`) or parsed
-/// into the kind's struct (`typed`); `delete` alone for kinds with writes of their own.
+/// `create(ctx, address, attrs)` and `update(ctx, live, attrs, changed)` (the id
+/// stays), given the resolved attributes as they are (`map`) or parsed into the kind's
+/// struct (`typed`); `delete(ctx, live)`; or a delete that waits until the resource is
+/// free (`delete_when_free`).
 macro_rules! writes {
     (map) => {
         $crate::resources::writes!(create(ctx, d, attrs) => attrs);
         $crate::resources::writes!(update(ctx, live, attrs, changed) => attrs);
-        $crate::resources::writes!(delete);
     };
     (typed) => {
         $crate::resources::writes!(create(ctx, d, attrs) => $crate::model::from_attrs(attrs)?);
         $crate::resources::writes!(update(ctx, live, attrs, changed) => $crate::model::from_attrs(attrs)?);
-        $crate::resources::writes!(delete);
+    };
+    // A delete by id, retried while something still uses the resource, done once AWS
+    // answers one of the `gone` codes: `|clients, id| <the SDK call before .send()>`.
+    (delete_when_free($patience:expr, $gone:expr, |$c:ident, $id:ident| $call:expr)) => {
+        async fn delete(
+            ctx: &$crate::resources::Ctx,
+            live: &$crate::model::Live,
+        ) -> Result<(), $crate::aws::Error> {
+            let ($c, $id) = (&ctx.c, live.id.as_str());
+            let send = || $call.send();
+            $crate::resources::delete_when_free($patience, $gone, &live.address, send).await
+        }
     };
     (create($ctx:ident, $d:ident, $attrs:ident) => $parsed:expr) => {
         async fn create(

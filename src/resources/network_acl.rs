@@ -39,8 +39,6 @@ impl KindAttrs for NetworkAclAttrs {
     const KIND: Kind = Kind::NetworkAcl;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(NetworkAclAttrs.vpc_id)];
-
 /// The one ACL of every subnet, public and private.
 pub fn desired(b: &Build) -> Vec<Desired> {
     let spec = b.spec;
@@ -559,12 +557,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = NetworkAclAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for NetworkAclAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(NetworkAclAttrs.vpc_id)];
     const REFERENCES: &'static [&'static str] = &[
         attr!(NetworkAclAttrs.vpc_id),
         attr!(NetworkAclAttrs.subnet_ids),
@@ -573,6 +567,7 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::NetworkAcls;
 
     super::writes!(typed);
+    super::writes!(delete);
 }
 
 #[cfg(test)]

@@ -33,8 +33,6 @@ impl KindAttrs for RouteTableAttrs {
     const KIND: Kind = Kind::RouteTable;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(RouteTableAttrs.vpc_id)];
-
 /// The public subnets' route table (the default route to the internet gateway) and,
 /// with private subnets, theirs.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -274,12 +272,8 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = RouteTableAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for RouteTableAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(RouteTableAttrs.vpc_id)];
     const REFERENCES: &'static [&'static str] = &[
         attr!(RouteTableAttrs.vpc_id),
         attr!(RouteTableAttrs.subnet_ids),
@@ -289,4 +283,5 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::RouteTables;
 
     super::writes!(typed);
+    super::writes!(delete);
 }

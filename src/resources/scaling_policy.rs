@@ -36,11 +36,6 @@ fn default_target() -> f64 {
     50.0
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(ScalingPolicyAttrs.name),
-    attr!(ScalingPolicyAttrs.autoscaling_group_name),
-];
-
 /// A service's target tracking policy on average CPU.
 pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
     let (stack, name) = (&b.spec.stack, &svc.name);
@@ -131,12 +126,11 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     )
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = ScalingPolicyAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for ScalingPolicyAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(ScalingPolicyAttrs.name),
+        attr!(ScalingPolicyAttrs.autoscaling_group_name),
+    ];
     const REFERENCES: &'static [&'static str] = &[attr!(ScalingPolicyAttrs.autoscaling_group_name)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::AutoScaling;
     const LISTING: super::Listing = super::Listing::Groups;

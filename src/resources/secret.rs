@@ -45,8 +45,6 @@ impl KindAttrs for SecretAttrs {
     const KIND: Kind = Kind::Secret;
 }
 
-pub const FORCE_NEW: &[&str] = &[attr!(SecretAttrs.name), attr!(SecretAttrs.r#type)];
-
 /// The app refuses writes without this credential; stacks without the app have
 /// nothing to protect with it.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -328,12 +326,9 @@ pub async fn reveal(c: &Clients, name: &str) -> Result<String, Error> {
         .to_string())
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = SecretAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for SecretAttrs {
+    const FORCE_NEW: &'static [&'static str] =
+        &[attr!(SecretAttrs.name), attr!(SecretAttrs.r#type)];
     const REFERENCES: &'static [&'static str] = &[attr!(SecretAttrs.verifier_bucket)];
     const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(SecretAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ssm;

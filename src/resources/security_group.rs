@@ -2,7 +2,6 @@
 //! service (its port, only from the load balancer's group). Ingress rules are a set of
 //! `[port, source]` pairs, where the source is a CIDR block or a group id.
 
-use super::delete_when_free;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -68,12 +67,6 @@ impl PartialEq for Source {
         self.value() == other.value()
     }
 }
-
-pub const FORCE_NEW: &[&str] = &[
-    attr!(SecurityGroupAttrs.vpc_id),
-    attr!(SecurityGroupAttrs.group_name),
-    attr!(SecurityGroupAttrs.description),
-];
 
 /// A security group: inbound `(port, source)` pairs.
 fn group(
@@ -308,17 +301,12 @@ pub async fn update(
 /// What AWS answers when it is already deleted.
 const GONE: &[&str] = &["InvalidGroup.NotFound"];
 
-pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let send = || ctx.c.ec2.delete_security_group().group_id(&live.id).send();
-    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
-}
-
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = SecurityGroupAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for SecurityGroupAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(SecurityGroupAttrs.vpc_id),
+        attr!(SecurityGroupAttrs.group_name),
+        attr!(SecurityGroupAttrs.description),
+    ];
     const REFERENCES: &'static [&'static str] = &[
         attr!(SecurityGroupAttrs.vpc_id),
         attr!(SecurityGroupAttrs.ingress),
@@ -328,6 +316,11 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::SecurityGroups;
 
     super::writes!(typed);
+    super::writes! {
+        delete_when_free(Patience::DEPENDENCY, GONE, |c, id| {
+            c.ec2.delete_security_group().group_id(id)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
-use super::delete_when_free;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
@@ -23,12 +22,6 @@ pub struct SubnetAttrs {
 impl KindAttrs for SubnetAttrs {
     const KIND: Kind = Kind::Subnet;
 }
-
-pub const FORCE_NEW: &[&str] = &[
-    attr!(SubnetAttrs.vpc_id),
-    attr!(SubnetAttrs.cidr_block),
-    attr!(SubnetAttrs.availability_zone),
-];
 
 /// Per zone, the public subnet and, when the zone has one, the private subnet.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -171,17 +164,12 @@ pub async fn update(
 /// What AWS answers when it is already deleted.
 const GONE: &[&str] = &["InvalidSubnetID.NotFound"];
 
-pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let send = || ctx.c.ec2.delete_subnet().subnet_id(&live.id).send();
-    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
-}
-
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = SubnetAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for SubnetAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(SubnetAttrs.vpc_id),
+        attr!(SubnetAttrs.cidr_block),
+        attr!(SubnetAttrs.availability_zone),
+    ];
     const REFERENCES: &'static [&'static str] = &[attr!(SubnetAttrs.vpc_id)];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: what runs in the subnet is replaced with it");
@@ -189,6 +177,9 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::Subnets;
 
     super::writes!(typed);
+    super::writes! {
+        delete_when_free(Patience::DEPENDENCY, GONE, |c, id| c.ec2.delete_subnet().subnet_id(id))
+    }
 
     fn create_before_destroy(
         live: &crate::model::Live,

@@ -41,12 +41,6 @@ impl KindAttrs for TableAttrs {
     const KIND: Kind = Kind::Table;
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(TableAttrs.name),
-    attr!(TableAttrs.partition_key),
-    attr!(TableAttrs.sort_key),
-];
-
 /// The file's table, if it has one.
 pub fn desired(b: &Build) -> Vec<Desired> {
     let Some(t) = &b.spec.table else {
@@ -439,17 +433,18 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = TableAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for TableAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(TableAttrs.name),
+        attr!(TableAttrs.partition_key),
+        attr!(TableAttrs.sort_key),
+    ];
     const ID_ATTRIBUTE: Option<&'static str> = Some(attr!(TableAttrs.name));
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::DynamoDb;
     const LISTING: super::Listing = super::Listing::Tables;
 
     super::writes!(map);
+    super::writes!(delete);
 
     fn protected(live: &Attrs) -> bool {
         from_attrs::<TableAttrs>(live).is_ok_and(|a| a.deletion_protection)

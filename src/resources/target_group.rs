@@ -1,6 +1,5 @@
 //! One target group per service, with the service's health check.
 
-use super::delete_when_free;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, elbv2::elb_tags};
 use crate::aws::{Context, Error, Patience, retry_when};
@@ -29,13 +28,6 @@ pub struct TargetGroupAttrs {
 impl KindAttrs for TargetGroupAttrs {
     const KIND: Kind = Kind::TargetGroup;
 }
-
-pub const FORCE_NEW: &[&str] = &[
-    attr!(TargetGroupAttrs.name),
-    attr!(TargetGroupAttrs.port),
-    attr!(TargetGroupAttrs.protocol),
-    attr!(TargetGroupAttrs.vpc_id),
-];
 
 /// A service's target group, with the file's health check.
 pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
@@ -162,20 +154,13 @@ pub async fn update(
 /// What AWS answers when it is already deleted.
 const GONE: &[&str] = &["TargetGroupNotFound"];
 
-/// A target group still referenced by a listener or rule answers ResourceInUse until
-/// that reference is gone.
-pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let (elb, id) = (&ctx.c.elb, &live.id);
-    let send = || elb.delete_target_group().target_group_arn(id).send();
-    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
-}
-
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = TargetGroupAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for TargetGroupAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(TargetGroupAttrs.name),
+        attr!(TargetGroupAttrs.port),
+        attr!(TargetGroupAttrs.protocol),
+        attr!(TargetGroupAttrs.vpc_id),
+    ];
     const REFERENCES: &'static [&'static str] = &[attr!(TargetGroupAttrs.vpc_id)];
     const DOWNTIME: Option<&'static str> =
         Some("downtime: requests fail until the new one is in place");
@@ -184,4 +169,10 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::LoadBalancing;
 
     super::writes!(typed);
+    // Still referenced by a listener or rule, it answers ResourceInUse until that goes.
+    super::writes! {
+        delete_when_free(Patience::DEPENDENCY, GONE, |c, id| {
+            c.elb.delete_target_group().target_group_arn(id)
+        })
+    }
 }

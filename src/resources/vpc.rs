@@ -1,7 +1,6 @@
 //! The stack's VPC, with DNS support and hostnames on (instances need them to reach
 //! AWS endpoints by name).
 
-use super::delete_when_free;
 use super::{
     Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_owned, ec2_owner_filter, ec2_tag_spec,
 };
@@ -29,8 +28,6 @@ pub struct VpcAttrs {
 impl KindAttrs for VpcAttrs {
     const KIND: Kind = Kind::Vpc;
 }
-
-pub const FORCE_NEW: &[&str] = &[attr!(VpcAttrs.cidr_block)];
 
 /// The stack's one VPC.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -230,19 +227,13 @@ pub async fn update(
 /// What AWS answers when it is already deleted.
 const GONE: &[&str] = &["InvalidVpcID.NotFound"];
 
-pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
-    let send = || ctx.c.ec2.delete_vpc().vpc_id(&live.id).send();
-    delete_when_free(Patience::DEPENDENCY, GONE, &live.address, send).await
-}
-
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = VpcAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for VpcAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[attr!(VpcAttrs.cidr_block)];
     const SERVICE: crate::aws::probe::Service = crate::aws::probe::Service::Ec2;
     const LISTING: super::Listing = super::Listing::Vpcs;
 
     super::writes!(map);
+    super::writes! {
+        delete_when_free(Patience::DEPENDENCY, GONE, |c, id| c.ec2.delete_vpc().vpc_id(id))
+    }
 }

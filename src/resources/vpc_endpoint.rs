@@ -60,12 +60,6 @@ fn id_list<T>(refs: &Option<Vec<Ref<T>>>) -> Vec<String> {
     refs.as_deref().map(ids).unwrap_or_default()
 }
 
-pub const FORCE_NEW: &[&str] = &[
-    attr!(VpcEndpointAttrs.vpc_id),
-    attr!(VpcEndpointAttrs.service_name),
-    attr!(VpcEndpointAttrs.r#type),
-];
-
 /// What every VPC endpoint has: its VPC, the AWS service and the endpoint type.
 fn endpoint(b: &Build, service: &str, kind: &str) -> VpcEndpointAttrs {
     VpcEndpointAttrs {
@@ -378,12 +372,12 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     .await
 }
 
-/// This kind's life, as the registry (`resources::KindOps`) calls it.
-pub(crate) struct Ops;
-
-impl super::KindOps for Ops {
-    type Attrs = VpcEndpointAttrs;
-    const FORCE_NEW: &'static [&'static str] = FORCE_NEW;
+impl super::KindOps for VpcEndpointAttrs {
+    const FORCE_NEW: &'static [&'static str] = &[
+        attr!(VpcEndpointAttrs.vpc_id),
+        attr!(VpcEndpointAttrs.service_name),
+        attr!(VpcEndpointAttrs.r#type),
+    ];
     const REFERENCES: &'static [&'static str] = &[
         attr!(VpcEndpointAttrs.vpc_id),
         attr!(VpcEndpointAttrs.route_table_ids),
@@ -394,4 +388,5 @@ impl super::KindOps for Ops {
     const LISTING: super::Listing = super::Listing::VpcEndpoints;
 
     super::writes!(typed);
+    super::writes!(delete);
 }
