@@ -262,9 +262,7 @@ pub fn main() -> ExitCode {
         }
     };
     let stats = cli.command.aws().is_some_and(|a| a.stats);
-    if let Some(a) = cli.command.aws() {
-        aws::set_verbose(a.verbose);
-    }
+    let verbose = cli.command.aws().is_some_and(|a| a.verbose);
     let json = cli.command.json();
     let calls = aws::calls::Calls::default();
     let result = runtime.block_on(run(cli, calls.clone()));
@@ -274,7 +272,7 @@ pub fn main() -> ExitCode {
         Ok(Done::Success) => 0,
         Ok(Done::ChangesPending) => 2,
         Err(f) => {
-            let r = failure::report(&f, json);
+            let r = failure::report(&f, json, verbose);
             if let Some(doc) = &r.json {
                 print_json(doc);
             }
@@ -374,6 +372,7 @@ fn connect_options(a: &AwsArgs, calls: &aws::calls::Calls) -> ConnectOptions {
         region: a.region.clone(),
         endpoint_url: a.endpoint_url.clone().filter(|s| !s.is_empty()),
         local: a.local,
+        verbose: a.verbose,
     }
 }
 
@@ -531,6 +530,7 @@ async fn run(cli: Cli, calls: aws::calls::Calls) -> Result<Done, Failure> {
                 ready_timeout: Duration::from_secs(ready_timeout),
                 app_url,
                 calls: calls.clone(),
+                verbose: aws.verbose,
             };
             let check = |p: &mut Prepared| match &plan {
                 Some(saved_plan) => saved::check(saved_plan, &file, p),
@@ -578,6 +578,7 @@ async fn run(cli: Cli, calls: aws::calls::Calls) -> Result<Done, Failure> {
                 ready_timeout: Duration::from_secs(900),
                 app_url: None,
                 calls: calls.clone(),
+                verbose: aws.verbose,
             };
             let opts = connect_options(&aws, &calls);
             if aws.local {
@@ -631,6 +632,7 @@ async fn run(cli: Cli, calls: aws::calls::Calls) -> Result<Done, Failure> {
                 ready_timeout: Duration::from_secs(ready_timeout),
                 app_url,
                 calls: calls.clone(),
+                verbose: aws.verbose,
             };
             let rolled: Vec<String> = builds.keys().cloned().collect();
             let only = move |p: &mut Prepared| rollback_only(p, &rolled);
@@ -720,6 +722,8 @@ struct Settings {
     app_url: Option<String>,
     /// The run's AWS calls, for the JSON documents.
     calls: aws::calls::Calls,
+    /// `-v`: a failed step shows the causes of an error.
+    verbose: bool,
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -1047,7 +1051,7 @@ async fn execute(
     s: &Settings,
     interrupt: &apply::Interrupt,
 ) -> apply::Outcome {
-    let progress = Arc::new(Progress::detect(s.json));
+    let progress = Arc::new(Progress::detect(s.json, s.verbose));
     let observer: Arc<dyn apply::Observer> = progress.clone();
     let reporter = observer.clone();
     let ctx = Ctx {

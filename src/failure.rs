@@ -58,7 +58,7 @@ pub fn error_doc(code: &str, message: &str, extra: Option<Value>) -> Value {
 }
 
 /// The one rendering of a failure. `json`: the command was asked for `--json`.
-pub fn report(f: &Failure, json: bool) -> Report {
+pub fn report(f: &Failure, json: bool, verbose: bool) -> Report {
     let line = |m: &str| Some(format!("stack: {m}"));
     match f {
         Failure::InvalidFile { file, errors } => Report {
@@ -91,7 +91,7 @@ pub fn report(f: &Failure, json: bool) -> Report {
         Failure::Error(e) => {
             let message = e.to_string();
             Report {
-                stderr: line(&message),
+                stderr: line(&if verbose { e.detailed() } else { e.to_string() }),
                 json: json.then(|| error_doc(e.kind_code(), &message, Some(error_extra(e)))),
                 code: if matches!(e, Error::Cancelled | Error::Interrupted { .. }) {
                     130
@@ -151,6 +151,13 @@ fn error_extra(e: &Error) -> Value {
     if let Some(id) = e.request_id() {
         extra.insert("request_id".into(), json!(id));
     }
+    if let Error::Aws {
+        detail: Some(d), ..
+    } = e
+        && !d.causes.is_empty()
+    {
+        extra.insert("causes".into(), json!(d.causes));
+    }
     Value::Object(extra)
 }
 
@@ -165,9 +172,12 @@ mod tests {
             resource: "vpc.main".into(),
             code: "UnauthorizedOperation".into(),
             message: "You are not authorized".into(),
-            request_id: Some("7a62c49f-347e-4fc4-9331-6e8eEXAMPLE".into()),
+            detail: Some(Box::new(crate::aws::Detail {
+                request_id: Some("7a62c49f-347e-4fc4-9331-6e8eEXAMPLE".into()),
+                causes: Vec::new(),
+            })),
         };
-        let r = report(&Failure::Error(e), true);
+        let r = report(&Failure::Error(e), true, false);
         assert_eq!(r.code, 1);
         assert_eq!(
             r.stderr.as_deref(),
@@ -184,6 +194,41 @@ mod tests {
         );
     }
 
+    /// A request that never got an answer names its root cause; `-v` adds every cause,
+    /// and the JSON document always carries them.
+    #[test]
+    fn a_transport_failure_shows_its_causes_with_verbose() {
+        let e = Error::Aws {
+            action: "listing".into(),
+            resource: "VPCs".into(),
+            code: "ConnectionError".into(),
+            message: "connection failed: Connection refused (os error 111)".into(),
+            detail: Some(Box::new(crate::aws::Detail {
+                request_id: None,
+                causes: vec![
+                    "dispatch failure".into(),
+                    "io error".into(),
+                    "Connection refused (os error 111)".into(),
+                ],
+            })),
+        };
+        let f = Failure::Error(e);
+        let short = report(&f, false, false).stderr.unwrap();
+        assert_eq!(
+            short,
+            "stack: listing VPCs: ConnectionError: connection failed: Connection refused (os error 111)"
+        );
+        let long = report(&f, false, true).stderr.unwrap();
+        assert_eq!(
+            long,
+            format!(
+                "{short}\n  caused by: dispatch failure\n  caused by: io error\n  caused by: Connection refused (os error 111)"
+            )
+        );
+        let doc = report(&f, true, false).json.unwrap();
+        assert_eq!(doc["error"]["causes"][1], "io error");
+    }
+
     #[test]
     fn an_io_error_keeps_its_cause() {
         let e = Error::io("cannot read plan.json")(std::io::Error::new(
@@ -191,7 +236,7 @@ mod tests {
             "No such file or directory (os error 2)",
         ));
         assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
-        let r = report(&Failure::Error(e), false);
+        let r = report(&Failure::Error(e), false, false);
         assert_eq!(
             r.stderr.as_deref(),
             Some("stack: cannot read plan.json: No such file or directory (os error 2)")
@@ -201,7 +246,7 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        let code = |f: Failure| report(&f, false).code;
+        let code = |f: Failure| report(&f, false, false).code;
         assert_eq!(code(Failure::Incomplete { interrupted: false }), 1);
         assert_eq!(code(Failure::Incomplete { interrupted: true }), 130);
         assert_eq!(code(Failure::Interrupted("quitting".into())), 130);
@@ -217,9 +262,9 @@ mod tests {
             message: "would delete 3 items".into(),
             doc: Some(json!({ "applied": false, "changes": [] })),
         };
-        let doc = report(&f, true).json.unwrap();
+        let doc = report(&f, true, false).json.unwrap();
         assert_eq!(doc["applied"], false);
         assert_eq!(doc["error"]["code"], "DataLoss");
-        assert_eq!(report(&f, false).json, None);
+        assert_eq!(report(&f, false, false).json, None);
     }
 }

@@ -464,25 +464,37 @@ pub enum Progress {
     Bars {
         multi: MultiProgress,
         bars: Mutex<BTreeMap<Address, ProgressBar>>,
+        verbose: bool,
     },
     /// One line per event on stderr (CI logs, pipes).
-    Lines,
+    Lines { verbose: bool },
     /// Nothing (JSON output).
     Quiet,
 }
 
 impl Progress {
-    pub fn detect(quiet: bool) -> Progress {
+    /// `verbose` (`-v`): a failed step shows its error's causes.
+    pub fn detect(quiet: bool, verbose: bool) -> Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stderr().is_terminal() {
             Progress::Bars {
                 multi: MultiProgress::new(),
                 bars: Mutex::new(BTreeMap::new()),
+                verbose,
             }
         } else {
-            Progress::Lines
+            Progress::Lines { verbose }
         }
+    }
+}
+
+/// A step's error as the progress shows it.
+fn step_error(error: &crate::aws::Error, verbose: bool) -> String {
+    if verbose {
+        error.detailed()
+    } else {
+        error.to_string()
     }
 }
 
@@ -494,7 +506,7 @@ impl Observer for Progress {
     fn event(&self, e: Event) {
         match self {
             Progress::Quiet => {}
-            Progress::Lines => match e {
+            Progress::Lines { verbose } => match e {
                 Event::Started { address, op } => eprintln!("{address}: {}...", op.verb()),
                 Event::Progress { address, message } => eprintln!("{address}: {message}"),
                 Event::Succeeded {
@@ -511,9 +523,10 @@ impl Observer for Progress {
                     elapsed,
                 } => {
                     eprintln!(
-                        "{address}: {} failed after {}: {error}",
+                        "{address}: {} failed after {}: {}",
                         op.verb(),
-                        secs(elapsed)
+                        secs(elapsed),
+                        step_error(&error, *verbose)
                     )
                 }
                 Event::Skipped {
@@ -524,7 +537,11 @@ impl Observer for Progress {
                     eprintln!("{address}: not {} because {because}", op.done())
                 }
             },
-            Progress::Bars { multi, bars } => {
+            Progress::Bars {
+                multi,
+                bars,
+                verbose,
+            } => {
                 let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
                 match e {
                     Event::Started { address, op } => {
@@ -570,9 +587,10 @@ impl Observer for Progress {
                                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                             );
                             b.finish_with_message(format!(
-                                "{} failed after {}: {error}",
+                                "{} failed after {}: {}",
                                 op.verb(),
-                                secs(elapsed)
+                                secs(elapsed),
+                                step_error(&error, *verbose)
                             ));
                         }
                     }

@@ -495,6 +495,51 @@ async fn exhausted_retries_name_the_code_the_resource_and_what_is_left() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
 
+/// A request that never gets an answer fails its step with the root cause; `-v`
+/// shows every cause under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_connection_names_its_cause_and_v_shows_the_chain() {
+    let moto = Moto::start();
+    let proxy = Proxy::with_faults(
+        Some(moto.port),
+        Faults {
+            hang_up_actions: ["CreateTargetGroup".to_string()].into(),
+            ..Faults::real()
+        },
+    )
+    .await;
+    let w = Workdir::new();
+    let file = w.file(WEB);
+    let failed_line = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("target_group.web: creating failed"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no failure line in {out}"))
+    };
+
+    let up = stack(&proxy.url(), &["up", &file, "--yes"]);
+    let out = text(&up);
+    assert_eq!(up.status.code(), Some(1), "{out}");
+    assert!(proxy.injected("hang_up") > 0, "{out}");
+    let line = failed_line(&out);
+    assert!(
+        line.contains("creating target_group.web: ConnectionError: "),
+        "{line}"
+    );
+    assert!(!out.contains("caused by:"), "{out}");
+
+    let verbose = stack(&proxy.url(), &["up", &file, "--yes", "-v"]);
+    let out = text(&verbose);
+    assert_eq!(verbose.status.code(), Some(1), "{out}");
+    let at = out.find(&failed_line(&out)).unwrap();
+    let causes: Vec<&str> = out[at..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  caused by: "))
+        .collect();
+    assert!(causes.len() >= 2, "{out}");
+}
+
 /// The proxy itself: each fault arrives as the SDK would see it from AWS.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_proxy_speaks_each_services_error_format() {

@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub local: bool,
     /// Where the clients count their calls.
     pub calls: calls::Calls,
+    /// `-v`: a credentials failure lists every source tried.
+    pub verbose: bool,
 }
 
 /// One client per service, sharing one configuration.
@@ -180,10 +182,10 @@ impl Clients {
                     Some(p) => format!("for AWS profile `{p}`"),
                     None => "from the environment, ~/.aws/config or SSO".to_string(),
                 };
-                let cause = root_cause(&e);
-                let cause = if verbose() {
-                    cause
+                let cause = if opts.verbose {
+                    causes(&e).join(": ")
                 } else {
+                    let cause = root_cause(&e);
                     let first = cause.lines().next().unwrap_or_default();
                     first
                         .trim_end_matches("Attempted:")
@@ -260,8 +262,9 @@ pub enum Error {
         resource: String,
         code: String,
         message: String,
-        /// AWS's id for the failed request, for a support case or CloudTrail.
-        request_id: Option<String>,
+        /// What else is known of the failed request (boxed: most errors have none,
+        /// and every `Result` carries the size of its error).
+        detail: Option<Box<Detail>>,
     },
     /// A file or a process of this machine failed: what we were doing, and the
     /// system's own error as the cause.
@@ -296,13 +299,13 @@ impl fmt::Display for Error {
                 resource,
                 code,
                 message,
-                request_id,
+                detail,
             } => {
                 write!(f, "{action} {resource}: {code}")?;
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
                 }
-                if let Some(id) = request_id {
+                if let Some(id) = detail.as_ref().and_then(|d| d.request_id.as_ref()) {
                     write!(f, " (request id {id})")?;
                 }
                 Ok(())
@@ -367,7 +370,7 @@ impl Error {
     /// AWS's request id of a failed call.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Error::Aws { request_id, .. } => request_id.as_deref(),
+            Error::Aws { detail, .. } => detail.as_ref()?.request_id.as_deref(),
             _ => None,
         }
     }
@@ -401,28 +404,48 @@ impl Error {
     }
 }
 
-static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `-v`: errors carry their whole cause chain, not only the root cause.
-pub fn set_verbose(on: bool) {
-    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+/// What is known of a failed AWS request beyond its code and message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Detail {
+    /// AWS's id for the request, for a support case or CloudTrail.
+    pub request_id: Option<String>,
+    /// A request that never got an answer from AWS (connection, timeout): its whole
+    /// cause chain, outermost first, of which the message names the root.
+    pub causes: Vec<String>,
 }
 
-fn verbose() -> bool {
-    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+impl Error {
+    /// The error as `-v` shows it: the one line, then each cause of a request that
+    /// never got an answer.
+    pub fn detailed(&self) -> String {
+        let mut out = self.to_string();
+        if let Error::Aws {
+            detail: Some(d), ..
+        } = self
+        {
+            for c in &d.causes {
+                out.push_str("\n  caused by: ");
+                out.push_str(c);
+            }
+        }
+        out
+    }
 }
 
-/// The innermost cause of an error (`Connection refused (os error 111)`), or with
-/// `-v` the whole chain.
+/// The innermost cause of an error (`Connection refused (os error 111)`).
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    if verbose() {
-        return aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+    causes(e).pop().unwrap_or_default()
+}
+
+/// An error and its causes, outermost first.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push(cause.to_string());
+        next = cause.source();
     }
-    let mut last: &dyn std::error::Error = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
+    out
 }
 
 /// The code and message of an SDK failure; transport failures get a code of our own.
@@ -514,12 +537,19 @@ where
                     format!("{message} ({note})")
                 };
             }
+            let detail = Detail {
+                request_id: request_id(&e),
+                causes: match &e {
+                    SdkError::ServiceError(_) => Vec::new(),
+                    other => causes(other),
+                },
+            };
             Error::Aws {
                 action: action.to_string(),
                 resource: resource.to_string(),
                 code,
                 message,
-                request_id: request_id(&e),
+                detail: Some(Box::new(detail)),
             }
         })
     }

@@ -71,7 +71,7 @@ where
                 (Some(501), _) => Answer::Missing(code, message),
                 (_, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => {
                     Answer::Unreachable(Error::Aws {
-                        request_id: None,
+                        detail: None,
                         action: "reaching".into(),
                         resource: service.name().into(),
                         code,

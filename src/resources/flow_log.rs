@@ -103,7 +103,7 @@ pub async fn create(ctx: &Ctx, a: &Address, want: FlowLogAttrs) -> Result<Create
         if let Some(u) = r.unsuccessful().first() {
             let e = u.error();
             return Err(Error::Aws {
-                request_id: None,
+                detail: None,
                 action: "creating".into(),
                 resource: a.to_string(),
                 code: e
@@ -140,7 +140,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
     };
     match r.unsuccessful().first().and_then(|u| u.error()) {
         Some(e) if e.code() != Some("InvalidFlowLogId.NotFound") => Err(Error::Aws {
-            request_id: None,
+            detail: None,
             action: "deleting".into(),
             resource: live.address.to_string(),
             code: e.code().unwrap_or("Unsuccessful").to_string(),

@@ -431,7 +431,7 @@ async fn try_move(ctx: &Ctx, a: &Address, subnet: &str, to: &str) -> Result<(), 
         .map(str::to_string);
     let Some(association) = association else {
         return Err(Error::Aws {
-            request_id: None,
+            detail: None,
             action: "finding the network ACL of a subnet of".into(),
             resource: a.to_string(),
             code: "InvalidSubnetID.NotFound".into(),
@@ -468,7 +468,7 @@ async fn default_acl(ctx: &Ctx, a: &Address, vpc: &str) -> Result<String, Error>
         .and_then(|n| n.network_acl_id())
         .map(str::to_string)
         .ok_or_else(|| Error::Aws {
-            request_id: None,
+            detail: None,
             action: "finding the default network ACL for".into(),
             resource: a.to_string(),
             code: "InvalidNetworkAclID.NotFound".into(),

@@ -264,7 +264,7 @@ async fn wait(ctx: &Ctx, a: &Address, name: &str, id: &str) -> Result<(), Error>
             Ok(())
         }
         (status, reason) => Err(Error::Aws {
-            request_id: None,
+            detail: None,
             action: "rolling".into(),
             resource: a.to_string(),
             code: format!("InstanceRefresh{}", status.as_str()),

@@ -228,7 +228,7 @@ async fn wait_available(ctx: &Ctx, a: &Address, id: &str) -> Result<(), Error> {
             "failed" | "rejected" | "expired" => {
                 let err = e.last_error();
                 Err(Error::Aws {
-                    request_id: None,
+                    detail: None,
                     action: "creating".into(),
                     resource: a.to_string(),
                     code: err
@@ -359,7 +359,7 @@ pub async fn delete(ctx: &Ctx, live: &Live) -> Result<(), Error> {
         && !NOT_FOUND.contains(&e.code().unwrap_or_default())
     {
         return Err(Error::Aws {
-            request_id: None,
+            detail: None,
             action: "deleting".into(),
             resource: a.to_string(),
             code: e.code().unwrap_or("Unsuccessful").to_string(),

@@ -46,6 +46,8 @@ pub struct Faults {
     pub throttle_actions: BTreeMap<String, f64>,
     /// Share of calls answered with 500 InternalError or 503 ServiceUnavailable.
     pub server_errors: f64,
+    /// Actions whose connection is closed with no answer, as a dropped network does.
+    pub hang_up_actions: std::collections::BTreeSet<String>,
     /// A fresh EC2 id answers NotFound to the first N calls of each action naming it.
     pub fresh_not_found: u32,
     /// After DeleteLoadBalancer: DependencyViolation for SG/subnet deletes and detaches.
@@ -1274,6 +1276,13 @@ async fn serve(
             .copied();
         if let Some(d) = extra {
             tokio::time::sleep(d).await;
+        }
+        {
+            let mut st = state.lock().unwrap();
+            if st.faults.hang_up_actions.contains(&action) {
+                st.inject("hang_up");
+                return Ok(());
+            }
         }
         let decision = decide(
             &mut state.lock().unwrap(),
