@@ -5,7 +5,7 @@
 
 use super::bucket::BucketAttrs;
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -47,39 +47,34 @@ fn destination(bucket: &str) -> String {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_flow_logs()
-        .filter(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for f in page.ctx("listing", &"flow logs")?.flow_logs() {
-            let Some(address) = ec2_owned(stack, f.tags()) else {
-                continue;
-            };
-            let bucket = f
-                .log_destination()
-                .and_then(|d| d.split(":::").nth(1))
-                .map(|b| b.split('/').next().unwrap_or(b))
-                .unwrap_or_default();
-            let attrs = to_attrs(&FlowLogAttrs {
-                vpc_id: Ref::id(f.resource_id().unwrap_or_default()),
-                log_bucket: Ref::id(bucket),
-                traffic_type: f
-                    .traffic_type()
-                    .map(|t| t.as_str())
-                    .unwrap_or_default()
-                    .to_string(),
-            });
-            out.push(Live {
-                address,
-                id: f.flow_log_id().unwrap_or_default().to_string(),
-                attrs,
-                extra: Default::default(),
-            });
-        }
+    let listed = super::ec2_listing!(
+        c.ec2.describe_flow_logs().filter(ec2_owner_filter(stack)),
+        stack,
+        "flow logs",
+        flow_logs
+    );
+    for (address, ref f) in listed {
+        let bucket = f
+            .log_destination()
+            .and_then(|d| d.split(":::").nth(1))
+            .map(|b| b.split('/').next().unwrap_or(b))
+            .unwrap_or_default();
+        let attrs = to_attrs(&FlowLogAttrs {
+            vpc_id: Ref::id(f.resource_id().unwrap_or_default()),
+            log_bucket: Ref::id(bucket),
+            traffic_type: f
+                .traffic_type()
+                .map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_string(),
+        });
+        out.push(Live {
+            address,
+            id: f.flow_log_id().unwrap_or_default().to_string(),
+            attrs,
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }

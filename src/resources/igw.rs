@@ -2,7 +2,7 @@
 
 use super::delete_when_free;
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -33,37 +33,31 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_internet_gateways()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for g in page
-            .ctx("listing", &"internet gateways")?
-            .internet_gateways()
-        {
-            let Some(address) = ec2_owned(stack, g.tags()) else {
-                continue;
-            };
-            let vpc = g
-                .attachments()
-                .first()
-                .and_then(|a| a.vpc_id())
-                .unwrap_or_default();
-            let attrs = to_attrs(&InternetGatewayAttrs {
-                vpc_id: Ref::id(vpc),
-            });
-            let id = g.internet_gateway_id().unwrap_or_default().to_string();
-            out.push(Live {
-                address,
-                id,
-                attrs,
-                extra: Default::default(),
-            });
-        }
+    let listed = super::ec2_listing!(
+        c.ec2
+            .describe_internet_gateways()
+            .filters(ec2_owner_filter(stack)),
+        stack,
+        "internet gateways",
+        internet_gateways
+    );
+    for (address, ref g) in listed {
+        let vpc = g
+            .attachments()
+            .first()
+            .and_then(|a| a.vpc_id())
+            .unwrap_or_default();
+        let attrs = to_attrs(&InternetGatewayAttrs {
+            vpc_id: Ref::id(vpc),
+        });
+        let id = g.internet_gateway_id().unwrap_or_default().to_string();
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }

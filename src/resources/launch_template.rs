@@ -9,7 +9,7 @@
 
 use super::instance_profile::InstanceProfileAttrs;
 use super::security_group::SecurityGroupAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
 use crate::desired::{
@@ -164,22 +164,16 @@ pub fn create_before_destroy(live: &Live, wanted: &Attrs) -> bool {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut templates = Vec::new();
-    let mut pages = c
-        .ec2
-        .describe_launch_templates()
-        .filters(ec2_owner_filter(stack))
-        // moto drops filtered results past its first page; large pages avoid that.
-        .max_results(200)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for t in page.ctx("listing", &"launch templates")?.launch_templates() {
-            if let Some(address) = ec2_owned(stack, t.tags()) {
-                templates.push((address, t.clone()));
-            }
-        }
-    }
+    let templates = super::ec2_listing!(
+        c.ec2
+            .describe_launch_templates()
+            .filters(ec2_owner_filter(stack))
+            // moto drops filtered results past its first page; large pages avoid that.
+            .max_results(200),
+        stack,
+        "launch templates",
+        launch_templates
+    );
     if templates.is_empty() {
         return Ok(Vec::new());
     }

@@ -499,6 +499,26 @@ pub(crate) async fn listed(
 
 // ---- helpers shared by the EC2 kinds ----
 
+/// The items of an EC2 `Describe*` listing (the call with its tag filter, what it lists
+/// for errors, the items' accessor) that carry the stack's tags, each with its address,
+/// every page read.
+macro_rules! ec2_listing {
+    ($call:expr, $stack:expr, $what:literal, $items:ident) => {{
+        let mut pages = $call.into_paginator().send();
+        let mut owned = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = $crate::aws::Context::ctx(page, "listing", &$what)?;
+            for item in page.$items() {
+                if let Some(address) = $crate::resources::ec2_owned($stack, item.tags()) {
+                    owned.push((address, item.clone()));
+                }
+            }
+        }
+        owned
+    }};
+}
+pub(crate) use ec2_listing;
+
 pub(crate) fn ec2_tag_spec(
     ctx: &Ctx,
     a: &Address,

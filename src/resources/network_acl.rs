@@ -9,8 +9,7 @@
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
@@ -233,50 +232,46 @@ pub fn egress_rules() -> Vec<Rule> {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_network_acls()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for acl in page.ctx("listing", &"network ACLs")?.network_acls() {
-            let Some(address) = ec2_owned(stack, acl.tags()) else {
-                continue;
-            };
-            let rules = |egress: bool| {
-                let mut rules: Vec<Rule> = acl
-                    .entries()
-                    .iter()
-                    .filter(|e| e.egress() == Some(egress) && e.rule_number() != Some(DEFAULT_RULE))
-                    .map(Rule::of)
-                    .collect();
-                rules.sort_by_key(|r| r.number);
-                rules
-            };
-            let mut subnets = Vec::new();
-            let mut extra = BTreeMap::new();
-            for assoc in acl.associations() {
-                if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.network_acl_association_id())
-                {
-                    subnets.push(Ref::id(s));
-                    extra.insert(format!("association:{s}"), id.to_string());
-                }
+    let listed = super::ec2_listing!(
+        c.ec2
+            .describe_network_acls()
+            .filters(ec2_owner_filter(stack)),
+        stack,
+        "network ACLs",
+        network_acls
+    );
+    for (address, ref acl) in listed {
+        let rules = |egress: bool| {
+            let mut rules: Vec<Rule> = acl
+                .entries()
+                .iter()
+                .filter(|e| e.egress() == Some(egress) && e.rule_number() != Some(DEFAULT_RULE))
+                .map(Rule::of)
+                .collect();
+            rules.sort_by_key(|r| r.number);
+            rules
+        };
+        let mut subnets = Vec::new();
+        let mut extra = BTreeMap::new();
+        for assoc in acl.associations() {
+            if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.network_acl_association_id()) {
+                subnets.push(Ref::id(s));
+                extra.insert(format!("association:{s}"), id.to_string());
             }
-            let attrs = to_attrs(&NetworkAclAttrs {
-                vpc_id: Ref::id(acl.vpc_id().unwrap_or_default()),
-                subnet_ids: subnets,
-                ingress: rules(false),
-                egress: rules(true),
-            });
-            out.push(Live {
-                address,
-                id: acl.network_acl_id().unwrap_or_default().to_string(),
-                attrs,
-                extra,
-            });
         }
+        let attrs = to_attrs(&NetworkAclAttrs {
+            vpc_id: Ref::id(acl.vpc_id().unwrap_or_default()),
+            subnet_ids: subnets,
+            ingress: rules(false),
+            egress: rules(true),
+        });
+        out.push(Live {
+            address,
+            id: acl.network_acl_id().unwrap_or_default().to_string(),
+            attrs,
+            extra,
+        });
     }
     Ok(out)
 }

@@ -7,8 +7,7 @@ use super::igw::InternetGatewayAttrs;
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
 use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owned, ec2_owner_filter,
-    ec2_tag_spec,
+    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owner_filter, ec2_tag_spec,
 };
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
@@ -68,46 +67,42 @@ const ROUTE_NOT_YET: &[&str] = &[
 ];
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_route_tables()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for t in page.ctx("listing", &"route tables")?.route_tables() {
-            let Some(address) = ec2_owned(stack, t.tags()) else {
-                continue;
-            };
-            let gateway = t
-                .routes()
-                .iter()
-                .find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE))
-                .and_then(|r| r.gateway_id())
-                .unwrap_or_default();
-            let mut extra = BTreeMap::new();
-            let mut subnets = Vec::new();
-            for assoc in t.associations() {
-                if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.route_table_association_id())
-                {
-                    subnets.push(s.to_string());
-                    extra.insert(format!("association:{s}"), id.to_string());
-                }
+    let listed = super::ec2_listing!(
+        c.ec2
+            .describe_route_tables()
+            .filters(ec2_owner_filter(stack)),
+        stack,
+        "route tables",
+        route_tables
+    );
+    for (address, ref t) in listed {
+        let gateway = t
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some(DEFAULT_ROUTE))
+            .and_then(|r| r.gateway_id())
+            .unwrap_or_default();
+        let mut extra = BTreeMap::new();
+        let mut subnets = Vec::new();
+        for assoc in t.associations() {
+            if let (Some(s), Some(id)) = (assoc.subnet_id(), assoc.route_table_association_id()) {
+                subnets.push(s.to_string());
+                extra.insert(format!("association:{s}"), id.to_string());
             }
-            let attrs = to_attrs(&RouteTableAttrs {
-                vpc_id: Ref::id(t.vpc_id().unwrap_or_default()),
-                default_route_gateway_id: Ref::id(gateway),
-                subnet_ids: subnets.into_iter().map(Ref::id).collect(),
-            });
-            let id = t.route_table_id().unwrap_or_default().to_string();
-            out.push(Live {
-                address,
-                id,
-                attrs,
-                extra,
-            });
         }
+        let attrs = to_attrs(&RouteTableAttrs {
+            vpc_id: Ref::id(t.vpc_id().unwrap_or_default()),
+            default_route_gateway_id: Ref::id(gateway),
+            subnet_ids: subnets.into_iter().map(Ref::id).collect(),
+        });
+        let id = t.route_table_id().unwrap_or_default().to_string();
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra,
+        });
     }
     Ok(out)
 }

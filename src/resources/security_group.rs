@@ -3,7 +3,7 @@
 //! `[port, source]` pairs, where the source is a CIDR block or a group id.
 
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -138,54 +138,51 @@ pub fn for_service(b: &Build, svc: &ServiceSpec) -> Desired {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_security_groups()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for g in page.ctx("listing", &"security groups")?.security_groups() {
-            let Some(address) = ec2_owned(stack, g.tags()) else {
+    let listed = super::ec2_listing!(
+        c.ec2
+            .describe_security_groups()
+            .filters(ec2_owner_filter(stack)),
+        stack,
+        "security groups",
+        security_groups
+    );
+    for (address, ref g) in listed {
+        let mut rules = Vec::new();
+        for p in g.ip_permissions() {
+            if p.ip_protocol() != Some("tcp") || p.from_port() != p.to_port() {
+                // Not a rule this tool writes; keep it visible so the diff removes it.
+                rules.push(Ingress::Foreign((format!(
+                    "{}:{}-{}",
+                    p.ip_protocol().unwrap_or_default(),
+                    p.from_port().unwrap_or(-1),
+                    p.to_port().unwrap_or(-1)
+                ),)));
                 continue;
-            };
-            let mut rules = Vec::new();
-            for p in g.ip_permissions() {
-                if p.ip_protocol() != Some("tcp") || p.from_port() != p.to_port() {
-                    // Not a rule this tool writes; keep it visible so the diff removes it.
-                    rules.push(Ingress::Foreign((format!(
-                        "{}:{}-{}",
-                        p.ip_protocol().unwrap_or_default(),
-                        p.from_port().unwrap_or(-1),
-                        p.to_port().unwrap_or(-1)
-                    ),)));
-                    continue;
-                }
-                let port: i64 = p.from_port().unwrap_or_default().into();
-                for r in p.ip_ranges() {
-                    let cidr = r.cidr_ip().unwrap_or_default().to_string();
-                    rules.push(Ingress::Port(port, Source::Cidr(cidr)));
-                }
-                for pair in p.user_id_group_pairs() {
-                    let group = Ref::id(pair.group_id().unwrap_or_default());
-                    rules.push(Ingress::Port(port, Source::Group(group)));
-                }
             }
-            let attrs = to_attrs(&SecurityGroupAttrs {
-                vpc_id: Ref::id(g.vpc_id().unwrap_or_default()),
-                group_name: g.group_name().unwrap_or_default().to_string(),
-                description: g.description().unwrap_or_default().to_string(),
-                ingress: rules,
-            });
-            let id = g.group_id().unwrap_or_default().to_string();
-            out.push(Live {
-                address,
-                id,
-                attrs,
-                extra: Default::default(),
-            });
+            let port: i64 = p.from_port().unwrap_or_default().into();
+            for r in p.ip_ranges() {
+                let cidr = r.cidr_ip().unwrap_or_default().to_string();
+                rules.push(Ingress::Port(port, Source::Cidr(cidr)));
+            }
+            for pair in p.user_id_group_pairs() {
+                let group = Ref::id(pair.group_id().unwrap_or_default());
+                rules.push(Ingress::Port(port, Source::Group(group)));
+            }
         }
+        let attrs = to_attrs(&SecurityGroupAttrs {
+            vpc_id: Ref::id(g.vpc_id().unwrap_or_default()),
+            group_name: g.group_name().unwrap_or_default().to_string(),
+            description: g.description().unwrap_or_default().to_string(),
+            ingress: rules,
+        });
+        let id = g.group_id().unwrap_or_default().to_string();
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -81,32 +81,27 @@ pub fn create_before_destroy(
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_subnets()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for s in page.ctx("listing", &"subnets")?.subnets() {
-            let Some(address) = ec2_owned(stack, s.tags()) else {
-                continue;
-            };
-            let attrs = to_attrs(&SubnetAttrs {
-                vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),
-                cidr_block: s.cidr_block().unwrap_or_default().to_string(),
-                availability_zone: s.availability_zone().unwrap_or_default().to_string(),
-                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
-            });
-            let id = s.subnet_id().unwrap_or_default().to_string();
-            out.push(Live {
-                address,
-                id,
-                attrs,
-                extra: Default::default(),
-            });
-        }
+    let listed = super::ec2_listing!(
+        c.ec2.describe_subnets().filters(ec2_owner_filter(stack)),
+        stack,
+        "subnets",
+        subnets
+    );
+    for (address, ref s) in listed {
+        let attrs = to_attrs(&SubnetAttrs {
+            vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),
+            cidr_block: s.cidr_block().unwrap_or_default().to_string(),
+            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+            map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+        });
+        let id = s.subnet_id().unwrap_or_default().to_string();
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }

@@ -1,9 +1,7 @@
 //! The stack's VPC, with DNS support and hostnames on (instances need them to reach
 //! AWS endpoints by name).
 
-use super::{
-    Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_owned, ec2_owner_filter, ec2_tag_spec,
-};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -44,41 +42,35 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_vpcs()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.ctx("listing", &"VPCs")?;
-        for v in page.vpcs() {
-            let Some(address) = ec2_owned(stack, v.tags()) else {
-                continue;
-            };
-            let id = v.vpc_id().unwrap_or_default().to_string();
-            let (support, hostnames, default_group) = tokio::try_join!(
-                dns_attr(c, &id, VpcAttributeName::EnableDnsSupport),
-                dns_attr(c, &id, VpcAttributeName::EnableDnsHostnames),
-                default_group(c, &id),
-            )?;
-            let rules = default_group.map_or(0, |g| {
-                g.ip_permissions().len() + g.ip_permissions_egress().len()
-            });
-            let attrs = to_attrs(&VpcAttrs {
-                cidr_block: v.cidr_block().unwrap_or_default().to_string(),
-                enable_dns_support: support,
-                enable_dns_hostnames: hostnames,
-                default_security_group_rules: rules as i64,
-            });
-            out.push(Live {
-                address,
-                id,
-                attrs,
-                extra: Default::default(),
-            });
-        }
+    let listed = super::ec2_listing!(
+        c.ec2.describe_vpcs().filters(ec2_owner_filter(stack)),
+        stack,
+        "VPCs",
+        vpcs
+    );
+    for (address, ref v) in listed {
+        let id = v.vpc_id().unwrap_or_default().to_string();
+        let (support, hostnames, default_group) = tokio::try_join!(
+            dns_attr(c, &id, VpcAttributeName::EnableDnsSupport),
+            dns_attr(c, &id, VpcAttributeName::EnableDnsHostnames),
+            default_group(c, &id),
+        )?;
+        let rules = default_group.map_or(0, |g| {
+            g.ip_permissions().len() + g.ip_permissions_egress().len()
+        });
+        let attrs = to_attrs(&VpcAttrs {
+            cidr_block: v.cidr_block().unwrap_or_default().to_string(),
+            enable_dns_support: support,
+            enable_dns_hostnames: hostnames,
+            default_security_group_rules: rules as i64,
+        });
+        out.push(Live {
+            address,
+            id,
+            attrs,
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }

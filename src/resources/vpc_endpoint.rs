@@ -16,7 +16,7 @@ use super::security_group::SecurityGroupAttrs;
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, changed};
-use super::{ec2_owned, ec2_owner_filter, ec2_tag_spec};
+use super::{ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::{Build, SSM_ENDPOINT_SERVICES};
 use crate::model::attr;
@@ -168,28 +168,25 @@ fn attrs_of(e: &VpcEndpoint) -> VpcEndpointAttrs {
 }
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
-    let mut pages = c
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(ec2_owner_filter(stack))
-        .into_paginator()
-        .send();
     let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        for e in page.ctx("listing", &"VPC endpoints")?.vpc_endpoints() {
-            if matches!(state(e).as_str(), "deleted" | "deleting") {
-                continue;
-            }
-            let Some(address) = ec2_owned(stack, e.tags()) else {
-                continue;
-            };
-            out.push(Live {
-                address,
-                id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
-                attrs: to_attrs(&attrs_of(e)),
-                extra: Default::default(),
-            });
+    let listed = super::ec2_listing!(
+        c.ec2
+            .describe_vpc_endpoints()
+            .filters(ec2_owner_filter(stack)),
+        stack,
+        "VPC endpoints",
+        vpc_endpoints
+    );
+    for (address, ref e) in listed {
+        if matches!(state(e).as_str(), "deleted" | "deleting") {
+            continue;
         }
+        out.push(Live {
+            address,
+            id: e.vpc_endpoint_id().unwrap_or_default().to_string(),
+            attrs: to_attrs(&attrs_of(e)),
+            extra: Default::default(),
+        });
     }
     Ok(out)
 }
