@@ -263,7 +263,8 @@ impl fmt::Display for Value {
 
 pub type Attrs = BTreeMap<String, Value>;
 
-/// Attributes from `(name, value)` pairs.
+/// Attributes from `(name, value)` pairs (tests write the map form by hand).
+#[cfg(test)]
 pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -369,13 +370,6 @@ impl<T> Ref<T> {
             Target::Id(id) => id,
             Target::Address(_) | Target::Unknown(_) => "",
         }
-    }
-}
-
-impl<T> Ref<T> {
-    /// A list of references as an attribute value (for kinds still on the map).
-    pub fn list(refs: &[Ref<T>]) -> Value {
-        Value::List(refs.iter().cloned().map(Value::from).collect())
     }
 }
 
