@@ -171,7 +171,13 @@ impl Rule {
             allow: e.rule_action() == Some(&RuleAction::Allow),
             protocol,
             range,
-            cidr: e.cidr_block().unwrap_or_default().to_string(),
+            // An IPv6 entry (added by hand) has no IPv4 block: show its own, so the
+            // diff sees it and removes it.
+            cidr: e
+                .cidr_block()
+                .or(e.ipv6_cidr_block())
+                .unwrap_or("-")
+                .to_string(),
         }
     }
 }
@@ -576,8 +582,13 @@ mod tests {
         for r in rules.iter().chain(&egress_rules()) {
             assert_eq!(Rule::parse(&r.render()).as_ref(), Some(r));
         }
-        let udp = "130 deny 17 53-53 10.0.0.0/8";
-        assert_eq!(Rule::parse(udp).map(|r| r.render()).as_deref(), Some(udp));
+        // Entries this tool never writes still round-trip, so an update can remove them.
+        for foreign in ["130 deny 17 53-53 10.0.0.0/8", "140 allow tcp 22 ::/0"] {
+            assert_eq!(
+                Rule::parse(foreign).map(|r| r.render()).as_deref(),
+                Some(foreign)
+            );
+        }
         // EC2.21 judges every inbound entry alone: none from anywhere may cover 22 or 3389.
         for r in &rules {
             if r.cidr == "0.0.0.0/0" && r.allow {
