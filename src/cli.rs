@@ -1365,11 +1365,21 @@ async fn previous_builds(
 /// Keeps only the rollback: the rolled services' templates and groups, moving build
 /// and nothing else. Anything more the file changes there is refused before any write.
 fn rollback_only(p: &mut Prepared, services: &[String]) -> Result<(), Error> {
-    let allowed = |c: &crate::plan::Change| -> &'static [&'static str] {
-        match c.address.kind {
-            Kind::LaunchTemplate => &["name", "user_data_sha256"],
-            _ => &["launch_template_id", "launch_template_digest", "build"],
-        }
+    use crate::model::attr;
+    use crate::resources::asg::AutoScalingGroupAttrs;
+    use crate::resources::launch_template::LaunchTemplateAttrs;
+    const TEMPLATE: &[&str] = &[
+        attr!(LaunchTemplateAttrs.name),
+        attr!(LaunchTemplateAttrs.user_data_sha256),
+    ];
+    const GROUP: &[&str] = &[
+        attr!(AutoScalingGroupAttrs.launch_template_id),
+        attr!(AutoScalingGroupAttrs.launch_template_digest),
+        attr!(AutoScalingGroupAttrs.build),
+    ];
+    let allowed = |c: &crate::plan::Change| match c.address.kind {
+        Kind::LaunchTemplate => TEMPLATE,
+        _ => GROUP,
     };
     p.plan.changes.retain(|c| {
         matches!(

@@ -636,4 +636,24 @@ impl super::KindOps for AutoScalingGroupAttrs {
 
     super::writes!(typed);
     super::writes!(delete);
+
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        let r = c
+            .asg
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(names.to_vec()))
+            .send()
+            .await
+            .ctx("looking up", &"Auto Scaling group names")?;
+        Ok(r.auto_scaling_groups()
+            .iter()
+            .filter_map(|g| g.auto_scaling_group_name())
+            .map(str::to_string)
+            .collect())
+    }
 }

@@ -432,4 +432,28 @@ impl super::KindOps for RoleAttrs {
 
     super::writes!(typed);
     super::writes!(delete);
+
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        let mut taken = Vec::new();
+        for n in names {
+            match c
+                .iam
+                .get_role()
+                .role_name(n)
+                .send()
+                .await
+                .ctx("looking up", &"IAM role names")
+            {
+                Ok(_) => taken.push(n.clone()),
+                Err(e) if e.is_code(&["NoSuchEntity"]) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(taken)
+    }
 }

@@ -462,4 +462,29 @@ impl super::KindOps for LaunchTemplateAttrs {
     ) -> bool {
         create_before_destroy(live, wanted)
     }
+
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        let r = c
+            .ec2
+            .describe_launch_templates()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("launch-template-name")
+                    .set_values(Some(names.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .ctx("looking up", &"launch template names")?;
+        Ok(r.launch_templates()
+            .iter()
+            .filter_map(|t| t.launch_template_name())
+            .map(str::to_string)
+            .collect())
+    }
 }

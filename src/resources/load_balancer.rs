@@ -398,4 +398,29 @@ impl super::KindOps for LoadBalancerAttrs {
     fn protected(live: &crate::model::Attrs) -> bool {
         from_attrs::<LoadBalancerAttrs>(live).is_ok_and(|a| a.deletion_protection)
     }
+
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        match c
+            .elb
+            .describe_load_balancers()
+            .set_names(Some(names.to_vec()))
+            .send()
+            .await
+            .ctx("looking up", &"load balancer names")
+        {
+            Ok(r) => Ok(r
+                .load_balancers()
+                .iter()
+                .filter_map(|l| l.load_balancer_name())
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.is_code(&["LoadBalancerNotFound"]) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -163,6 +163,16 @@ pub(crate) trait KindOps: KindAttrs {
     fn claims(_attrs: &Attrs) -> Vec<String> {
         Vec::new()
     }
+    /// Which of `names` (its `UNIQUE_NAME`s the stack wants and none of its live
+    /// resources carries) someone else holds already, for the kinds with a
+    /// `UNIQUE_NAME`: `up` would fail half-way on them, so the plan finds them first.
+    async fn names_taken(
+        _c: &Clients,
+        _names: &[String],
+        _live: &BTreeMap<Address, Live>,
+    ) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
     /// Whether AWS refuses to delete it as it stands (deletion protection on).
     fn protected(_live: &Attrs) -> bool {
         false

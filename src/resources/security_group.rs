@@ -318,6 +318,38 @@ impl super::KindOps for SecurityGroupAttrs {
             c.ec2.delete_security_group().group_id(id)
         })
     }
+
+    /// Group names are unique per VPC: only the stack's own VPC, once it exists, can hold
+    /// a conflicting one.
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        let Some(vpc) = live.get(&crate::desired::vpc()) else {
+            return Ok(Vec::new());
+        };
+        let filter = |name: &str, values: Vec<String>| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(name)
+                .set_values(Some(values))
+                .build()
+        };
+        let r = c
+            .ec2
+            .describe_security_groups()
+            .filters(filter("vpc-id", vec![vpc.id.clone()]))
+            .filters(filter("group-name", names.to_vec()))
+            .send()
+            .await
+            .ctx("looking up", &"security group names")?;
+        Ok(r.security_groups()
+            .iter()
+            .filter_map(|g| g.group_name())
+            .map(str::to_string)
+            .collect())
+    }
 }
 
 #[cfg(test)]

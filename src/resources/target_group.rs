@@ -175,4 +175,30 @@ impl super::KindOps for TargetGroupAttrs {
             c.elb.delete_target_group().target_group_arn(id)
         })
     }
+
+    /// One call per name: DescribeTargetGroups fails whole when any name is unknown.
+    async fn names_taken(
+        c: &crate::aws::Clients,
+        names: &[String],
+        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
+    ) -> Result<Vec<String>, crate::aws::Error> {
+        use crate::aws::Context;
+        let mut taken = Vec::new();
+        for n in names {
+            match c
+                .elb
+                .describe_target_groups()
+                .names(n)
+                .send()
+                .await
+                .ctx("looking up", &"target group names")
+            {
+                Ok(r) if !r.target_groups().is_empty() => taken.push(n.clone()),
+                Ok(_) => {}
+                Err(e) if e.is_code(&["TargetGroupNotFound"]) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(taken)
+    }
 }
