@@ -61,3 +61,27 @@ pub async fn find(
     }
     Ok(out)
 }
+
+/// Which of `names` are held, asking one name per call (`held`): for the APIs whose
+/// lookup of several names fails whole when one is unknown. A name AWS answers one of
+/// the `absent` codes for is free.
+pub(crate) async fn held_each<F, Fut>(
+    names: &[String],
+    absent: &[&str],
+    held: F,
+) -> Result<Vec<String>, Error>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, Error>>,
+{
+    let mut taken = Vec::new();
+    for n in names {
+        match held(n.clone()).await {
+            Ok(true) => taken.push(n.clone()),
+            Ok(false) => {}
+            Err(e) if e.is_code(absent) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(taken)
+}

@@ -439,21 +439,10 @@ impl super::KindOps for RoleAttrs {
         _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
     ) -> Result<Vec<String>, crate::aws::Error> {
         use crate::aws::Context;
-        let mut taken = Vec::new();
-        for n in names {
-            match c
-                .iam
-                .get_role()
-                .role_name(n)
-                .send()
-                .await
-                .ctx("looking up", &"IAM role names")
-            {
-                Ok(_) => taken.push(n.clone()),
-                Err(e) if e.is_code(&["NoSuchEntity"]) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(taken)
+        super::conflicts::held_each(names, &["NoSuchEntity"], |n| async move {
+            let r = c.iam.get_role().role_name(n).send().await;
+            r.ctx("looking up", &"IAM role names").map(|_| true)
+        })
+        .await
     }
 }

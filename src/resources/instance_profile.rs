@@ -206,21 +206,15 @@ impl super::KindOps for InstanceProfileAttrs {
         _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
     ) -> Result<Vec<String>, crate::aws::Error> {
         use crate::aws::Context;
-        let mut taken = Vec::new();
-        for n in names {
-            match c
+        super::conflicts::held_each(names, &["NoSuchEntity"], |n| async move {
+            let r = c
                 .iam
                 .get_instance_profile()
                 .instance_profile_name(n)
                 .send()
-                .await
-                .ctx("looking up", &"instance profile names")
-            {
-                Ok(_) => taken.push(n.clone()),
-                Err(e) if e.is_code(&["NoSuchEntity"]) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(taken)
+                .await;
+            r.ctx("looking up", &"instance profile names").map(|_| true)
+        })
+        .await
     }
 }

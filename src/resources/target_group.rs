@@ -183,22 +183,11 @@ impl super::KindOps for TargetGroupAttrs {
         _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
     ) -> Result<Vec<String>, crate::aws::Error> {
         use crate::aws::Context;
-        let mut taken = Vec::new();
-        for n in names {
-            match c
-                .elb
-                .describe_target_groups()
-                .names(n)
-                .send()
-                .await
-                .ctx("looking up", &"target group names")
-            {
-                Ok(r) if !r.target_groups().is_empty() => taken.push(n.clone()),
-                Ok(_) => {}
-                Err(e) if e.is_code(&["TargetGroupNotFound"]) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(taken)
+        super::conflicts::held_each(names, &["TargetGroupNotFound"], |n| async move {
+            let r = c.elb.describe_target_groups().names(n).send().await;
+            let r = r.ctx("looking up", &"target group names")?;
+            Ok(!r.target_groups().is_empty())
+        })
+        .await
     }
 }
