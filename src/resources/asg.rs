@@ -7,6 +7,7 @@
 //! group's live number, and `up` must not fight it), and `launch_template_digest` says
 //! which template content the fleet was rolled to.
 
+use super::LiveMap;
 use super::launch_template::LaunchTemplateAttrs;
 use super::roll::{self, TemplateRef};
 use super::subnet::SubnetAttrs;
@@ -637,12 +638,7 @@ impl super::KindOps for AutoScalingGroupAttrs {
     super::writes!(typed);
     super::writes!(delete);
 
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         let r = c
             .asg
             .describe_auto_scaling_groups()

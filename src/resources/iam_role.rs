@@ -4,6 +4,7 @@
 //! carry the region, and discovery lists by that path: the same stack name in another
 //! region has its own role. Ownership is still decided by the tags.
 
+use super::LiveMap;
 use super::{Created, Ctx, absent_ok};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::iam_path;
@@ -433,12 +434,7 @@ impl super::KindOps for RoleAttrs {
     super::writes!(typed);
     super::writes!(delete);
 
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         super::conflicts::held_each(names, &["NoSuchEntity"], |n| async move {
             let r = c.iam.get_role().role_name(n).send().await;
             r.ctx("looking up", &"IAM role names").map(|_| true)

@@ -2,7 +2,7 @@
 
 use super::delete_when_free;
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -35,12 +35,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
     let listed = super::ec2_listing!(
-        c.ec2
-            .describe_internet_gateways()
-            .filters(ec2_owner_filter(stack)),
-        stack,
-        "internet gateways",
-        internet_gateways
+        c, stack, describe_internet_gateways => internet_gateways, "internet gateways"
     );
     for (address, ref g) in listed {
         let vpc = g

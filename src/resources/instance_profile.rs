@@ -1,6 +1,7 @@
 //! The instance profile that carries the stack's role onto its instances. Its id is
 //! the profile's ARN, which launch templates name.
 
+use super::LiveMap;
 use super::iam_role::RoleAttrs;
 use super::iam_role::iam_tags;
 use super::{Created, Ctx, absent_ok};
@@ -200,12 +201,7 @@ impl super::KindOps for InstanceProfileAttrs {
     super::writes!(typed);
     super::writes!(delete);
 
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         super::conflicts::held_each(names, &["NoSuchEntity"], |n| async move {
             let r = c
                 .iam

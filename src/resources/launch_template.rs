@@ -7,6 +7,7 @@
 //! Groups pin the numbered version, which AWS needs for auto rollback; and moto cannot
 //! launch from a second version that carries user data.
 
+use super::LiveMap;
 use super::instance_profile::InstanceProfileAttrs;
 use super::security_group::SecurityGroupAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owner_filter, ec2_tag_spec};
@@ -463,12 +464,7 @@ impl super::KindOps for LaunchTemplateAttrs {
         create_before_destroy(live, wanted)
     }
 
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         let r = c
             .ec2
             .describe_launch_templates()

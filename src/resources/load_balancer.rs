@@ -1,11 +1,12 @@
 //! The internet-facing Application Load Balancer. Creation waits until it is `active`;
 //! deletion waits until it is gone, so its subnets and security group can follow.
 
+use super::LiveMap;
 use super::bucket::BucketAttrs;
 use super::security_group::SecurityGroupAttrs;
 use super::subnet::SubnetAttrs;
 use super::{Created, Ctx, changed, elbv2::elb_tags};
-use crate::aws::{Context, Error, Patience, retry_codes, wait_for};
+use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::Build;
 use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, from_attrs, ids, to_attrs};
@@ -399,12 +400,7 @@ impl super::KindOps for LoadBalancerAttrs {
         from_attrs::<LoadBalancerAttrs>(live).is_ok_and(|a| a.deletion_protection)
     }
 
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         match c
             .elb
             .describe_load_balancers()

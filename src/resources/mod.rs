@@ -38,6 +38,9 @@ use crate::model::{Address, Attrs, Desired, Kind, KindAttrs, Live, ownership_tag
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The stack's live resources by address, as discovery found them.
+pub type LiveMap = BTreeMap<Address, Live>;
+
 /// Where long waits report how far they are.
 pub type ProgressFn = Arc<dyn Fn(&Address, String) + Send + Sync>;
 
@@ -169,7 +172,7 @@ pub(crate) trait KindOps: KindAttrs {
     async fn names_taken(
         _c: &Clients,
         _names: &[String],
-        _live: &BTreeMap<Address, Live>,
+        _: &LiveMap,
     ) -> Result<Vec<String>, Error> {
         Ok(Vec::new())
     }
@@ -509,10 +512,21 @@ pub(crate) async fn listed(
 
 // ---- helpers shared by the EC2 kinds ----
 
-/// The items of an EC2 `Describe*` listing (the call with its tag filter, what it lists
-/// for errors, the items' accessor) that carry the stack's tags, each with its address,
-/// every page read.
+/// The items of an EC2 `Describe*` listing that carry the stack's tags, each with its
+/// address, every page read: `ec2_listing!(clients, stack, describe_vpcs => vpcs,
+/// "VPCs")` (the operation filtered by the stack's tag, the items' accessor, what it
+/// lists for errors), or with the call written out when it needs more.
 macro_rules! ec2_listing {
+    ($c:expr, $stack:expr, $describe:ident => $items:ident, $what:literal) => {
+        $crate::resources::ec2_listing!(
+            $c.ec2
+                .$describe()
+                .filters($crate::resources::ec2_owner_filter($stack)),
+            $stack,
+            $what,
+            $items
+        )
+    };
     ($call:expr, $stack:expr, $what:literal, $items:ident) => {{
         let mut pages = $call.into_paginator().send();
         let mut owned = Vec::new();

@@ -8,9 +8,7 @@
 
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
-use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owner_filter, ec2_tag_spec,
-};
+use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -239,14 +237,8 @@ pub fn egress_rules() -> Vec<Rule> {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(
-        c.ec2
-            .describe_network_acls()
-            .filters(ec2_owner_filter(stack)),
-        stack,
-        "network ACLs",
-        network_acls
-    );
+    let listed =
+        super::ec2_listing!(c, stack, describe_network_acls => network_acls, "network ACLs");
     for (address, ref acl) in listed {
         let rules = |egress: bool| {
             let mut rules: Vec<Rule> = acl

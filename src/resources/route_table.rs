@@ -6,9 +6,7 @@
 use super::igw::InternetGatewayAttrs;
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
-use super::{
-    Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_owner_filter, ec2_tag_spec,
-};
+use super::{Created, Ctx, EC2_NOT_YET, STILL_IN_USE, absent_ok, changed, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -68,14 +66,8 @@ const ROUTE_NOT_YET: &[&str] = &[
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(
-        c.ec2
-            .describe_route_tables()
-            .filters(ec2_owner_filter(stack)),
-        stack,
-        "route tables",
-        route_tables
-    );
+    let listed =
+        super::ec2_listing!(c, stack, describe_route_tables => route_tables, "route tables");
     for (address, ref t) in listed {
         let gateway = t
             .routes()

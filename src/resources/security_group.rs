@@ -2,8 +2,9 @@
 //! service (its port, only from the load balancer's group). Ingress rules are a set of
 //! `[port, source]` pairs, where the source is a CIDR block or a group id.
 
+use super::LiveMap;
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -140,12 +141,7 @@ pub fn for_service(b: &Build, svc: &ServiceSpec) -> Desired {
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
     let listed = super::ec2_listing!(
-        c.ec2
-            .describe_security_groups()
-            .filters(ec2_owner_filter(stack)),
-        stack,
-        "security groups",
-        security_groups
+        c, stack, describe_security_groups => security_groups, "security groups"
     );
     for (address, ref g) in listed {
         let mut rules = Vec::new();
@@ -322,11 +318,10 @@ impl super::KindOps for SecurityGroupAttrs {
     /// Group names are unique per VPC: only the stack's own VPC, once it exists, can hold
     /// a conflicting one.
     async fn names_taken(
-        c: &crate::aws::Clients,
+        c: &Clients,
         names: &[String],
-        live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+        live: &LiveMap,
+    ) -> Result<Vec<String>, Error> {
         let Some(vpc) = live.get(&crate::desired::vpc()) else {
             return Ok(Vec::new());
         };

@@ -1,7 +1,7 @@
 //! Public subnets, one per availability zone, that give instances a public IP.
 
 use super::vpc::VpcAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -82,12 +82,7 @@ pub fn create_before_destroy(
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(
-        c.ec2.describe_subnets().filters(ec2_owner_filter(stack)),
-        stack,
-        "subnets",
-        subnets
-    );
+    let listed = super::ec2_listing!(c, stack, describe_subnets => subnets, "subnets");
     for (address, ref s) in listed {
         let attrs = to_attrs(&SubnetAttrs {
             vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),

@@ -1,8 +1,9 @@
 //! One target group per service, with the service's health check.
 
+use super::LiveMap;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, elbv2::elb_tags};
-use crate::aws::{Context, Error, Patience, retry_when};
+use crate::aws::{Clients, Context, Error, Patience, retry_when};
 use crate::desired::Build;
 use crate::model::attr;
 use crate::model::{Address, Desired, Kind, KindAttrs, Live, Ref, to_attrs};
@@ -177,12 +178,7 @@ impl super::KindOps for TargetGroupAttrs {
     }
 
     /// One call per name: DescribeTargetGroups fails whole when any name is unknown.
-    async fn names_taken(
-        c: &crate::aws::Clients,
-        names: &[String],
-        _live: &std::collections::BTreeMap<crate::model::Address, crate::model::Live>,
-    ) -> Result<Vec<String>, crate::aws::Error> {
-        use crate::aws::Context;
+    async fn names_taken(c: &Clients, names: &[String], _: &LiveMap) -> Result<Vec<String>, Error> {
         super::conflicts::held_each(names, &["TargetGroupNotFound"], |n| async move {
             let r = c.elb.describe_target_groups().names(n).send().await;
             let r = r.ctx("looking up", &"target group names")?;

@@ -1,7 +1,7 @@
 //! The stack's VPC, with DNS support and hostnames on (instances need them to reach
 //! AWS endpoints by name).
 
-use super::{Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, changed, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::Build;
 use crate::model::attr;
@@ -43,12 +43,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(
-        c.ec2.describe_vpcs().filters(ec2_owner_filter(stack)),
-        stack,
-        "VPCs",
-        vpcs
-    );
+    let listed = super::ec2_listing!(c, stack, describe_vpcs => vpcs, "VPCs");
     for (address, ref v) in listed {
         let id = v.vpc_id().unwrap_or_default().to_string();
         let (support, hostnames, default_group) = tokio::try_join!(

@@ -11,12 +11,12 @@
 //! compare the string. DeleteVpcEndpoints reports failures in `Unsuccessful` with a
 //! 200, and moto keeps deleted endpoints around in state `deleted`.
 
+use super::ec2_tag_spec;
 use super::route_table::RouteTableAttrs;
 use super::security_group::SecurityGroupAttrs;
 use super::subnet::SubnetAttrs;
 use super::vpc::VpcAttrs;
 use super::{Created, Ctx, EC2_NOT_YET, changed};
-use super::{ec2_owner_filter, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes, wait_for};
 use crate::desired::{Build, SSM_ENDPOINT_SERVICES};
 use crate::model::attr;
@@ -169,14 +169,8 @@ fn attrs_of(e: &VpcEndpoint) -> VpcEndpointAttrs {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(
-        c.ec2
-            .describe_vpc_endpoints()
-            .filters(ec2_owner_filter(stack)),
-        stack,
-        "VPC endpoints",
-        vpc_endpoints
-    );
+    let listed =
+        super::ec2_listing!(c, stack, describe_vpc_endpoints => vpc_endpoints, "VPC endpoints");
     for (address, ref e) in listed {
         if matches!(state(e).as_str(), "deleted" | "deleting") {
             continue;
