@@ -1306,7 +1306,7 @@ async fn previous_builds(
         let previous = p
             .live
             .get(&group)
-            .and_then(|l| l.extra.get("previous_build"))
+            .and_then(|l| l.extra.get(crate::resources::asg::extra::PREVIOUS_BUILD))
             .filter(|k| !k.is_empty());
         match previous {
             Some(key) => {
@@ -1444,7 +1444,10 @@ fn roll_checks(
                 });
             let instances = live
                 .get(&c.address)
-                .and_then(|l| l.extra.get("actual_desired_capacity"))
+                .and_then(|l| {
+                    l.extra
+                        .get(crate::resources::asg::extra::ACTUAL_DESIRED_CAPACITY)
+                })
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
             Some(crate::verify::Expect {
@@ -1490,7 +1493,10 @@ async fn check_builds(
             let Some(dns) = live
                 .values()
                 .find(|l| l.address.kind == Kind::LoadBalancer)
-                .and_then(|l| l.extra.get("dns_name"))
+                .and_then(|l| {
+                    l.extra
+                        .get(crate::resources::load_balancer::extra::DNS_NAME)
+                })
             else {
                 return Ok(());
             };
@@ -1588,7 +1594,11 @@ fn outputs(
     let mut out = serde_json::Map::new();
     let find = |k: Kind| live.values().find(|l| l.address.kind == k);
     if let Some(lb) = find(Kind::LoadBalancer) {
-        let dns = lb.extra.get("dns_name").cloned().unwrap_or_default();
+        let dns = lb
+            .extra
+            .get(crate::resources::load_balancer::extra::DNS_NAME)
+            .cloned()
+            .unwrap_or_default();
         out.insert("url".into(), json!(spec.load_balancer.url(&dns)));
         out.insert("load_balancer_dns".into(), json!(dns));
     }

@@ -361,7 +361,7 @@ fn notes(
         {
             let old = l
                 .extra
-                .get("user_data")
+                .get(crate::resources::launch_template::extra::USER_DATA)
                 .map(String::as_str)
                 .unwrap_or_default();
             let new = desired
@@ -379,7 +379,7 @@ fn notes(
         {
             let n = l
                 .extra
-                .get("instances_in_service")
+                .get(crate::resources::asg::extra::INSTANCES_IN_SERVICE)
                 .and_then(|n| n.parse::<u64>().ok())
                 .unwrap_or(0);
             let how = desired
@@ -411,7 +411,10 @@ fn notes(
             };
             let old_build = build(
                 live.get(&lt)
-                    .and_then(|l| l.extra.get("user_data"))
+                    .and_then(|l| {
+                        l.extra
+                            .get(crate::resources::launch_template::extra::USER_DATA)
+                    })
                     .map(String::as_str),
             );
             let new_build = build(new_lt.and_then(|d| d.payload.as_deref()));
@@ -422,11 +425,11 @@ fn notes(
             let old_template = format!(
                 "{} v{}",
                 l.extra
-                    .get("launch_template_name")
+                    .get(crate::resources::asg::extra::LAUNCH_TEMPLATE_NAME)
                     .map(String::as_str)
                     .unwrap_or("?"),
                 l.extra
-                    .get("launch_template_version")
+                    .get(crate::resources::asg::extra::LAUNCH_TEMPLATE_VERSION)
                     .map(String::as_str)
                     .unwrap_or("?")
             );

@@ -89,10 +89,18 @@ pub async fn read(spec: &Spec, p: &Prepared) -> Result<Status, Error> {
         tables(&p.clients, of(Kind::Table).collect()),
     )?;
     let load_balancer = of(Kind::LoadBalancer).next().map(|lb| {
-        let dns_name = lb.extra.get("dns_name").cloned().unwrap_or_default();
+        let dns_name = lb
+            .extra
+            .get(crate::resources::load_balancer::extra::DNS_NAME)
+            .cloned()
+            .unwrap_or_default();
         LoadBalancer {
             address: lb.address.clone(),
-            state: lb.extra.get("state").cloned().unwrap_or_default(),
+            state: lb
+                .extra
+                .get(crate::resources::load_balancer::extra::STATE)
+                .cloned()
+                .unwrap_or_default(),
             url: spec.load_balancer.url(&dns_name),
             dns_name,
         }

@@ -57,6 +57,20 @@ impl KindAttrs for AutoScalingGroupAttrs {
     const KIND: Kind = Kind::AutoScalingGroup;
 }
 
+/// What discovery records beside the attributes (`Live::extra`), by key.
+pub mod extra {
+    /// Instances in service now.
+    pub const INSTANCES_IN_SERVICE: &str = "instances_in_service";
+    /// The capacity the group has now (target tracking moves it).
+    pub const ACTUAL_DESIRED_CAPACITY: &str = "actual_desired_capacity";
+    /// The template version the group launches.
+    pub const LAUNCH_TEMPLATE_VERSION: &str = "launch_template_version";
+    /// The app build before the last roll (`stack rollback` puts it back).
+    pub const PREVIOUS_BUILD: &str = "previous_build";
+    /// The name of the template the group launches.
+    pub const LAUNCH_TEMPLATE_NAME: &str = "launch_template_name";
+}
+
 /// A service's group, on its template, in its target group.
 pub fn desired(b: &Build, svc: &ServiceSpec) -> Desired {
     let (stack, name) = (&b.spec.stack, &svc.name);
@@ -175,24 +189,27 @@ fn live(address: Address, g: &AutoScalingGroup) -> Live {
         .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
         .count();
     let extra = BTreeMap::from([
-        ("instances_in_service".to_string(), in_service.to_string()),
         (
-            "actual_desired_capacity".to_string(),
+            extra::INSTANCES_IN_SERVICE.to_string(),
+            in_service.to_string(),
+        ),
+        (
+            extra::ACTUAL_DESIRED_CAPACITY.to_string(),
             g.desired_capacity().unwrap_or_default().to_string(),
         ),
         (
-            "launch_template_version".to_string(),
+            extra::LAUNCH_TEMPLATE_VERSION.to_string(),
             g.launch_template()
                 .and_then(|l| l.version())
                 .unwrap_or_default()
                 .to_string(),
         ),
         (
-            "previous_build".to_string(),
+            extra::PREVIOUS_BUILD.to_string(),
             tag(TAG_PREVIOUS_BUILD).unwrap_or_default(),
         ),
         (
-            "launch_template_name".to_string(),
+            extra::LAUNCH_TEMPLATE_NAME.to_string(),
             g.launch_template()
                 .and_then(|l| l.launch_template_name())
                 .unwrap_or_default()
@@ -375,7 +392,7 @@ async fn unhealthy(c: &Clients, groups: &[&Live]) -> Result<Vec<String>, Error> 
     for g in groups {
         let want: usize = g
             .extra
-            .get("actual_desired_capacity")
+            .get(extra::ACTUAL_DESIRED_CAPACITY)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         let attrs: AutoScalingGroupAttrs = from_attrs(&g.attrs)?;
@@ -487,7 +504,7 @@ pub async fn update(
         && !have.launch_template_digest.is_empty();
     let current = if rolls {
         let id = have.launch_template_id.as_id().to_string();
-        let version = match live.extra.get("launch_template_version") {
+        let version = match live.extra.get(extra::LAUNCH_TEMPLATE_VERSION) {
             Some(v) if v.parse::<u64>().is_ok() => v.clone(),
             _ => launch_template::default_version(ctx, a, &id).await?,
         };

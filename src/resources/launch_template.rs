@@ -55,6 +55,14 @@ impl KindAttrs for LaunchTemplateAttrs {
     const KIND: Kind = Kind::LaunchTemplate;
 }
 
+/// What discovery records beside the attributes (`Live::extra`), by key.
+pub mod extra {
+    /// The template's latest version number.
+    pub const LATEST_VERSION: &str = "latest_version";
+    /// The user data script, so a plan can show what changes in it.
+    pub const USER_DATA: &str = "user_data";
+}
+
 /// What a service's instances boot: the image, the rendered user data, and the digest
 /// of all a template holds (it names the template; the fleet rolls when it changes).
 pub struct Boot {
@@ -240,12 +248,12 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
         });
         let extra = BTreeMap::from([
             (
-                "latest_version".to_string(),
+                extra::LATEST_VERSION.to_string(),
                 t.latest_version_number().unwrap_or_default().to_string(),
             ),
             // Kept so a plan can show what changes in the script, not only its digest.
             (
-                "user_data".to_string(),
+                extra::USER_DATA.to_string(),
                 String::from_utf8_lossy(&user_data).into_owned(),
             ),
         ]);

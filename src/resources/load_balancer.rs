@@ -43,6 +43,14 @@ impl KindAttrs for LoadBalancerAttrs {
     const KIND: Kind = Kind::LoadBalancer;
 }
 
+/// What discovery records beside the attributes (`Live::extra`), by key.
+pub mod extra {
+    /// The DNS name AWS gave it.
+    pub const DNS_NAME: &str = "dns_name";
+    /// `provisioning`, `active`, `failed`...
+    pub const STATE: &str = "state";
+}
+
 impl LoadBalancerAttrs {
     /// The log bucket's name once resolved (empty when logging is off).
     fn log_bucket(&self) -> &str {
@@ -98,11 +106,11 @@ pub fn live(address: Address, lb: &LoadBalancer) -> Live {
     });
     let extra = BTreeMap::from([
         (
-            "dns_name".to_string(),
+            extra::DNS_NAME.to_string(),
             lb.dns_name().unwrap_or_default().to_string(),
         ),
         (
-            "state".to_string(),
+            extra::STATE.to_string(),
             lb.state()
                 .and_then(|s| s.code())
                 .map(|c| c.as_str().to_string())

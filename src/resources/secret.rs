@@ -45,6 +45,12 @@ impl KindAttrs for SecretAttrs {
     const KIND: Kind = Kind::Secret;
 }
 
+/// What discovery records beside the attributes (`Live::extra`), by key.
+pub mod extra {
+    /// The parameter's version.
+    pub const VERSION: &str = "version";
+}
+
 /// The app refuses writes without this credential; stacks without the app have
 /// nothing to protect with it.
 pub fn desired(b: &Build) -> Vec<Desired> {
@@ -129,7 +135,7 @@ pub async fn discover(c: &Clients, stack: &str) -> Result<(Vec<Live>, Vec<Foreig
                 address,
                 id: name,
                 attrs,
-                extra: [("version".to_string(), p.version().to_string())].into(),
+                extra: [(extra::VERSION.to_string(), p.version().to_string())].into(),
             });
         }
     }
@@ -160,7 +166,7 @@ pub async fn discover_verifiers(
         let state = match head {
             Ok(h) => {
                 let recorded = h.metadata().and_then(|m| m.get(VERSION_METADATA));
-                let current = live.extra.get("version");
+                let current = live.extra.get(extra::VERSION);
                 if recorded.is_some() && recorded == current {
                     VERIFIER_CURRENT.to_string()
                 } else {
