@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! - [`spec`]: the stack file, parsed and checked (every error located) — no AWS here.
-//! - [`model`]: addresses, attribute values, ownership tags.
+//! - [`model`]: addresses, attribute values, ownership tags, typed references, and the
+//!   one list of kinds (`kinds!`), which generates `Kind` and the dispatch to each kind.
 //! - [`desired`]: a checked spec to the resources it wants.
 //! - [`aws`]: clients, error codes, retry and wait helpers, the service probe, call counts.
-//! - [`resources`]: one file per resource kind: discovery by tag, create/update/delete;
+//! - [`resources`]: one file per resource kind, its whole life on its attribute struct
+//!   (`impl KindOps for VpcAttrs`): desired form, discovery by tag, create/update/delete/read;
 //!   beside them `conflicts` (names someone else holds, found before any write) and
 //!   `roll` (an Auto Scaling group's instance refresh, waited for).
 //! - [`artifact`]: the app binary a stack ships, built for Amazon Linux 2023 or prebuilt.
