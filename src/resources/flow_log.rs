@@ -49,7 +49,7 @@ fn destination(bucket: &str) -> String {
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
     let listed = super::ec2_listing!(
-        c.ec2.describe_flow_logs().filter(ec2_owner_filter(stack)),
+        filtered c.ec2.describe_flow_logs().filter(ec2_owner_filter(stack)),
         stack,
         "flow logs",
         flow_logs

@@ -35,7 +35,10 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
     let listed = super::ec2_listing!(
-        c, stack, describe_internet_gateways => internet_gateways, "internet gateways"
+        c.ec2.describe_internet_gateways(),
+        stack,
+        "internet gateways",
+        internet_gateways
     );
     for (address, ref g) in listed {
         let vpc = g

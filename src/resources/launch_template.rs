@@ -10,7 +10,7 @@
 use super::LiveMap;
 use super::instance_profile::InstanceProfileAttrs;
 use super::security_group::SecurityGroupAttrs;
-use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_owner_filter, ec2_tag_spec};
+use super::{Created, Ctx, EC2_NOT_YET, absent_ok, ec2_tag_spec};
 use crate::aws::{Clients, Context, Error, Patience, retry_codes};
 use crate::desired::sha256_hex;
 use crate::desired::{
@@ -174,11 +174,8 @@ pub fn create_before_destroy(live: &Live, wanted: &Attrs) -> bool {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let templates = super::ec2_listing!(
-        c.ec2
-            .describe_launch_templates()
-            .filters(ec2_owner_filter(stack))
-            // moto drops filtered results past its first page; large pages avoid that.
-            .max_results(200),
+        // moto drops filtered results past its first page; large pages avoid that.
+        c.ec2.describe_launch_templates().max_results(200),
         stack,
         "launch templates",
         launch_templates

@@ -513,21 +513,12 @@ pub(crate) async fn listed(
 // ---- helpers shared by the EC2 kinds ----
 
 /// The items of an EC2 `Describe*` listing that carry the stack's tags, each with its
-/// address, every page read: `ec2_listing!(clients, stack, describe_vpcs => vpcs,
-/// "VPCs")` (the operation filtered by the stack's tag, the items' accessor, what it
-/// lists for errors), or with the call written out when it needs more.
+/// address, every page read: `ec2_listing!(c.ec2.describe_vpcs(), stack, "VPCs", vpcs)`
+/// (the call, which gets the stack's tag filter; what it lists, for errors; the items'
+/// accessor), or `ec2_listing!(filtered <call>, …)` for a call that filters itself.
+/// The call is written out, so `tests/fidelity.rs` sees the operation.
 macro_rules! ec2_listing {
-    ($c:expr, $stack:expr, $describe:ident => $items:ident, $what:literal) => {
-        $crate::resources::ec2_listing!(
-            $c.ec2
-                .$describe()
-                .filters($crate::resources::ec2_owner_filter($stack)),
-            $stack,
-            $what,
-            $items
-        )
-    };
-    ($call:expr, $stack:expr, $what:literal, $items:ident) => {{
+    (filtered $call:expr, $stack:expr, $what:literal, $items:ident) => {{
         let mut pages = $call.into_paginator().send();
         let mut owned = Vec::new();
         while let Some(page) = pages.next().await {
@@ -540,6 +531,14 @@ macro_rules! ec2_listing {
         }
         owned
     }};
+    ($call:expr, $stack:expr, $what:literal, $items:ident) => {
+        $crate::resources::ec2_listing!(
+            filtered $call.filters($crate::resources::ec2_owner_filter($stack)),
+            $stack,
+            $what,
+            $items
+        )
+    };
 }
 pub(crate) use ec2_listing;
 

@@ -237,8 +237,12 @@ pub fn egress_rules() -> Vec<Rule> {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed =
-        super::ec2_listing!(c, stack, describe_network_acls => network_acls, "network ACLs");
+    let listed = super::ec2_listing!(
+        c.ec2.describe_network_acls(),
+        stack,
+        "network ACLs",
+        network_acls
+    );
     for (address, ref acl) in listed {
         let rules = |egress: bool| {
             let mut rules: Vec<Rule> = acl

@@ -66,8 +66,12 @@ const ROUTE_NOT_YET: &[&str] = &[
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed =
-        super::ec2_listing!(c, stack, describe_route_tables => route_tables, "route tables");
+    let listed = super::ec2_listing!(
+        c.ec2.describe_route_tables(),
+        stack,
+        "route tables",
+        route_tables
+    );
     for (address, ref t) in listed {
         let gateway = t
             .routes()

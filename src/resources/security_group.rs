@@ -141,7 +141,10 @@ pub fn for_service(b: &Build, svc: &ServiceSpec) -> Desired {
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
     let listed = super::ec2_listing!(
-        c, stack, describe_security_groups => security_groups, "security groups"
+        c.ec2.describe_security_groups(),
+        stack,
+        "security groups",
+        security_groups
     );
     for (address, ref g) in listed {
         let mut rules = Vec::new();

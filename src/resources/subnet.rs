@@ -82,7 +82,7 @@ pub fn create_before_destroy(
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(c, stack, describe_subnets => subnets, "subnets");
+    let listed = super::ec2_listing!(c.ec2.describe_subnets(), stack, "subnets", subnets);
     for (address, ref s) in listed {
         let attrs = to_attrs(&SubnetAttrs {
             vpc_id: Ref::id(s.vpc_id().unwrap_or_default()),

@@ -43,7 +43,7 @@ pub fn desired(b: &Build) -> Vec<Desired> {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed = super::ec2_listing!(c, stack, describe_vpcs => vpcs, "VPCs");
+    let listed = super::ec2_listing!(c.ec2.describe_vpcs(), stack, "VPCs", vpcs);
     for (address, ref v) in listed {
         let id = v.vpc_id().unwrap_or_default().to_string();
         let (support, hostnames, default_group) = tokio::try_join!(

@@ -169,8 +169,12 @@ fn attrs_of(e: &VpcEndpoint) -> VpcEndpointAttrs {
 
 pub async fn discover(c: &Clients, stack: &str) -> Result<Vec<Live>, Error> {
     let mut out = Vec::new();
-    let listed =
-        super::ec2_listing!(c, stack, describe_vpc_endpoints => vpc_endpoints, "VPC endpoints");
+    let listed = super::ec2_listing!(
+        c.ec2.describe_vpc_endpoints(),
+        stack,
+        "VPC endpoints",
+        vpc_endpoints
+    );
     for (address, ref e) in listed {
         if matches!(state(e).as_str(), "deleted" | "deleting") {
             continue;
